@@ -1,0 +1,10 @@
+//! Candidate generation: ANN over the item catalogue split into index shards.
+//!
+//! - [`index`]: `ShardIndex`, one usearch HNSW index over a partition of the items
+//!   (item `i` belongs to shard `i % S`), built once and snapshotted to disk; plus the
+//!   top-k merge across shards and the brute-force reference used for recall.
+//! - [`shard`]: the `IndexShard` actor; it receives one batched search per micro-batch
+//!   and runs it on the compute pool.
+
+pub mod index;
+pub mod shard;

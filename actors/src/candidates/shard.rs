@@ -1,0 +1,102 @@
+//! The `IndexShard` actor: owns one `ShardIndex` and answers one batched search per
+//! micro-batch. The search runs on the compute pool and replies from there, so the
+//! actor's mailbox never waits behind ANN work; a full compute queue is answered at once
+//! with `Overloaded`.
+
+use super::index::{Candidate, ShardIndex};
+use recd_runtime::compute::ComputePool;
+use recd_runtime::pool::WorkerFactory;
+use recd_runtime::RecdError;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+
+/// Reply of a batched search: one candidate list per query.
+pub type SearchReply = Result<Vec<Vec<Candidate>>, RecdError>;
+
+/// Messages of an index shard.
+pub enum IndexShardMessage {
+    /// Search every query (row-major, `DIM` floats each) for its `k` nearest items.
+    Search {
+        /// Queries of the micro-batch, concatenated.
+        queries: Arc<Vec<f32>>,
+        /// Items per query.
+        k: usize,
+        /// Where the results go.
+        reply: RpcReplyPort<SearchReply>,
+    },
+    /// Chaos drill: the actor panics (only reachable when fault injection is enabled).
+    InjectPanic,
+}
+
+/// Start arguments (and pool factory) of an index shard.
+#[derive(Clone)]
+pub struct IndexShardArgs {
+    /// The shards' indexes; slot `s` serves `indexes[s]`.
+    pub indexes: Arc<Vec<Arc<ShardIndex>>>,
+    /// Where searches run.
+    pub compute: ComputePool,
+}
+
+/// The index shard actor.
+pub struct IndexShard;
+
+/// Its state: the index it serves.
+pub struct IndexShardState {
+    index: Arc<ShardIndex>,
+    compute: ComputePool,
+}
+
+impl Actor for IndexShard {
+    type Msg = IndexShardMessage;
+    type State = IndexShardState;
+    type Arguments = (Arc<ShardIndex>, ComputePool);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        (index, compute): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(IndexShardState { index, compute })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IndexShardMessage::Search { queries, k, reply } => {
+                let index = Arc::clone(&state.index);
+                let job = move || search_all(&index, &queries, k);
+                match state.compute.try_submit(job) {
+                    Ok(done) => {
+                        tokio::spawn(async move {
+                            let out = done.await.unwrap_or_else(|e| Err(RecdError::unavailable(e.to_string())));
+                            let _ = reply.send(out);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
+                    }
+                }
+            }
+            IndexShardMessage::InjectPanic => panic!("injected fault in index shard"),
+        }
+        Ok(())
+    }
+}
+
+fn search_all(index: &ShardIndex, queries: &[f32], k: usize) -> SearchReply {
+    queries
+        .chunks_exact(crate::data::DIM)
+        .map(|q| index.search(q, k).map_err(|e| RecdError::unavailable(format!("{e:#}"))))
+        .collect()
+}
+
+impl WorkerFactory for IndexShardArgs {
+    type Worker = IndexShard;
+    fn make(&self, slot: usize) -> (IndexShard, (Arc<ShardIndex>, ComputePool)) {
+        (IndexShard, (Arc::clone(&self.indexes[slot]), self.compute.clone()))
+    }
+}

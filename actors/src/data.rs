@@ -1,0 +1,144 @@
+//! The catalogue on disk (WORKLOAD.md §1): item embeddings and features, mixture
+//! centres and the MLP weights as little-endian f32 files, described by `meta.json`.
+//!
+//! The format is the contract: files written by `recd-node gen-data` and by the
+//! workload's `gen_data.py` load the same way. Sizes are checked against `meta.json`
+//! and every file's sha256 is verified, so a truncated or swapped file is an error at
+//! start, not wrong answers later.
+
+use anyhow::{bail, ensure, Context};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Embedding dimensions of users and items.
+pub const DIM: usize = 64;
+/// Dense features per user and per item.
+pub const FEAT_DIM: usize = 16;
+/// Mixture centres users derive from.
+pub const N_CENTERS: usize = 1000;
+/// Ranker input width: user⊙item (64) + user feats (16) + item feats (16).
+pub const MLP_IN: usize = DIM + 2 * FEAT_DIM;
+/// First hidden layer width.
+pub const H1: usize = 128;
+/// Second hidden layer width.
+pub const H2: usize = 64;
+/// Floats in `mlp.f32`.
+pub const MLP_LEN: usize = MLP_IN * H1 + H1 + H1 * H2 + H2 + H2 + 1;
+
+/// The catalogue files of a data folder.
+pub const FILES: [&str; 4] = ["items.f32", "item_feats.f32", "centers.f32", "mlp.f32"];
+
+/// `meta.json`: only what recd needs is read; other keys are allowed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Meta {
+    /// Number of items (rows of items.f32).
+    pub n_items: usize,
+    /// Embedding dimensions (must be 64).
+    pub dim: usize,
+    /// Feature dimensions (must be 16).
+    pub feat_dim: usize,
+    /// sha256 of each file, hex.
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// Items, centres and model weights in memory.
+pub struct Catalogue {
+    /// Parsed `meta.json`.
+    pub meta: Meta,
+    /// N × 64, row-major, L2-normalised.
+    pub items: Vec<f32>,
+    /// N × 16, row-major.
+    pub item_feats: Vec<f32>,
+    /// 1000 × 64 mixture centres.
+    pub centers: Vec<f32>,
+    /// The MLP weights in file order.
+    pub mlp: Vec<f32>,
+}
+
+impl Catalogue {
+    /// True if `dir` holds a catalogue (has `meta.json`).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("meta.json").is_file()
+    }
+
+    /// Loads and verifies the catalogue in `dir`.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let meta_path = dir.join("meta.json");
+        let meta: Meta = serde_json::from_slice(
+            &std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", meta_path.display()))?;
+        ensure!(meta.dim == DIM, "meta.json: dim {} but recd serves {DIM}", meta.dim);
+        ensure!(meta.feat_dim == FEAT_DIM, "meta.json: feat_dim {} but recd serves {FEAT_DIM}", meta.feat_dim);
+        ensure!(meta.n_items > 0, "meta.json: n_items is 0");
+        let read = |name: &str, expect: usize| -> anyhow::Result<Vec<f32>> {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if let Some(want) = meta.sha256.get(name) {
+                let got = hex(&Sha256::digest(&bytes));
+                ensure!(&got == want, "{name}: sha256 {got} does not match meta.json {want}");
+            }
+            ensure!(
+                bytes.len() == expect * 4,
+                "{name}: {} bytes, expected {} ({expect} f32)",
+                bytes.len(),
+                expect * 4
+            );
+            Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let n = meta.n_items;
+        let items = read("items.f32", n * DIM)?;
+        let item_feats = read("item_feats.f32", n * FEAT_DIM)?;
+        let centers = read("centers.f32", N_CENTERS * DIM)?;
+        let mlp = read("mlp.f32", MLP_LEN)?;
+        if items.iter().chain(&item_feats).chain(&mlp).any(|v| !v.is_finite()) {
+            bail!("catalogue holds a non-finite value");
+        }
+        Ok(Self { meta, items, item_feats, centers, mlp })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.meta.n_items
+    }
+
+    /// True for an empty catalogue (never, once loaded).
+    pub fn is_empty(&self) -> bool {
+        self.meta.n_items == 0
+    }
+
+    /// Embedding of item `id`.
+    pub fn item(&self, id: usize) -> &[f32] {
+        &self.items[id * DIM..(id + 1) * DIM]
+    }
+
+    /// Dense features of item `id`.
+    pub fn item_feat(&self, id: usize) -> &[f32] {
+        &self.item_feats[id * FEAT_DIM..(id + 1) * FEAT_DIM]
+    }
+
+    /// Mixture centre `c`.
+    pub fn center(&self, c: usize) -> &[f32] {
+        &self.centers[c * DIM..(c + 1) * DIM]
+    }
+
+    /// A short fingerprint of the item vectors (for snapshot validity).
+    pub fn fingerprint(&self) -> String {
+        self.meta.sha256.get("items.f32").map_or_else(
+            || format!("n{}", self.meta.n_items),
+            |s| s.chars().take(16).collect(),
+        )
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Inner product of two equal-length slices.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,34 @@
+//! recd-actors: the recommendation stages as ractor actors, and their pure logic.
+//!
+//! ```text
+//! HTTP ─► ingress::Ingress ─► gateway::Gateway ─► pipeline::PipelineWorker (pool)
+//!                                                    ├─► features::shard::FeatureShard[f]
+//!                                                    ├─► candidates::shard::IndexShard[0..S]
+//!                                                    └─► ranker::actor::Ranker (pool)
+//! ```
+//!
+//! - [`data`], [`datagen`]: the catalogue file format (WORKLOAD.md) and its generator.
+//! - [`features`]: derived user profiles, the TTL cache, the feature shard actor.
+//! - [`candidates`]: usearch index shards, snapshot, merge; the index shard actor.
+//! - [`ranker`]: the MLP over SGEMM; the ranker actor.
+//! - [`experiments`]: A/B assignment by hashing.
+//! - [`gateway`], [`pipeline`], [`request`]: lanes and batching, the per-batch flow with
+//!   its fallbacks, and the request/answer types between them.
+//! - [`ingress`]: the HTTP edge.
+//!
+//! CPU-heavy work (search, scoring) runs on `recd_runtime::compute::ComputePool`; the
+//! pools are supervised by `recd_runtime::pool::PoolSupervisor`.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod candidates;
+pub mod data;
+pub mod datagen;
+pub mod experiments;
+pub mod features;
+pub mod gateway;
+pub mod ingress;
+pub mod pipeline;
+pub mod ranker;
+pub mod request;
+#[cfg(test)]
+mod test_data;

@@ -1,0 +1,99 @@
+//! The `Ranker` actor: scores a micro-batch's candidates in one MLP pass on the compute
+//! pool and replies from there (its mailbox never waits behind scoring).
+
+use super::model::{Mlp, ScoreInput};
+use crate::data::Catalogue;
+use crate::features::profile::Profile;
+use recd_runtime::compute::ComputePool;
+use recd_runtime::pool::WorkerFactory;
+use recd_runtime::RecdError;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+
+/// One request to score: the user's profile and its merged candidates.
+pub struct ScoreRequest {
+    /// The user's profile.
+    pub profile: Arc<Profile>,
+    /// Candidate item ids.
+    pub candidates: Vec<u64>,
+}
+
+/// Reply: one score list per request, in candidate order.
+pub type ScoreReply = Result<Vec<Vec<f32>>, RecdError>;
+
+/// Messages of a ranker.
+pub enum RankerMessage {
+    /// Score all requests of a micro-batch.
+    Score {
+        /// The batch's requests.
+        requests: Arc<Vec<ScoreRequest>>,
+        /// Where the scores go.
+        reply: RpcReplyPort<ScoreReply>,
+    },
+    /// Chaos drill: the actor panics (only reachable when fault injection is enabled).
+    InjectPanic,
+}
+
+/// Start arguments (and pool factory) of a ranker.
+#[derive(Clone)]
+pub struct RankerArgs {
+    /// The model.
+    pub model: Arc<Mlp>,
+    /// Items and their features.
+    pub catalogue: Arc<Catalogue>,
+    /// Where scoring runs.
+    pub compute: ComputePool,
+}
+
+/// The ranker actor.
+pub struct Ranker;
+
+impl Actor for Ranker {
+    type Msg = RankerMessage;
+    type State = RankerArgs;
+    type Arguments = RankerArgs;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: RankerArgs) -> Result<RankerArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut RankerArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RankerMessage::Score { requests, reply } => {
+                let (model, cat) = (Arc::clone(&state.model), Arc::clone(&state.catalogue));
+                let job = move || {
+                    let inputs: Vec<ScoreInput<'_>> = requests
+                        .iter()
+                        .map(|r| ScoreInput { profile: &r.profile, candidates: &r.candidates })
+                        .collect();
+                    model.score_batch(&cat, &inputs)
+                };
+                match state.compute.try_submit(job) {
+                    Ok(done) => {
+                        tokio::spawn(async move {
+                            let out = done.await.map_err(|e| RecdError::unavailable(e.to_string()));
+                            let _ = reply.send(out);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
+                    }
+                }
+            }
+            RankerMessage::InjectPanic => panic!("injected fault in ranker"),
+        }
+        Ok(())
+    }
+}
+
+impl WorkerFactory for RankerArgs {
+    type Worker = Ranker;
+    fn make(&self, _slot: usize) -> (Ranker, RankerArgs) {
+        (Ranker, self.clone())
+    }
+}

@@ -1,0 +1,186 @@
+//! The ranking MLP: `score = relu(relu(x·W1 + b1)·W2 + b2)·W3 + b3` with
+//! `x = [user_emb ⊙ item_emb, user_feats, item_feats]` (96 wide), computed as three
+//! SGEMMs over every candidate row of a micro-batch.
+
+use crate::data::{Catalogue, DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
+use crate::features::profile::Profile;
+use anyhow::ensure;
+
+/// MLP weights, row-major, `x @ W` convention.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    w3: Vec<f32>,
+    b3: f32,
+}
+
+/// One request's share of a scoring call.
+pub struct ScoreInput<'a> {
+    /// The user's profile.
+    pub profile: &'a Profile,
+    /// Candidate item ids.
+    pub candidates: &'a [u64],
+}
+
+impl Mlp {
+    /// Splits `mlp.f32` (W1, b1, W2, b2, W3, b3) into layers.
+    pub fn from_flat(flat: &[f32]) -> anyhow::Result<Self> {
+        ensure!(flat.len() == MLP_LEN, "mlp has {} floats, expected {MLP_LEN}", flat.len());
+        let mut rest = flat;
+        let mut take = |n: usize| {
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            head.to_vec()
+        };
+        Ok(Self {
+            w1: take(MLP_IN * H1),
+            b1: take(H1),
+            w2: take(H1 * H2),
+            b2: take(H2),
+            w3: take(H2),
+            b3: take(1)[0],
+        })
+    }
+
+    /// Scores every candidate of every input in one pass; returns one score list per
+    /// input, in candidate order.
+    pub fn score_batch(&self, cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
+        let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
+        let mut x = Vec::with_capacity(rows * MLP_IN);
+        for input in inputs {
+            for &id in input.candidates {
+                let item = cat.item(id as usize);
+                x.extend(input.profile.emb.iter().zip(item).map(|(u, v)| u * v));
+                x.extend_from_slice(&input.profile.feats);
+                x.extend_from_slice(cat.item_feat(id as usize));
+            }
+        }
+        debug_assert_eq!(x.len(), rows * MLP_IN);
+        let scores = self.forward(&x, rows);
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut offset = 0;
+        for input in inputs {
+            let n = input.candidates.len();
+            out.push(scores[offset..offset + n].to_vec());
+            offset += n;
+        }
+        out
+    }
+
+    /// Forward pass over `rows` input rows of width 96.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let h1 = dense_relu(x, rows, MLP_IN, &self.w1, &self.b1, H1);
+        let h2 = dense_relu(&h1, rows, H1, &self.w2, &self.b2, H2);
+        let mut s = vec![self.b3; rows];
+        sgemm(rows, H2, 1, &h2, &self.w3, &mut s, 1.0);
+        s
+    }
+}
+
+/// `relu(x·W + b)` for x: rows × k, W: k × n.
+fn dense_relu(x: &[f32], rows: usize, k: usize, w: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * n);
+    for _ in 0..rows {
+        out.extend_from_slice(b);
+    }
+    sgemm(rows, k, n, x, w, &mut out, 1.0);
+    out.iter_mut().for_each(|v| *v = v.max(0.0));
+    out
+}
+
+/// c (m × n) = a (m × k) · b (k × n) + beta · c, all row-major and contiguous.
+#[allow(unsafe_code)]
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], beta: f32) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the asserts above keep every access of the row-major strides in bounds,
+    // and `c` is an exclusive borrow distinct from `a` and `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m, k, n, 1.0,
+            a.as_ptr(), k as isize, 1,
+            b.as_ptr(), n as isize, 1,
+            beta,
+            c.as_mut_ptr(), n as isize, 1,
+        );
+    }
+}
+
+/// Top `k` of (id, score) by score descending, ties by smaller id.
+pub fn top_k(ids: &[u64], scores: &[f32], k: usize) -> Vec<(u64, f32)> {
+    let mut pairs: Vec<(u64, f32)> = ids.iter().copied().zip(scores.iter().copied()).collect();
+    let by = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if pairs.len() > k {
+        pairs.select_nth_unstable_by(k, by);
+        pairs.truncate(k);
+    }
+    pairs.sort_unstable_by(by);
+    pairs
+}
+
+/// Reference forward pass with plain loops (tests compare the SGEMM path against it).
+pub fn forward_naive(mlp: &Mlp, x: &[f32], rows: usize) -> Vec<f32> {
+    let layer = |inp: &[f32], k: usize, w: &[f32], b: &[f32], n: usize| -> Vec<f32> {
+        let mut out = vec![0f32; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                let mut acc = b[j];
+                for t in 0..k {
+                    acc += inp[r * k + t] * w[t * n + j];
+                }
+                out[r * n + j] = acc.max(0.0);
+            }
+        }
+        out
+    };
+    let h1 = layer(x, MLP_IN, &mlp.w1, &mlp.b1, H1);
+    let h2 = layer(&h1, H1, &mlp.w2, &mlp.b2, H2);
+    (0..rows).map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>()).collect()
+}
+
+const _: () = assert!(MLP_IN == DIM + 2 * FEAT_DIM);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_data::catalogue;
+
+    #[test]
+    fn sgemm_path_matches_naive_loops() {
+        let (_d, cat) = catalogue(500);
+        let mlp = Mlp::from_flat(&cat.mlp).unwrap();
+        let rows = 37;
+        let x: Vec<f32> = (0..rows * MLP_IN).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let fast = mlp.forward(&x, rows);
+        let slow = forward_naive(&mlp, &x, rows);
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn batch_scoring_equals_per_request_scoring() {
+        let (_d, cat) = catalogue(500);
+        let mlp = Mlp::from_flat(&cat.mlp).unwrap();
+        let src = crate::features::profile::ProfileSource::new(std::sync::Arc::new(cat.centers.clone()));
+        let (p1, p2) = (src.profile("u1"), src.profile("u2"));
+        let (c1, c2): (Vec<u64>, Vec<u64>) = ((0..50).collect(), (100..130).collect());
+        let both = mlp.score_batch(&cat, &[ScoreInput { profile: &p1, candidates: &c1 }, ScoreInput { profile: &p2, candidates: &c2 }]);
+        let one = mlp.score_batch(&cat, &[ScoreInput { profile: &p2, candidates: &c2 }]);
+        assert_eq!(both[1], one[0]);
+        assert_eq!(both[0].len(), 50);
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_id() {
+        let top = top_k(&[9, 3, 5, 1], &[0.5, 0.9, 0.9, 0.1], 3);
+        assert_eq!(top, vec![(3, 0.9), (5, 0.9), (9, 0.5)]);
+    }
+
+    #[test]
+    fn wrong_weight_count_is_an_error() {
+        assert!(Mlp::from_flat(&[0.0; 10]).is_err());
+    }
+}

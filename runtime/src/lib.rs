@@ -1,0 +1,26 @@
+//! recd-runtime: the contracts both ends of recd share and the generic plumbing the
+//! recommendation stages are built on. No ANN index or model code lives here.
+//!
+//! - [`api`], [`error`], [`config`]: HTTP types, the closed error-code set and the
+//!   layered config schema, shared by the node and the load generator.
+//! - [`lanes`]: bounded priority-lane queues with weighted batch dequeue and shedding;
+//!   the gateway actor owns one.
+//! - [`admission`]: the token bucket the ingress applies before the gateway.
+//! - [`pool`]: supervised actor pools whose workers routers find in `PoolSlots`.
+//! - [`compute`]: the bounded thread pool where ANN search and scoring run, off the
+//!   tokio workers.
+//! - [`metrics`], [`telemetry`]: the `recd_*` Prometheus registry and JSON logging.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod admission;
+pub mod api;
+pub mod compute;
+pub mod config;
+pub mod error;
+pub mod lanes;
+pub mod metrics;
+pub mod pool;
+pub mod telemetry;
+pub mod test_util;
+
+pub use error::{ErrorCode, RecdError};

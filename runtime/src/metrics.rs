@@ -1,0 +1,181 @@
+//! The `recd_*` Prometheus metrics of one node, in one registry served at `/metrics`.
+//!
+//! RED per lane and variant, per-stage durations, USE of the gateway (queue depth, wait,
+//! batch size, batches in flight) and of the pools (restarts, live actors), the feature
+//! cache, shedding and degradation counts.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All metrics of a node. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by lane, variant and HTTP status.
+    pub requests: IntCounterVec,
+    /// End-to-end request latency inside the node, by lane.
+    pub request_duration: HistogramVec,
+    /// Time per pipeline stage (queue, features, ann, rank), per batch.
+    pub stage_duration: HistogramVec,
+    /// Requests per dispatched micro-batch.
+    pub batch_size: Histogram,
+    /// Requests waiting in the gateway, by lane.
+    pub queue_depth: IntGaugeVec,
+    /// Time from enqueue to dispatch, by lane.
+    pub queue_wait: HistogramVec,
+    /// Batches being processed by the pipeline.
+    pub batches_in_flight: IntGauge,
+    /// Profile cache hits.
+    pub cache_hits: IntCounter,
+    /// Profile cache misses (profile derived from the source).
+    pub cache_misses: IntCounter,
+    /// Requests refused before processing, by lane and reason.
+    pub shed: IntCounterVec,
+    /// Requests answered with a fallback, by stage.
+    pub degraded: IntCounterVec,
+    /// Actor restarts, by pool.
+    pub actor_restarts: IntCounterVec,
+    /// Live actors, by pool.
+    pub pool_live: IntGaugeVec,
+    /// Items indexed on this node, by shard.
+    pub shard_items: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let (start, factor, count) = LATENCY_BUCKETS;
+        let lat = || exponential_buckets(start, factor, count).expect("valid buckets");
+        let requests = IntCounterVec::new(
+            Opts::new("recd_requests_total", "Requests answered by lane, variant and status"),
+            &["lane", "variant", "status"],
+        )
+        .expect("metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("recd_request_duration_seconds", "Request latency inside the node")
+                .buckets(lat()),
+            &["lane"],
+        )
+        .expect("metric");
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new("recd_stage_duration_seconds", "Time per pipeline stage per batch")
+                .buckets(lat()),
+            &["stage"],
+        )
+        .expect("metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("recd_batch_size", "Requests per micro-batch")
+                .buckets(exponential_buckets(1.0, 2.0, 10).expect("valid buckets")),
+        )
+        .expect("metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("recd_queue_depth", "Requests waiting in the gateway by lane"),
+            &["lane"],
+        )
+        .expect("metric");
+        let queue_wait = HistogramVec::new(
+            HistogramOpts::new("recd_queue_wait_seconds", "Time from enqueue to dispatch")
+                .buckets(lat()),
+            &["lane"],
+        )
+        .expect("metric");
+        let batches_in_flight =
+            IntGauge::new("recd_batches_in_flight", "Batches in the pipeline").expect("metric");
+        let cache_hits =
+            IntCounter::new("recd_feature_cache_hits_total", "Profile cache hits").expect("metric");
+        let cache_misses = IntCounter::new("recd_feature_cache_misses_total", "Profile cache misses")
+            .expect("metric");
+        let shed = IntCounterVec::new(
+            Opts::new("recd_shed_total", "Requests refused before processing by lane and reason"),
+            &["lane", "reason"],
+        )
+        .expect("metric");
+        let degraded = IntCounterVec::new(
+            Opts::new("recd_degraded_total", "Requests answered with a fallback by stage"),
+            &["stage"],
+        )
+        .expect("metric");
+        let actor_restarts = IntCounterVec::new(
+            Opts::new("recd_actor_restarts_total", "Actor restarts by pool"),
+            &["pool"],
+        )
+        .expect("metric");
+        let pool_live =
+            IntGaugeVec::new(Opts::new("recd_pool_live_actors", "Live actors by pool"), &["pool"])
+                .expect("metric");
+        let shard_items = IntGaugeVec::new(
+            Opts::new("recd_index_shard_items", "Items indexed by shard on this node"),
+            &["shard"],
+        )
+        .expect("metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(stage_duration.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(queue_wait.clone()),
+            Box::new(batches_in_flight.clone()),
+            Box::new(cache_hits.clone()),
+            Box::new(cache_misses.clone()),
+            Box::new(shed.clone()),
+            Box::new(degraded.clone()),
+            Box::new(actor_restarts.clone()),
+            Box::new(pool_live.clone()),
+            Box::new(shard_items.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            stage_duration,
+            batch_size,
+            queue_depth,
+            queue_wait,
+            batches_in_flight,
+            cache_hits,
+            cache_misses,
+            shed,
+            degraded,
+            actor_restarts,
+            pool_live,
+            shard_items,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is utf-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_metrics() {
+        let m = Metrics::new();
+        m.requests.with_label_values(&["default", "A", "200"]).inc();
+        m.actor_restarts.with_label_values(&["ranker"]).inc();
+        let text = m.encode();
+        assert!(text.contains("recd_requests_total{lane=\"default\",status=\"200\",variant=\"A\"} 1"), "{text}");
+        assert!(text.contains("recd_actor_restarts_total{pool=\"ranker\"} 1"));
+    }
+}
