@@ -9,7 +9,8 @@
 //! ractor's mailbox is FIFO, so lanes live inside the gateway: a bounded queue per lane
 //! (`gateway.lanes[].capacity`, total `gateway.max_queued`; when full the lowest lane is
 //! shed first). A batch is dispatched to an idle pipeline worker when `max_batch`
-//! requests wait or the oldest has waited `max_wait_us`. Requests whose deadline passed
+//! requests wait, the oldest has waited `max_wait_us`, or (with `eager_when_idle`) no
+//! batch is in flight at all. Requests whose deadline passed
 //! or whose client left are dropped at dispatch, never sent down the pipeline. With
 //! every worker busy, requests wait in the lanes: in-flight batches are bounded by the
 //! pipeline pool size.
@@ -144,7 +145,8 @@ impl GatewayState {
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
         while let Some(oldest) = self.queues.oldest() {
             let waited = now.saturating_duration_since(oldest);
-            if self.queues.len() < self.args.config.max_batch && waited < self.max_wait {
+            let idle = self.args.config.eager_when_idle && !self.busy.contains(&true);
+            if self.queues.len() < self.args.config.max_batch && waited < self.max_wait && !idle {
                 if !self.flush_pending {
                     self.flush_pending = true;
                     myself.send_after(self.max_wait - waited, || GatewayMessage::Flush);

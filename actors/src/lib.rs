@@ -27,6 +27,7 @@ pub mod experiments;
 pub mod features;
 pub mod gateway;
 pub mod ingress;
+pub mod kernel;
 pub mod pipeline;
 pub mod ranker;
 pub mod request;

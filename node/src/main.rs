@@ -1,1 +1,103 @@
-fn main() {}
+//! `recd-node`: run a node, generate a catalogue, or benchmark the kernel.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "recd-node", version, about = "recd: real-time recommendation inference node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags that override the config file (env `RECD__SECTION__KEY` overrides both).
+#[derive(clap::Args)]
+struct ConfigFlags {
+    /// YAML config file (configs/dev.yaml, ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder with the catalogue and index snapshots (node.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address (node.http_listen).
+    #[arg(long)]
+    http_listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve recommendations until SIGINT/SIGTERM.
+    Run(ConfigFlags),
+    /// Write a seeded synthetic catalogue in the workload file format.
+    GenData {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of items.
+        #[arg(long, default_value_t = 200_000)]
+        items: usize,
+        /// RNG seed.
+        #[arg(long, default_value_t = 20240611)]
+        seed: u64,
+    },
+    /// Measure the in-process kernel (no HTTP, no actors) on one core; prints JSON.
+    BenchKernel {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// Requests to time.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        /// Queries for the recall measurement against brute force.
+        #[arg(long, default_value_t = 100)]
+        recall_queries: usize,
+    },
+}
+
+fn load_config(flags: &ConfigFlags) -> anyhow::Result<recd_runtime::config::Config> {
+    let mut overrides = Vec::new();
+    if let Some(d) = &flags.data_dir {
+        overrides.push(("node.data_dir".to_string(), d.display().to_string()));
+    }
+    if let Some(a) = &flags.http_listen {
+        overrides.push(("node.http_listen".to_string(), a.clone()));
+    }
+    recd_runtime::config::load(flags.config.as_deref(), &overrides, std::env::vars())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::GenData { out, items, seed } => recd_node::commands::gen_data(&out, items, seed),
+        Command::BenchKernel { flags, requests, recall_queries } => {
+            let config = load_config(&flags)?;
+            recd_runtime::telemetry::init_logging("text");
+            let report = recd_node::commands::bench_kernel(&config, requests, recall_queries, 7)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Run(flags) => {
+            let config = load_config(&flags)?;
+            recd_runtime::telemetry::init_logging(&config.node.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+            runtime.block_on(recd_node::run(config, shutdown_signal()))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

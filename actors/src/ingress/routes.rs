@@ -21,7 +21,7 @@ use recd_runtime::pool::PoolSlots;
 use recd_runtime::{ErrorCode, RecdError};
 use ractor::ActorRef;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub struct IngressState {
     pub serving: OnceLock<Serving>,
     /// Whether `/admin/fault` is enabled.
     pub fault_injection: bool,
+    /// Set at shutdown: `/readyz` and `/recommend` answer 503 from then on.
+    pub draining: AtomicBool,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -87,6 +89,7 @@ impl IngressState {
             metrics,
             serving: OnceLock::new(),
             fault_injection,
+            draining: AtomicBool::new(false),
             id_prefix,
             next_id: AtomicU64::new(0),
         }
@@ -121,6 +124,9 @@ fn error(code: ErrorCode, message: impl Into<String>, request_id: Option<&str>) 
 }
 
 async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
+    if st.draining.load(Ordering::Relaxed) {
+        return error(ErrorCode::Unavailable, "shutting down", None);
+    }
     match st.serving.get() {
         Some(s) if s.faults.index.live() == s.faults.index.len() => Json(serde_json::json!({"status": "ready"})).into_response(),
         Some(_) => error(ErrorCode::Unavailable, "an index shard is restarting", None),
@@ -224,6 +230,9 @@ async fn recommend(State(st): State<Arc<IngressState>>, headers: HeaderMap, body
     let Some(serving) = st.serving.get() else {
         return refuse(lane, &variant, RecdError::unavailable("not ready: loading shards"));
     };
+    if st.draining.load(Ordering::Relaxed) {
+        return refuse(lane, &variant, RecdError::unavailable("shutting down"));
+    }
     if let Err(wait) = st.admission.check() {
         st.metrics.shed.with_label_values(&[lane_label(lane), "rate_limited"]).inc();
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

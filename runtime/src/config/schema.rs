@@ -129,6 +129,9 @@ pub struct GatewayConfig {
     pub max_batch: usize,
     /// Longest time the oldest queued request waits for a batch to fill.
     pub max_wait_us: u64,
+    /// Dispatch at once when no batch is in flight (no waiting at low load; batches
+    /// still form whenever the pipeline is busy).
+    pub eager_when_idle: bool,
     /// Pipeline workers = bound on batches in flight.
     pub pipeline_workers: usize,
     /// Largest `X-Deadline-Ms` accepted.
@@ -153,6 +156,7 @@ impl Default for GatewayConfig {
             max_queued: 2048,
             max_batch: 32,
             max_wait_us: 2000,
+            eager_when_idle: true,
             pipeline_workers: 4,
             max_deadline_ms: 10_000,
         }

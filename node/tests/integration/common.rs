@@ -1,0 +1,104 @@
+//! Shared helpers: test data, node configs, an HTTP client.
+
+use recd_runtime::config::Config;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Items in the catalogue made by the workload's gen_data.py for the golden tests.
+pub const WORKLOAD_ITEMS: usize = 20_000;
+
+/// A recd-generated catalogue of 5 000 items, made once per test binary.
+pub fn small_data() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        recd_actors::datagen::generate(dir.path(), 5_000, 11, |_| {}).expect("gen-data");
+        dir
+    })
+    .path()
+}
+
+/// The workload's reference data (gen_data.py, numpy) with golden.json, made once.
+/// `RECD_WORKLOAD_DIR` points at the workload folder; by default it is `../shared/workload`
+/// beside the repository.
+pub fn workload_data() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let workload = std::env::var_os("RECD_WORKLOAD_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/workload")
+        });
+        let script = workload.join("gen_data.py");
+        assert!(script.is_file(), "workload generator not found at {} (set RECD_WORKLOAD_DIR)", script.display());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["--n", &WORKLOAD_ITEMS.to_string(), "--out"])
+            .arg(dir.path())
+            .output()
+            .expect("running python3 gen_data.py");
+        assert!(
+            out.status.success(),
+            "gen_data.py failed (is numpy installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+/// A single-node config over `data_dir`, HTTP on a free loopback port, small pools.
+pub fn config(data_dir: &Path) -> Config {
+    let env: Vec<(String, String)> = Vec::new();
+    let mut c = recd_runtime::config::load(None, &[], env).expect("default config");
+    c.node.data_dir = data_dir.to_path_buf();
+    c.node.http_listen = "127.0.0.1:0".into();
+    c.data.generate_if_missing = false;
+    c.index.shards = 2;
+    c.features.shards = 2;
+    c.ranker.workers = 2;
+    c.gateway.pipeline_workers = 2;
+    c.compute.threads = 2;
+    c
+}
+
+/// A client with a timeout (every remote call has one).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
+}
+
+/// POSTs a JSON body to /recommend with extra headers; returns status and JSON body.
+pub async fn recommend(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut req = client
+        .post(format!("http://{addr}/recommend"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// Polls `f` every 10 ms until it returns `Some`; panics after `secs` seconds.
+pub async fn poll<T, F, Fut>(secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs} s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

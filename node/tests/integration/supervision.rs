@@ -1,0 +1,113 @@
+//! Supervision under load: a panicking shard or ranker actor is restarted by its pool
+//! supervisor; requests meanwhile get a flagged fallback, never a 5xx.
+
+use crate::common::{client, config, poll, recommend, small_data};
+use recd_node::Node;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+async fn inject(client: &reqwest::Client, addr: std::net::SocketAddr, pool: &str, slot: usize) -> u16 {
+    client
+        .post(format!("http://{addr}/admin/fault"))
+        .body(format!(r#"{{"pool":"{pool}","slot":{slot}}}"#))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls with fresh users until a 200 answer satisfies `pred`.
+async fn until_answer(client: &reqwest::Client, addr: std::net::SocketAddr, pred: impl Fn(&serde_json::Value) -> bool) {
+    let mut i = 0u64;
+    poll(10, || {
+        i += 1;
+        let body = format!(r#"{{"user_id":"u{i}"}}"#);
+        let pred = &pred;
+        async move {
+            let (status, json) = recommend(client, addr, &body, &[]).await;
+            assert_eq!(status, 200, "{json}");
+            pred(&json).then_some(())
+        }
+    })
+    .await
+}
+
+fn degraded(json: &serde_json::Value, stage: &str) -> bool {
+    json["degraded"].as_array().unwrap().iter().any(|s| s == stage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_actors_restart_and_requests_fall_back_under_load() {
+    let mut c = config(small_data());
+    c.admin.fault_injection = true;
+    c.ranker.workers = 1;
+    c.supervision.backoff_ms = 1500; // keeps a dead slot empty long enough to observe
+    let node = Node::start(c).await.unwrap();
+    let addr = node.http_addr;
+    let client = client();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|t| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = format!(r#"{{"user_id":"u{}","topk":20}}"#, t * 1_000_000 + n);
+                    let (status, json) = recommend(&client, addr, &body, &[]).await;
+                    if status == 200 {
+                        assert_eq!(json["items"].as_array().unwrap().len(), 20);
+                    }
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+
+    assert_eq!(inject(&client, addr, "ranker", 0).await, 202);
+    until_answer(&client, addr, |j| degraded(j, "ranker")).await;
+    until_answer(&client, addr, |j| j["degraded"].as_array().unwrap().is_empty()).await;
+
+    assert_eq!(inject(&client, addr, "index", 1).await, 202);
+    until_answer(&client, addr, |j| degraded(j, "candidates") && j["coverage"] == 0.5).await;
+    assert_eq!(client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 503);
+    until_answer(&client, addr, |j| j["coverage"] == 1.0).await;
+
+    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    until_answer(&client, addr, |j| degraded(j, "features")).await;
+    let restarts = node.metrics.actor_restarts.with_label_values(&["features"]);
+    poll(10, || {
+        let done = restarts.get() == 1;
+        async move { done.then_some(()) }
+    })
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for l in load {
+        statuses.extend(l.await.unwrap());
+    }
+    assert!(statuses.len() > 30, "load ran: {} requests", statuses.len());
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(failed.is_empty(), "non-200 answers under faults: {failed:?}");
+
+    let m = &node.metrics;
+    for pool in ["ranker", "index", "features"] {
+        assert_eq!(m.actor_restarts.with_label_values(&[pool]).get(), 1, "{pool} restarts");
+    }
+    assert!(m.degraded.with_label_values(&["ranker"]).get() >= 1);
+    assert_eq!(inject(&client, addr, "ranker", 7).await, 503, "no such slot");
+    assert_eq!(inject(&client, addr, "model", 0).await, 400);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_is_off_by_default() {
+    let node = Node::start(config(small_data())).await.unwrap();
+    assert_eq!(inject(&client(), node.http_addr, "ranker", 0).await, 404);
+    node.shutdown().await;
+}
