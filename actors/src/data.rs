@@ -67,18 +67,31 @@ impl Catalogue {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let meta_path = dir.join("meta.json");
         let meta: Meta = serde_json::from_slice(
-            &std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+            &std::fs::read(&meta_path)
+                .with_context(|| format!("reading {}", meta_path.display()))?,
         )
         .with_context(|| format!("parsing {}", meta_path.display()))?;
-        ensure!(meta.dim == DIM, "meta.json: dim {} but recd serves {DIM}", meta.dim);
-        ensure!(meta.feat_dim == FEAT_DIM, "meta.json: feat_dim {} but recd serves {FEAT_DIM}", meta.feat_dim);
+        ensure!(
+            meta.dim == DIM,
+            "meta.json: dim {} but recd serves {DIM}",
+            meta.dim
+        );
+        ensure!(
+            meta.feat_dim == FEAT_DIM,
+            "meta.json: feat_dim {} but recd serves {FEAT_DIM}",
+            meta.feat_dim
+        );
         ensure!(meta.n_items > 0, "meta.json: n_items is 0");
         let read = |name: &str, expect: usize| -> anyhow::Result<Vec<f32>> {
             let path = dir.join(name);
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             if let Some(want) = meta.sha256.get(name) {
                 let got = hex(&Sha256::digest(&bytes));
-                ensure!(&got == want, "{name}: sha256 {got} does not match meta.json {want}");
+                ensure!(
+                    &got == want,
+                    "{name}: sha256 {got} does not match meta.json {want}"
+                );
             }
             ensure!(
                 bytes.len() == expect * 4,
@@ -86,17 +99,31 @@ impl Catalogue {
                 bytes.len(),
                 expect * 4
             );
-            Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
         };
         let n = meta.n_items;
         let items = read("items.f32", n * DIM)?;
         let item_feats = read("item_feats.f32", n * FEAT_DIM)?;
         let centers = read("centers.f32", N_CENTERS * DIM)?;
         let mlp = read("mlp.f32", MLP_LEN)?;
-        if items.iter().chain(&item_feats).chain(&mlp).any(|v| !v.is_finite()) {
+        if items
+            .iter()
+            .chain(&item_feats)
+            .chain(&mlp)
+            .any(|v| !v.is_finite())
+        {
             bail!("catalogue holds a non-finite value");
         }
-        Ok(Self { meta, items, item_feats, centers, mlp })
+        Ok(Self {
+            meta,
+            items,
+            item_feats,
+            centers,
+            mlp,
+        })
     }
 
     /// Number of items.

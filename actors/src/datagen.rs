@@ -44,7 +44,11 @@ fn normalise(v: &mut [f64]) {
     v.iter_mut().for_each(|x| *x /= norm);
 }
 
-fn write_f32s(out: &mut impl Write, hasher: &mut Sha256, vals: impl Iterator<Item = f64>) -> std::io::Result<()> {
+fn write_f32s(
+    out: &mut impl Write,
+    hasher: &mut Sha256,
+    vals: impl Iterator<Item = f64>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     for v in vals {
         buf.extend_from_slice(&(v as f32).to_le_bytes());
@@ -55,13 +59,23 @@ fn write_f32s(out: &mut impl Write, hasher: &mut Sha256, vals: impl Iterator<Ite
 
 /// Writes `n_items` items and the rest of the catalogue to `dir`, calling `progress`
 /// with the number of items written so far.
-pub fn generate(dir: &Path, n_items: usize, seed: u64, mut progress: impl FnMut(usize)) -> anyhow::Result<()> {
+pub fn generate(
+    dir: &Path,
+    n_items: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize),
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut rng = Normal { rng: SplitMix64::new(seed), spare: None };
+    let mut rng = Normal {
+        rng: SplitMix64::new(seed),
+        spare: None,
+    };
     let mut sums = std::collections::BTreeMap::new();
     let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
         let p = dir.join(format!("{name}.tmp"));
-        Ok(std::io::BufWriter::new(std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?))
+        Ok(std::io::BufWriter::new(
+            std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+        ))
     };
 
     let mut centers = vec![0f64; N_CENTERS * DIM];
@@ -77,7 +91,13 @@ pub fn generate(dir: &Path, n_items: usize, seed: u64, mut progress: impl FnMut(
 
     let mut h = Sha256::new();
     let mut f = create("mlp.f32")?;
-    let layers = [(MLP_IN * H1, (2.0 / MLP_IN as f64).sqrt()), (H1, 0.01), (H1 * H2, (2.0 / H1 as f64).sqrt()), (H2, 0.01), (H2, (1.0 / H2 as f64).sqrt())];
+    let layers = [
+        (MLP_IN * H1, (2.0 / MLP_IN as f64).sqrt()),
+        (H1, 0.01),
+        (H1 * H2, (2.0 / H1 as f64).sqrt()),
+        (H2, 0.01),
+        (H2, (1.0 / H2 as f64).sqrt()),
+    ];
     for (len, scale) in layers {
         let vals: Vec<f64> = (0..len).map(|_| rng.next() * scale).collect();
         write_f32s(&mut f, &mut h, vals.into_iter())?;
@@ -143,7 +163,11 @@ mod tests {
         assert_eq!(last, 1234);
         generate(b.path(), 1234, 7, |_| {}).unwrap();
         for f in crate::data::FILES {
-            assert_eq!(std::fs::read(a.path().join(f)).unwrap(), std::fs::read(b.path().join(f)).unwrap(), "{f}");
+            assert_eq!(
+                std::fs::read(a.path().join(f)).unwrap(),
+                std::fs::read(b.path().join(f)).unwrap(),
+                "{f}"
+            );
         }
         let cat = Catalogue::load(a.path()).unwrap();
         assert_eq!(cat.len(), 1234);

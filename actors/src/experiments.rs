@@ -48,8 +48,10 @@ impl Default for AbScenarios {
 impl AbScenarios {
     /// Loads and validates a scenarios file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let me: Self = recd_runtime::config::yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let me: Self = recd_runtime::config::yaml::from_str(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
         me.validate()?;
         Ok(me)
     }
@@ -57,7 +59,10 @@ impl AbScenarios {
     /// Checks the split and the variant names.
     pub fn validate(&self) -> anyhow::Result<()> {
         let e = &self.experiment;
-        ensure!(e.split_percent <= 100, "experiment.split_percent must be 0..=100");
+        ensure!(
+            e.split_percent <= 100,
+            "experiment.split_percent must be 0..=100"
+        );
         ensure!(
             !e.variants[0].is_empty() && e.variants[0] != e.variants[1],
             "experiment.variants must be two distinct non-empty names"
@@ -79,7 +84,11 @@ impl AbScenarios {
 
     /// The variant named `name`, if it is one of this experiment's (for `X-Variant`).
     pub fn variant_named(&self, name: &str) -> Option<&str> {
-        self.experiment.variants.iter().find(|v| *v == name).map(String::as_str)
+        self.experiment
+            .variants
+            .iter()
+            .find(|v| *v == name)
+            .map(String::as_str)
     }
 }
 
@@ -102,11 +111,17 @@ mod tests {
         ab.experiment.split_percent = 100;
         assert!((0..500).all(|i| ab.assign(&format!("u{i}")) == "A"));
         ab.experiment.split_percent = 20;
-        let a = (0..10_000).filter(|i| ab.assign(&format!("u{i}")) == "A").count();
+        let a = (0..10_000)
+            .filter(|i| ab.assign(&format!("u{i}")) == "A")
+            .count();
         assert!((1_700..2_300).contains(&a), "{a} of 10000 in A at 20 %");
-        let unsalted: Vec<_> = (0..200).map(|i| ab.assign(&format!("u{i}")).to_owned()).collect();
+        let unsalted: Vec<_> = (0..200)
+            .map(|i| ab.assign(&format!("u{i}")).to_owned())
+            .collect();
         ab.experiment.salt = "exp-7:".into();
-        let salted: Vec<_> = (0..200).map(|i| ab.assign(&format!("u{i}")).to_owned()).collect();
+        let salted: Vec<_> = (0..200)
+            .map(|i| ab.assign(&format!("u{i}")).to_owned())
+            .collect();
         assert_ne!(unsalted, salted);
     }
 
@@ -114,11 +129,23 @@ mod tests {
     fn bad_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ab.yaml");
-        std::fs::write(&p, "experiment: {name: x, split_percent: 101, variants: [A, B]}").unwrap();
+        std::fs::write(
+            &p,
+            "experiment: {name: x, split_percent: 101, variants: [A, B]}",
+        )
+        .unwrap();
         assert!(AbScenarios::load(&p).is_err());
-        std::fs::write(&p, "experiment: {name: x, split_percent: 10, variants: [A, A]}").unwrap();
+        std::fs::write(
+            &p,
+            "experiment: {name: x, split_percent: 10, variants: [A, A]}",
+        )
+        .unwrap();
         assert!(AbScenarios::load(&p).is_err());
-        std::fs::write(&p, "experiment: {name: x, split_percent: 10, variants: [A, B], typo: 1}").unwrap();
+        std::fs::write(
+            &p,
+            "experiment: {name: x, split_percent: 10, variants: [A, B], typo: 1}",
+        )
+        .unwrap();
         assert!(AbScenarios::load(&p).is_err());
     }
 }

@@ -17,12 +17,12 @@
 
 use crate::pipeline::PipelineMessage;
 use crate::request::PendingRequest;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use recd_runtime::config::GatewayConfig;
 use recd_runtime::lanes::{LaneQueues, Offer};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::PoolSlots;
 use recd_runtime::RecdError;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,11 @@ impl Actor for Gateway {
     type State = GatewayState;
     type Arguments = GatewayArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: GatewayArgs) -> Result<GatewayState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: GatewayArgs,
+    ) -> Result<GatewayState, ActorProcessingErr> {
         let lanes = &args.config.lanes;
         let queues = LaneQueues::new(
             lanes.iter().map(|l| l.weight).collect(),
@@ -114,15 +118,25 @@ impl GatewayState {
             Offer::Queued => {}
             Offer::QueuedEvicting(victim) => {
                 let name = self.lane_name(victim.lane).to_owned();
-                self.args.metrics.shed.with_label_values(&[&name, "displaced"]).inc();
+                self.args
+                    .metrics
+                    .shed
+                    .with_label_values(&[&name, "displaced"])
+                    .inc();
                 victim.answer(Err(RecdError::overloaded(format!(
                     "shed: lane {name} displaced by higher-priority traffic"
                 ))));
             }
             Offer::Refused(req) => {
                 let name = self.lane_name(lane).to_owned();
-                self.args.metrics.shed.with_label_values(&[&name, "queue_full"]).inc();
-                req.answer(Err(RecdError::overloaded(format!("shed: lane {name} queue is full"))));
+                self.args
+                    .metrics
+                    .shed
+                    .with_label_values(&[&name, "queue_full"])
+                    .inc();
+                req.answer(Err(RecdError::overloaded(format!(
+                    "shed: lane {name} queue is full"
+                ))));
             }
         }
         self.report_depth();
@@ -139,7 +153,13 @@ impl GatewayState {
     }
 
     fn idle_worker(&self) -> Option<(usize, ActorRef<PipelineMessage>)> {
-        (0..self.busy.len()).find_map(|i| if self.busy[i] { None } else { self.args.workers.get(i).map(|w| (i, w)) })
+        (0..self.busy.len()).find_map(|i| {
+            if self.busy[i] {
+                None
+            } else {
+                self.args.workers.get(i).map(|w| (i, w))
+            }
+        })
     }
 
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
@@ -153,7 +173,9 @@ impl GatewayState {
                 }
                 break;
             }
-            let Some((slot, worker)) = self.idle_worker() else { break };
+            let Some((slot, worker)) = self.idle_worker() else {
+                break;
+            };
             self.drop_dead(now);
             let batch: Vec<_> = self.queues.pop_batch(self.args.config.max_batch);
             if batch.is_empty() {
@@ -166,10 +188,18 @@ impl GatewayState {
                 metrics
                     .queue_wait
                     .with_label_values(&[self.lane_name(lane)])
-                    .observe(now.saturating_duration_since(entry.enqueued_at).as_secs_f64());
+                    .observe(
+                        now.saturating_duration_since(entry.enqueued_at)
+                            .as_secs_f64(),
+                    );
                 requests.push(entry.item);
             }
-            let run = PipelineMessage::Run { batch: requests, dispatched: now, worker: slot, gateway: myself.clone() };
+            let run = PipelineMessage::Run {
+                batch: requests,
+                dispatched: now,
+                worker: slot,
+                gateway: myself.clone(),
+            };
             match worker.cast(run) {
                 Ok(()) => self.busy[slot] = true,
                 Err(ractor::MessagingErr::SendErr(PipelineMessage::Run { batch, .. })) => {
@@ -185,15 +215,27 @@ impl GatewayState {
 
     /// Answers and removes requests whose deadline passed or whose client left.
     fn drop_dead(&mut self, now: Instant) {
-        let dead = self.queues.remove_where(|r| r.cancelled() || r.deadline <= now);
+        let dead = self
+            .queues
+            .remove_where(|r| r.cancelled() || r.deadline <= now);
         for entry in dead {
             let req = entry.item;
             let lane = self.args.config.lanes[req.lane].name.clone();
             if req.cancelled() {
-                self.args.metrics.shed.with_label_values(&[&lane, "cancelled"]).inc();
+                self.args
+                    .metrics
+                    .shed
+                    .with_label_values(&[&lane, "cancelled"])
+                    .inc();
             } else {
-                self.args.metrics.shed.with_label_values(&[&lane, "deadline"]).inc();
-                req.answer(Err(RecdError::deadline("latency budget spent while queued")));
+                self.args
+                    .metrics
+                    .shed
+                    .with_label_values(&[&lane, "deadline"])
+                    .inc();
+                req.answer(Err(RecdError::deadline(
+                    "latency budget spent while queued",
+                )));
             }
         }
     }

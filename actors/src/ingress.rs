@@ -50,7 +50,11 @@ impl Actor for Ingress {
     type State = IngressActorState;
     type Arguments = IngressArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: IngressArgs) -> Result<IngressActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: IngressArgs,
+    ) -> Result<IngressActorState, ActorProcessingErr> {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, mut rx) = watch::channel(false);
@@ -59,25 +63,44 @@ impl Actor for Ingress {
             let stop = async move {
                 let _ = rx.wait_for(|v| *v).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "http server failed");
             }
         });
         tracing::info!(%addr, "http listening");
-        Ok(IngressActorState { addr, shutdown, server: Some(server) })
+        Ok(IngressActorState {
+            addr,
+            shutdown,
+            server: Some(server),
+        })
     }
 
-    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut IngressActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut IngressActorState,
+    ) -> Result<(), ActorProcessingErr> {
         let _ = state.shutdown.send(true);
         if let Some(server) = state.server.take() {
-            if tokio::time::timeout(Duration::from_secs(10), server).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .is_err()
+            {
                 tracing::warn!("http server did not drain within 10 s");
             }
         }
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut IngressActorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut IngressActorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             IngressMessage::LocalAddr(reply) => {
                 let _ = reply.send(state.addr);

@@ -47,8 +47,16 @@ impl Kernel {
         let catalogue = Arc::new(Catalogue::load(dir)?);
         let shards = (0..config.index.shards)
             .map(|s| {
-                ShardIndex::load_or_build(&dir.join("index"), &catalogue, s, config.index.shards, &config.index, threads, &|_, _| {})
-                    .map(|(i, _)| Arc::new(i))
+                ShardIndex::load_or_build(
+                    &dir.join("index"),
+                    &catalogue,
+                    s,
+                    config.index.shards,
+                    &config.index,
+                    threads,
+                    &|_, _| {},
+                )
+                .map(|(i, _)| Arc::new(i))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
@@ -62,14 +70,32 @@ impl Kernel {
     }
 
     /// The top-`k` (id, score) for `user_id`, adding each stage's time to `cost`.
-    pub fn recommend(&self, user_id: &str, k: usize, cost: &mut StageCost) -> anyhow::Result<Vec<(u64, f32)>> {
+    pub fn recommend(
+        &self,
+        user_id: &str,
+        k: usize,
+        cost: &mut StageCost,
+    ) -> anyhow::Result<Vec<(u64, f32)>> {
         let t = Instant::now();
         let profile = self.source.profile(user_id);
         let t1 = Instant::now();
-        let lists = self.shards.iter().map(|s| s.search(&profile.emb, self.per_shard_k)).collect::<anyhow::Result<Vec<_>>>()?;
-        let ids: Vec<u64> = merge(lists, self.candidates).into_iter().map(|c| c.id).collect();
+        let lists = self
+            .shards
+            .iter()
+            .map(|s| s.search(&profile.emb, self.per_shard_k))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ids: Vec<u64> = merge(lists, self.candidates)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         let t2 = Instant::now();
-        let scores = self.mlp.score_batch(&self.catalogue, &[ScoreInput { profile: &profile, candidates: &ids }]);
+        let scores = self.mlp.score_batch(
+            &self.catalogue,
+            &[ScoreInput {
+                profile: &profile,
+                candidates: &ids,
+            }],
+        );
         let t3 = Instant::now();
         let top = top_k(&ids, &scores[0], k);
         let t4 = Instant::now();

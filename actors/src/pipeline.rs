@@ -22,12 +22,12 @@ use crate::gateway::GatewayMessage;
 use crate::ranker::actor::{RankerMessage, ScoreRequest};
 use crate::ranker::model::top_k;
 use crate::request::{Answer, PendingRequest, StageTimings};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use recd_runtime::api::{RecommendResponse, ScoredItem};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{PoolSlots, WorkerFactory};
 use recd_runtime::RecdError;
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,7 +92,16 @@ impl PipelineCtx {
         settings: PipelineSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { features, index, ranker, catalogue, source, settings, metrics, next_ranker: AtomicUsize::new(0) }
+        Self {
+            features,
+            index,
+            ranker,
+            catalogue,
+            source,
+            settings,
+            metrics,
+            next_ranker: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -118,7 +127,9 @@ struct DoneGuard {
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        let _ = self.gateway.cast(GatewayMessage::BatchDone { worker: self.worker });
+        let _ = self.gateway.cast(GatewayMessage::BatchDone {
+            worker: self.worker,
+        });
     }
 }
 
@@ -127,7 +138,11 @@ impl Actor for PipelineWorker {
     type State = Arc<PipelineCtx>;
     type Arguments = Arc<PipelineCtx>;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, ctx: Arc<PipelineCtx>) -> Result<Arc<PipelineCtx>, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        ctx: Arc<PipelineCtx>,
+    ) -> Result<Arc<PipelineCtx>, ActorProcessingErr> {
         Ok(ctx)
     }
 
@@ -137,7 +152,12 @@ impl Actor for PipelineWorker {
         msg: Self::Msg,
         ctx: &mut Arc<PipelineCtx>,
     ) -> Result<(), ActorProcessingErr> {
-        let PipelineMessage::Run { batch, dispatched, worker, gateway } = msg;
+        let PipelineMessage::Run {
+            batch,
+            dispatched,
+            worker,
+            gateway,
+        } = msg;
         let _done = DoneGuard { gateway, worker };
         ctx.metrics.batches_in_flight.inc();
         run_batch(ctx, batch, dispatched).await;
@@ -162,16 +182,26 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
             continue;
         }
         if req.deadline <= now {
-            req.answer(Err(RecdError::deadline("latency budget spent before processing")));
+            req.answer(Err(RecdError::deadline(
+                "latency budget spent before processing",
+            )));
             continue;
         }
-        work.push(Work { req, profile: ctx.source.default_profile(), degraded: Vec::new() });
+        work.push(Work {
+            req,
+            profile: ctx.source.default_profile(),
+            degraded: Vec::new(),
+        });
     }
     if work.is_empty() {
         return;
     }
     let earliest = work.iter().map(|w| w.req.deadline).min().unwrap_or(now);
-    let budget = |stage: Duration| stage.min(earliest.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
+    let budget = |stage: Duration| {
+        stage
+            .min(earliest.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1))
+    };
 
     let t = Instant::now();
     fetch_profiles(ctx, &mut work, budget(ctx.settings.features_timeout)).await;
@@ -183,9 +213,13 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
     let candidates = t.elapsed();
     observe(ctx, "candidates", candidates);
     let Some((per_request, coverage)) = gathered else {
-        ctx.metrics.degraded.with_label_values(&["candidates"]).inc_by(work.len() as u64);
+        ctx.metrics
+            .degraded
+            .with_label_values(&["candidates"])
+            .inc_by(work.len() as u64);
         for w in work {
-            w.req.answer(Err(RecdError::unavailable("no index shard answered")));
+            w.req
+                .answer(Err(RecdError::unavailable("no index shard answered")));
         }
         return;
     };
@@ -196,7 +230,13 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
     }
 
     let t = Instant::now();
-    let scores = rank(ctx, &work, &per_request, budget(ctx.settings.ranker_timeout)).await;
+    let scores = rank(
+        ctx,
+        &work,
+        &per_request,
+        budget(ctx.settings.ranker_timeout),
+    )
+    .await;
     let rank_time = t.elapsed();
     observe(ctx, "rank", rank_time);
 
@@ -208,7 +248,11 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
             }
             work.iter()
                 .zip(&per_request)
-                .map(|(w, ids)| ids.iter().map(|&id| dot(&w.profile.emb, ctx.catalogue.item(id as usize))).collect())
+                .map(|(w, ids)| {
+                    ids.iter()
+                        .map(|&id| dot(&w.profile.emb, ctx.catalogue.item(id as usize)))
+                        .collect()
+                })
                 .collect()
         }
     };
@@ -217,7 +261,10 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         for stage in &w.degraded {
             ctx.metrics.degraded.with_label_values(&[stage]).inc();
         }
-        let items = top_k(&ids, &scores, w.req.topk).into_iter().map(|(id, score)| ScoredItem { id, score }).collect();
+        let items = top_k(&ids, &scores, w.req.topk)
+            .into_iter()
+            .map(|(id, score)| ScoredItem { id, score })
+            .collect();
         let timings = StageTimings {
             queue: dispatched.saturating_duration_since(w.req.received),
             features,
@@ -237,7 +284,10 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
 }
 
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {
-    ctx.metrics.stage_duration.with_label_values(&[stage]).observe(d.as_secs_f64());
+    ctx.metrics
+        .stage_duration
+        .with_label_values(&[stage])
+        .observe(d.as_secs_f64());
 }
 
 /// One lookup per owning feature shard; users of a shard that fails keep the default
@@ -248,15 +298,30 @@ async fn fetch_profiles(ctx: &PipelineCtx, work: &mut [Work], timeout: Duration)
     for (i, w) in work.iter().enumerate() {
         by_shard[shard_of(&w.req.user_id, shards)].push(i);
     }
-    let calls = by_shard.iter().enumerate().filter(|(_, idx)| !idx.is_empty()).map(|(s, idx)| {
-        let ids: Vec<Arc<str>> = idx.iter().map(|&i| Arc::clone(&work[i].req.user_id)).collect();
-        let actor = ctx.features.get(s);
-        async move {
-            let Some(actor) = actor else { return (s, None) };
-            let r = actor.call(|reply| FeatureShardMessage::Lookup { user_ids: ids, reply }, Some(timeout)).await;
-            (s, success(r))
-        }
-    });
+    let calls = by_shard
+        .iter()
+        .enumerate()
+        .filter(|(_, idx)| !idx.is_empty())
+        .map(|(s, idx)| {
+            let ids: Vec<Arc<str>> = idx
+                .iter()
+                .map(|&i| Arc::clone(&work[i].req.user_id))
+                .collect();
+            let actor = ctx.features.get(s);
+            async move {
+                let Some(actor) = actor else { return (s, None) };
+                let r = actor
+                    .call(
+                        |reply| FeatureShardMessage::Lookup {
+                            user_ids: ids,
+                            reply,
+                        },
+                        Some(timeout),
+                    )
+                    .await;
+                (s, success(r))
+            }
+        });
     for (s, result) in futures_util::future::join_all(calls).await {
         let idx = &by_shard[s];
         match result {
@@ -276,7 +341,11 @@ async fn fetch_profiles(ctx: &PipelineCtx, work: &mut [Work], timeout: Duration)
 
 /// Scatter one batched search to every index shard and gather the merged candidates of
 /// each request, with the fraction of shards that answered. `None` when none did.
-async fn fetch_candidates(ctx: &PipelineCtx, work: &[Work], timeout: Duration) -> Option<(Vec<Vec<u64>>, f32)> {
+async fn fetch_candidates(
+    ctx: &PipelineCtx,
+    work: &[Work],
+    timeout: Duration,
+) -> Option<(Vec<Vec<u64>>, f32)> {
     let mut queries = Vec::with_capacity(work.len() * crate::data::DIM);
     for w in work {
         queries.extend_from_slice(&w.profile.emb);
@@ -289,36 +358,64 @@ async fn fetch_candidates(ctx: &PipelineCtx, work: &[Work], timeout: Duration) -
         let queries = Arc::clone(&queries);
         async move {
             let actor = actor?;
-            let r = actor.call(|reply| IndexShardMessage::Search { queries, k, reply }, Some(timeout)).await;
-            success(r)?.ok().filter(|lists: &Vec<Vec<Candidate>>| lists.len() == work.len())
+            let r = actor
+                .call(
+                    |reply| IndexShardMessage::Search { queries, k, reply },
+                    Some(timeout),
+                )
+                .await;
+            success(r)?
+                .ok()
+                .filter(|lists: &Vec<Vec<Candidate>>| lists.len() == work.len())
         }
     });
-    let answered: Vec<Vec<Vec<Candidate>>> = futures_util::future::join_all(calls).await.into_iter().flatten().collect();
+    let answered: Vec<Vec<Vec<Candidate>>> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if answered.is_empty() {
         return None;
     }
     let coverage = answered.len() as f32 / shards as f32;
-    let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> = answered.into_iter().map(Vec::into_iter).collect();
+    let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
+        answered.into_iter().map(Vec::into_iter).collect();
     let merged = (0..work.len())
         .map(|_| {
             let lists = per_shard.iter_mut().filter_map(Iterator::next);
-            merge(lists, ctx.settings.candidates).into_iter().map(|c| c.id).collect()
+            merge(lists, ctx.settings.candidates)
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
         })
         .collect();
     Some((merged, coverage))
 }
 
 /// One scoring call for the whole batch; `None` when no ranker answered in time.
-async fn rank(ctx: &PipelineCtx, work: &[Work], candidates: &[Vec<u64>], timeout: Duration) -> Option<Vec<Vec<f32>>> {
+async fn rank(
+    ctx: &PipelineCtx,
+    work: &[Work],
+    candidates: &[Vec<u64>],
+    timeout: Duration,
+) -> Option<Vec<Vec<f32>>> {
     let hint = ctx.next_ranker.fetch_add(1, Ordering::Relaxed);
     let actor = ctx.ranker.pick(hint)?;
     let requests: Vec<ScoreRequest> = work
         .iter()
         .zip(candidates)
-        .map(|(w, c)| ScoreRequest { profile: Arc::clone(&w.profile), candidates: c.clone() })
+        .map(|(w, c)| ScoreRequest {
+            profile: Arc::clone(&w.profile),
+            candidates: c.clone(),
+        })
         .collect();
     let requests = Arc::new(requests);
-    let r = actor.call(|reply| RankerMessage::Score { requests, reply }, Some(timeout)).await;
+    let r = actor
+        .call(
+            |reply| RankerMessage::Score { requests, reply },
+            Some(timeout),
+        )
+        .await;
     success(r)?.ok()
 }
 

@@ -14,7 +14,11 @@ pub fn gen_data(out: &Path, items: usize, seed: u64) -> anyhow::Result<()> {
     recd_actors::datagen::generate(out, items, seed, |done| {
         eprintln!("gen-data: {done}/{items} items");
     })?;
-    eprintln!("gen-data: wrote {} in {:.1} s", out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "gen-data: wrote {} in {:.1} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -55,7 +59,12 @@ pub struct StageMicros {
 }
 
 /// Runs the in-process kernel on one thread over uniform random users.
-pub fn bench_kernel(config: &Config, requests: usize, recall_queries: usize, seed: u64) -> anyhow::Result<KernelReport> {
+pub fn bench_kernel(
+    config: &Config,
+    requests: usize,
+    recall_queries: usize,
+    seed: u64,
+) -> anyhow::Result<KernelReport> {
     let kernel = Kernel::load(config, 1)?;
     let mut rng = SplitMix64::new(seed);
     let mut user = || format!("u{}", rng.next_u64() % 10_000_000);
@@ -74,8 +83,15 @@ pub fn bench_kernel(config: &Config, requests: usize, recall_queries: usize, see
     for _ in 0..recall_queries {
         let profile = kernel.source.profile(&user());
         let truth = brute_force(&kernel.catalogue, &profile.emb, k);
-        let lists = kernel.shards.iter().map(|s| s.search(&profile.emb, kernel.per_shard_k)).collect::<anyhow::Result<Vec<_>>>()?;
-        hit += merge(lists, k).iter().filter(|c| truth.contains(&c.id)).count();
+        let lists = kernel
+            .shards
+            .iter()
+            .map(|s| s.search(&profile.emb, kernel.per_shard_k))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        hit += merge(lists, k)
+            .iter()
+            .filter(|c| truth.contains(&c.id))
+            .count();
     }
     Ok(KernelReport {
         items: kernel.catalogue.len(),

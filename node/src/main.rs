@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "recd-node", version, about = "recd: real-time recommendation inference node")]
+#[command(
+    name = "recd-node",
+    version,
+    about = "recd: real-time recommendation inference node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::GenData { out, items, seed } => recd_node::commands::gen_data(&out, items, seed),
-        Command::BenchKernel { flags, requests, recall_queries } => {
+        Command::BenchKernel {
+            flags,
+            requests,
+            recall_queries,
+        } => {
             let config = load_config(&flags)?;
             recd_runtime::telemetry::init_logging("text");
             let report = recd_node::commands::bench_kernel(&config, requests, recall_queries, 7)?;
@@ -79,7 +87,10 @@ fn main() -> anyhow::Result<()> {
         Command::Run(flags) => {
             let config = load_config(&flags)?;
             recd_runtime::telemetry::init_logging(&config.node.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
             runtime.block_on(recd_node::run(config, shutdown_signal()))
         }
     }
@@ -89,10 +100,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -17,7 +17,9 @@ use recd_actors::ranker::model::Mlp;
 use recd_runtime::compute::ComputePool;
 use recd_runtime::config::Config;
 use recd_runtime::metrics::Metrics;
-use recd_runtime::pool::{PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory};
+use recd_runtime::pool::{
+    PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +48,11 @@ impl Node {
             Some(p) => AbScenarios::load(p)?,
             None => AbScenarios::default(),
         };
-        let listen: SocketAddr = config.node.http_listen.parse().context("node.http_listen")?;
+        let listen: SocketAddr = config
+            .node
+            .http_listen
+            .parse()
+            .context("node.http_listen")?;
         let ingress_state = Arc::new(IngressState::new(
             config.ingress.clone(),
             config.gateway.clone(),
@@ -57,11 +63,15 @@ impl Node {
         let (ingress, _) = Actor::spawn(
             None,
             Ingress,
-            IngressArgs { listen, state: Arc::clone(&ingress_state) },
+            IngressArgs {
+                listen,
+                state: Arc::clone(&ingress_state),
+            },
         )
         .await
         .context("starting http ingress")?;
-        let http_addr = ractor::call!(ingress, IngressMessage::LocalAddr).context("ingress address")?;
+        let http_addr =
+            ractor::call!(ingress, IngressMessage::LocalAddr).context("ingress address")?;
 
         let compute = ComputePool::new(config.compute.threads, COMPUTE_QUEUE);
         let (catalogue, indexes) = {
@@ -70,7 +80,10 @@ impl Node {
             tokio::task::spawn_blocking(move || load_data(&config, threads)).await??
         };
         for (s, idx) in indexes.iter().enumerate() {
-            metrics.shard_items.with_label_values(&[&s.to_string()]).set(idx.len() as i64);
+            metrics
+                .shard_items
+                .with_label_values(&[&s.to_string()])
+                .set(idx.len() as i64);
         }
         let source = ProfileSource::new(Arc::new(catalogue.centers.clone()));
         let policy = RestartPolicy {
@@ -91,7 +104,10 @@ impl Node {
             metrics: Arc::clone(&metrics),
         };
         pools.push(start_pool("features", feature_args, &features, policy, &metrics).await?);
-        let index_args = IndexShardArgs { indexes: Arc::new(indexes), compute: compute.clone() };
+        let index_args = IndexShardArgs {
+            indexes: Arc::new(indexes),
+            compute: compute.clone(),
+        };
         pools.push(start_pool("index", index_args, &index, policy, &metrics).await?);
         let ranker_args = RankerArgs {
             model: Arc::new(Mlp::from_flat(&catalogue.mlp)?),
@@ -115,25 +131,55 @@ impl Node {
             settings,
             Arc::clone(&metrics),
         );
-        pools.insert(0, start_pool("pipeline", PipelineArgs(Arc::new(ctx)), &pipeline, policy, &metrics).await?);
+        pools.insert(
+            0,
+            start_pool(
+                "pipeline",
+                PipelineArgs(Arc::new(ctx)),
+                &pipeline,
+                policy,
+                &metrics,
+            )
+            .await?,
+        );
         let (gateway, _) = Actor::spawn(
             None,
             Gateway,
-            GatewayArgs { config: config.gateway.clone(), workers: pipeline, metrics: Arc::clone(&metrics) },
+            GatewayArgs {
+                config: config.gateway.clone(),
+                workers: pipeline,
+                metrics: Arc::clone(&metrics),
+            },
         )
         .await
         .context("starting gateway")?;
-        let serving = Serving { gateway: gateway.clone(), faults: FaultTargets { features, index, ranker } };
+        let serving = Serving {
+            gateway: gateway.clone(),
+            faults: FaultTargets {
+                features,
+                index,
+                ranker,
+            },
+        };
         if ingress_state.serving.set(serving).is_err() {
             anyhow::bail!("node started twice");
         }
         tracing::info!(%http_addr, "ready");
-        Ok(Self { http_addr, metrics, ingress, gateway, pools, ingress_state })
+        Ok(Self {
+            http_addr,
+            metrics,
+            ingress,
+            gateway,
+            pools,
+            ingress_state,
+        })
     }
 
     /// Stops the node: not ready, HTTP drained, then gateway, pipeline and shards.
     pub async fn shutdown(self) {
-        self.ingress_state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.ingress_state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let wait = Some(Duration::from_secs(15));
         let _ = self.ingress.stop_and_wait(None, wait).await;
         let _ = self.gateway.stop_and_wait(None, wait).await;
@@ -150,7 +196,13 @@ async fn start_pool<F: WorkerFactory>(
     policy: RestartPolicy,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<ActorRef<PoolMessage>> {
-    let args = PoolArgs { name, factory, slots: Arc::clone(slots), policy, metrics: Arc::clone(metrics) };
+    let args = PoolArgs {
+        name,
+        factory,
+        slots: Arc::clone(slots),
+        policy,
+        metrics: Arc::clone(metrics),
+    };
     let (sup, _) = Actor::spawn(None, PoolSupervisor::<F>::default(), args)
         .await
         .with_context(|| format!("starting pool {name}"))?;
@@ -159,7 +211,10 @@ async fn start_pool<F: WorkerFactory>(
 
 /// Generates the catalogue if the data folder is empty (and allowed), loads it, and
 /// loads or builds every index shard. Blocking.
-fn load_data(config: &Config, threads: usize) -> anyhow::Result<(Arc<Catalogue>, Vec<Arc<ShardIndex>>)> {
+fn load_data(
+    config: &Config,
+    threads: usize,
+) -> anyhow::Result<(Arc<Catalogue>, Vec<Arc<ShardIndex>>)> {
     let dir = &config.node.data_dir;
     if !Catalogue::exists(dir) {
         anyhow::ensure!(
@@ -179,7 +234,8 @@ fn load_data(config: &Config, threads: usize) -> anyhow::Result<(Arc<Catalogue>,
     let mut indexes = Vec::with_capacity(shards);
     for s in 0..shards {
         let started = std::time::Instant::now();
-        let progress = |done: usize, total: usize| tracing::info!(shard = s, done, total, "indexing");
+        let progress =
+            |done: usize, total: usize| tracing::info!(shard = s, done, total, "indexing");
         let (idx, loaded) = ShardIndex::load_or_build(
             &dir.join("index"),
             &catalogue,
@@ -189,7 +245,13 @@ fn load_data(config: &Config, threads: usize) -> anyhow::Result<(Arc<Catalogue>,
             threads.max(build_threads),
             &progress,
         )?;
-        tracing::info!(shard = s, items = idx.len(), loaded, seconds = started.elapsed().as_secs_f64(), "index shard ready");
+        tracing::info!(
+            shard = s,
+            items = idx.len(),
+            loaded,
+            seconds = started.elapsed().as_secs_f64(),
+            "index shard ready"
+        );
         indexes.push(Arc::new(idx));
     }
     Ok((catalogue, indexes))

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 /// A global token bucket; `None` rate means admit everything.
 pub struct Admission {
-    limiter: Option<RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>>,
+    limiter: Option<
+        RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    >,
     clock: DefaultClock,
 }
 
@@ -18,7 +20,10 @@ impl Admission {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
         });
-        Self { limiter, clock: DefaultClock::default() }
+        Self {
+            limiter,
+            clock: DefaultClock::default(),
+        }
     }
 
     /// Takes a token, or says how long until one is available.
@@ -41,7 +46,10 @@ mod tests {
             assert!(a.check().is_ok());
         }
         let wait = a.check().unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
     }
 
     #[test]

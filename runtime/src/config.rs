@@ -52,7 +52,9 @@ pub fn load(
         .collect();
     env.sort();
     for (key, value) in env {
-        let path = key[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+        let path = key[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
         set_path(&mut tree, &path, &value).with_context(|| format!("env {key}"))?;
     }
     let config: Config = serde_yaml_ng::from_value(tree).context("invalid config")?;

@@ -94,7 +94,10 @@ impl<T> LaneQueues<T> {
                 None => return Offer::Refused(item),
             }
         }
-        self.queues[lane].push_back(Entry { enqueued_at: now, item });
+        self.queues[lane].push_back(Entry {
+            enqueued_at: now,
+            item,
+        });
         self.total += 1;
         match evicted {
             Some(v) => Offer::QueuedEvicting(v),
@@ -104,7 +107,10 @@ impl<T> LaneQueues<T> {
 
     /// Time the oldest queued request entered, over all lanes.
     pub fn oldest(&self) -> Option<Instant> {
-        self.queues.iter().filter_map(|q| q.front().map(|e| e.enqueued_at)).min()
+        self.queues
+            .iter()
+            .filter_map(|q| q.front().map(|e| e.enqueued_at))
+            .min()
     }
 
     /// Removes every entry for which `expired` is true (e.g. deadline passed, client

@@ -51,19 +51,28 @@ impl Metrics {
         let (start, factor, count) = LATENCY_BUCKETS;
         let lat = || exponential_buckets(start, factor, count).expect("valid buckets");
         let requests = IntCounterVec::new(
-            Opts::new("recd_requests_total", "Requests answered by lane, variant and status"),
+            Opts::new(
+                "recd_requests_total",
+                "Requests answered by lane, variant and status",
+            ),
             &["lane", "variant", "status"],
         )
         .expect("metric");
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("recd_request_duration_seconds", "Request latency inside the node")
-                .buckets(lat()),
+            HistogramOpts::new(
+                "recd_request_duration_seconds",
+                "Request latency inside the node",
+            )
+            .buckets(lat()),
             &["lane"],
         )
         .expect("metric");
         let stage_duration = HistogramVec::new(
-            HistogramOpts::new("recd_stage_duration_seconds", "Time per pipeline stage per batch")
-                .buckets(lat()),
+            HistogramOpts::new(
+                "recd_stage_duration_seconds",
+                "Time per pipeline stage per batch",
+            )
+            .buckets(lat()),
             &["stage"],
         )
         .expect("metric");
@@ -73,7 +82,10 @@ impl Metrics {
         )
         .expect("metric");
         let queue_depth = IntGaugeVec::new(
-            Opts::new("recd_queue_depth", "Requests waiting in the gateway by lane"),
+            Opts::new(
+                "recd_queue_depth",
+                "Requests waiting in the gateway by lane",
+            ),
             &["lane"],
         )
         .expect("metric");
@@ -87,15 +99,22 @@ impl Metrics {
             IntGauge::new("recd_batches_in_flight", "Batches in the pipeline").expect("metric");
         let cache_hits =
             IntCounter::new("recd_feature_cache_hits_total", "Profile cache hits").expect("metric");
-        let cache_misses = IntCounter::new("recd_feature_cache_misses_total", "Profile cache misses")
-            .expect("metric");
+        let cache_misses =
+            IntCounter::new("recd_feature_cache_misses_total", "Profile cache misses")
+                .expect("metric");
         let shed = IntCounterVec::new(
-            Opts::new("recd_shed_total", "Requests refused before processing by lane and reason"),
+            Opts::new(
+                "recd_shed_total",
+                "Requests refused before processing by lane and reason",
+            ),
             &["lane", "reason"],
         )
         .expect("metric");
         let degraded = IntCounterVec::new(
-            Opts::new("recd_degraded_total", "Requests answered with a fallback by stage"),
+            Opts::new(
+                "recd_degraded_total",
+                "Requests answered with a fallback by stage",
+            ),
             &["stage"],
         )
         .expect("metric");
@@ -104,11 +123,16 @@ impl Metrics {
             &["pool"],
         )
         .expect("metric");
-        let pool_live =
-            IntGaugeVec::new(Opts::new("recd_pool_live_actors", "Live actors by pool"), &["pool"])
-                .expect("metric");
+        let pool_live = IntGaugeVec::new(
+            Opts::new("recd_pool_live_actors", "Live actors by pool"),
+            &["pool"],
+        )
+        .expect("metric");
         let shard_items = IntGaugeVec::new(
-            Opts::new("recd_index_shard_items", "Items indexed by shard on this node"),
+            Opts::new(
+                "recd_index_shard_items",
+                "Items indexed by shard on this node",
+            ),
             &["shard"],
         )
         .expect("metric");
@@ -175,7 +199,10 @@ mod tests {
         m.requests.with_label_values(&["default", "A", "200"]).inc();
         m.actor_restarts.with_label_values(&["ranker"]).inc();
         let text = m.encode();
-        assert!(text.contains("recd_requests_total{lane=\"default\",status=\"200\",variant=\"A\"} 1"), "{text}");
+        assert!(
+            text.contains("recd_requests_total{lane=\"default\",status=\"200\",variant=\"A\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("recd_actor_restarts_total{pool=\"ranker\"} 1"));
     }
 }

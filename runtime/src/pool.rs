@@ -27,7 +27,9 @@ pub struct PoolSlots<M> {
 impl<M: Message> PoolSlots<M> {
     /// Empty slots for a pool of `size`.
     pub fn new(size: usize) -> Arc<Self> {
-        Arc::new(Self { slots: RwLock::new(vec![None; size]) })
+        Arc::new(Self {
+            slots: RwLock::new(vec![None; size]),
+        })
     }
 
     /// The actor in `slot`, if live.
@@ -145,7 +147,11 @@ impl<F: WorkerFactory> PoolState<F> {
 
     fn report_live(&self) {
         let live = self.args.slots.live() as i64;
-        self.args.metrics.pool_live.with_label_values(&[self.args.name]).set(live);
+        self.args
+            .metrics
+            .pool_live
+            .with_label_values(&[self.args.name])
+            .set(live);
     }
 }
 
@@ -200,7 +206,12 @@ impl<F: WorkerFactory> Actor for PoolSupervisor<F> {
             tracing::error!(pool = state.args.name, slot, error = %err, "worker restart failed");
             schedule_restart(&myself, state, slot);
         } else {
-            state.args.metrics.actor_restarts.with_label_values(&[state.args.name]).inc();
+            state
+                .args
+                .metrics
+                .actor_restarts
+                .with_label_values(&[state.args.name])
+                .inc();
             tracing::info!(pool = state.args.name, slot, "worker restarted");
         }
         Ok(())
@@ -241,7 +252,10 @@ fn schedule_restart<F: WorkerFactory>(
     let policy = state.args.policy;
     let now = Instant::now();
     let history = &mut state.restarts[slot];
-    while history.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
+    while history
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > policy.window)
+    {
         history.pop_front();
     }
     if history.len() as u32 >= policy.max_restarts {

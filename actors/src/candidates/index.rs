@@ -44,25 +44,50 @@ impl ShardIndex {
         let options = options(cfg);
         if path.is_file() {
             match Self::load(&path, &options, cfg, shard, threads) {
-                Ok(me) if me.len() == partition_len(cat.len(), shard, shards) => return Ok((me, true)),
-                Ok(_) => tracing::warn!(path = %path.display(), "snapshot size mismatch, rebuilding"),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "snapshot unreadable, rebuilding"),
+                Ok(me) if me.len() == partition_len(cat.len(), shard, shards) => {
+                    return Ok((me, true))
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "snapshot size mismatch, rebuilding")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "snapshot unreadable, rebuilding")
+                }
             }
         }
         let me = Self::build(cat, shard, shards, cfg, threads, progress)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = path.with_extension("tmp");
-        me.index.save(path_str(&tmp)?).context("saving index snapshot")?;
+        // a unique temporary name: nodes (or tests) sharing a data folder may build the
+        // same shard at once; each rename is atomic and either snapshot is valid
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
+        me.index
+            .save(path_str(&tmp)?)
+            .context("saving index snapshot")?;
         std::fs::rename(&tmp, &path)?;
         Ok((me, false))
     }
 
-    fn load(path: &Path, options: &IndexOptions, cfg: &IndexConfig, shard: usize, threads: usize) -> anyhow::Result<Self> {
+    fn load(
+        path: &Path,
+        options: &IndexOptions,
+        cfg: &IndexConfig,
+        shard: usize,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let index = Index::new(options).context("creating index")?;
         index.load(path_str(path)?).context("loading snapshot")?;
-        index.reserve_capacity_and_threads(index.size(), threads).context("reserving threads")?;
+        index
+            .reserve_capacity_and_threads(index.size(), threads)
+            .context("reserving threads")?;
         index.change_expansion_search(cfg.expansion_search);
-        Ok(Self { index, scalar: cfg.scalar, exact: cfg.exact, shard })
+        Ok(Self {
+            index,
+            scalar: cfg.scalar,
+            exact: cfg.exact,
+            shard,
+        })
     }
 
     /// Builds the shard from the catalogue with `threads` threads.
@@ -77,8 +102,15 @@ impl ShardIndex {
         let n = partition_len(cat.len(), shard, shards);
         let index = Index::new(&options(cfg)).context("creating index")?;
         let threads = threads.max(1);
-        index.reserve_capacity_and_threads(n, threads).context("reserving index")?;
-        let me = Self { index, scalar: cfg.scalar, exact: cfg.exact, shard };
+        index
+            .reserve_capacity_and_threads(n, threads)
+            .context("reserving index")?;
+        let me = Self {
+            index,
+            scalar: cfg.scalar,
+            exact: cfg.exact,
+            shard,
+        };
         let done = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| -> anyhow::Result<()> {
             let workers: Vec<_> = (0..threads)
@@ -98,7 +130,8 @@ impl ShardIndex {
                 })
                 .collect();
             for w in workers {
-                w.join().map_err(|_| anyhow::anyhow!("index build thread panicked"))??;
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("index build thread panicked"))??;
             }
             Ok(())
         })?;
@@ -116,7 +149,11 @@ impl ShardIndex {
 
     /// The `k` nearest items of this shard to `query`.
     pub fn search(&self, query: &[f32], k: usize) -> anyhow::Result<Vec<Candidate>> {
-        ensure!(query.len() == DIM, "query has {} dims, expected {DIM}", query.len());
+        ensure!(
+            query.len() == DIM,
+            "query has {} dims, expected {DIM}",
+            query.len()
+        );
         let m = match (self.scalar, self.exact) {
             (ScalarKindConfig::I8, false) => self.index.search(&quantise_i8(query), k),
             (ScalarKindConfig::I8, true) => self.index.exact_search(&quantise_i8(query), k),
@@ -124,7 +161,11 @@ impl ShardIndex {
             (_, true) => self.index.exact_search(query, k),
         }
         .map_err(|e| anyhow::anyhow!("searching shard {}: {e}", self.shard))?;
-        Ok(m.keys.into_iter().zip(m.distances).map(|(id, distance)| Candidate { id, distance }).collect())
+        Ok(m.keys
+            .into_iter()
+            .zip(m.distances)
+            .map(|(id, distance)| Candidate { id, distance })
+            .collect())
     }
 
     /// Items in this shard.
@@ -153,8 +194,9 @@ pub fn merge(lists: impl IntoIterator<Item = Vec<Candidate>>, k: usize) -> Vec<C
 /// Exact top-`k` item ids by inner product over the whole catalogue (reference for
 /// recall measurements; ties by smaller id).
 pub fn brute_force(cat: &Catalogue, query: &[f32], k: usize) -> Vec<u64> {
-    let mut scored: Vec<(f32, u64)> =
-        (0..cat.len()).map(|i| (crate::data::dot(query, cat.item(i)), i as u64)).collect();
+    let mut scored: Vec<(f32, u64)> = (0..cat.len())
+        .map(|i| (crate::data::dot(query, cat.item(i)), i as u64))
+        .collect();
     let by = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     let k = k.min(scored.len());
     if k < scored.len() {
@@ -188,7 +230,13 @@ fn options(cfg: &IndexConfig) -> IndexOptions {
     }
 }
 
-fn snapshot_path(dir: &Path, cat: &Catalogue, shard: usize, shards: usize, cfg: &IndexConfig) -> PathBuf {
+fn snapshot_path(
+    dir: &Path,
+    cat: &Catalogue,
+    shard: usize,
+    shards: usize,
+    cfg: &IndexConfig,
+) -> PathBuf {
     let metric = match cfg.metric {
         MetricConfig::Ip => "ip",
         MetricConfig::Cos => "cos",
@@ -203,11 +251,14 @@ fn snapshot_path(dir: &Path, cat: &Catalogue, shard: usize, shards: usize, cfg: 
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
-    p.to_str().with_context(|| format!("non-utf-8 path {}", p.display()))
+    p.to_str()
+        .with_context(|| format!("non-utf-8 path {}", p.display()))
 }
 
 fn quantise_i8(v: &[f32]) -> Vec<i8> {
-    v.iter().map(|x| (x * I8_SCALE).round().clamp(-127.0, 127.0) as i8).collect()
+    v.iter()
+        .map(|x| (x * I8_SCALE).round().clamp(-127.0, 127.0) as i8)
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! with `Overloaded`.
 
 use super::index::{Candidate, ShardIndex};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::ComputePool;
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 
 /// Reply of a batched search: one candidate list per query.
@@ -72,7 +72,9 @@ impl Actor for IndexShard {
                 match state.compute.try_submit(job) {
                     Ok(done) => {
                         tokio::spawn(async move {
-                            let out = done.await.unwrap_or_else(|e| Err(RecdError::unavailable(e.to_string())));
+                            let out = done
+                                .await
+                                .unwrap_or_else(|e| Err(RecdError::unavailable(e.to_string())));
                             let _ = reply.send(out);
                         });
                     }
@@ -90,13 +92,20 @@ impl Actor for IndexShard {
 fn search_all(index: &ShardIndex, queries: &[f32], k: usize) -> SearchReply {
     queries
         .chunks_exact(crate::data::DIM)
-        .map(|q| index.search(q, k).map_err(|e| RecdError::unavailable(format!("{e:#}"))))
+        .map(|q| {
+            index
+                .search(q, k)
+                .map_err(|e| RecdError::unavailable(format!("{e:#}")))
+        })
         .collect()
 }
 
 impl WorkerFactory for IndexShardArgs {
     type Worker = IndexShard;
     fn make(&self, slot: usize) -> (IndexShard, (Arc<ShardIndex>, ComputePool)) {
-        (IndexShard, (Arc::clone(&self.indexes[slot]), self.compute.clone()))
+        (
+            IndexShard,
+            (Arc::clone(&self.indexes[slot]), self.compute.clone()),
+        )
     }
 }

@@ -19,7 +19,13 @@ pub struct TtlCache<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     /// A cache holding at most `max_entries` for at most `ttl` each.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { map: HashMap::new(), order: VecDeque::new(), generation: 0, ttl, max_entries: max_entries.max(1) }
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            generation: 0,
+            ttl,
+            max_entries: max_entries.max(1),
+        }
     }
 
     /// The fresh value of `key`; an expired entry is removed and reported as a miss.
@@ -39,14 +45,17 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         self.map.insert(key.clone(), (value, now, gen));
         self.order.push_back((key, gen));
         while self.map.len() > self.max_entries {
-            let Some((k, g)) = self.order.pop_front() else { break };
+            let Some((k, g)) = self.order.pop_front() else {
+                break;
+            };
             if self.map.get(&k).is_some_and(|e| e.2 == g) {
                 self.map.remove(&k);
             }
         }
         if self.order.len() > 2 * self.max_entries {
             let map = &self.map;
-            self.order.retain(|(k, g)| map.get(k).is_some_and(|e| e.2 == *g));
+            self.order
+                .retain(|(k, g)| map.get(k).is_some_and(|e| e.2 == *g));
         }
     }
 

@@ -9,7 +9,9 @@ const USER_NOISE: f64 = 0.15;
 
 /// FNV-1a 64 of the UTF-8 bytes.
 pub fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// True for `u0` … `u9999999` (regex `^u(0|[1-9][0-9]{0,6})$`).
@@ -103,7 +105,11 @@ fn derive(centers: &[f32], seed: u64, known: bool) -> Profile {
         *e = centers[c * DIM + j] as f64 + USER_NOISE * (2.0 * rng.next_f64() - 1.0);
     }
     let norm = emb.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let mut out = Profile { emb: [0.0; DIM], feats: [0.0; FEAT_DIM], known };
+    let mut out = Profile {
+        emb: [0.0; DIM],
+        feats: [0.0; FEAT_DIM],
+        known,
+    };
     for (o, e) in out.emb.iter_mut().zip(emb) {
         *o = (e / norm) as f32;
     }
@@ -124,7 +130,17 @@ mod tests {
         for id in ["u0", "u1", "u42", "u9999999"] {
             assert!(is_known_user(id), "{id}");
         }
-        for id in ["", "u", "u00", "u007", "u10000000", "x1", "u1a", "U1", "u-1"] {
+        for id in [
+            "",
+            "u",
+            "u00",
+            "u007",
+            "u10000000",
+            "x1",
+            "u1a",
+            "U1",
+            "u-1",
+        ] {
             assert!(!is_known_user(id), "{id}");
         }
     }

@@ -4,9 +4,9 @@
 
 use super::cache::TtlCache;
 use super::profile::{Profile, ProfileSource};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::WorkerFactory;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

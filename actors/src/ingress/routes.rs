@@ -13,13 +13,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ractor::ActorRef;
 use recd_runtime::admission::Admission;
 use recd_runtime::api::{ErrorBody, RecommendRequest};
 use recd_runtime::config::{GatewayConfig, IngressConfig};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::PoolSlots;
 use recd_runtime::{ErrorCode, RecdError};
-use ractor::ActorRef;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -96,7 +96,11 @@ impl IngressState {
     }
 
     fn request_id(&self) -> String {
-        format!("{:08x}-{:010x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{:08x}-{:010x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -104,13 +108,20 @@ impl IngressState {
 pub fn router(state: Arc<IngressState>) -> Router {
     Router::new()
         .route("/recommend", post(recommend))
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/fault", post(fault))
         .fallback(|| async { error(ErrorCode::NotFound, "no such route", None) })
         .method_not_allowed_fallback(|| async {
-            let mut r = error(ErrorCode::BadRequest, "method not allowed on this route", None);
+            let mut r = error(
+                ErrorCode::BadRequest,
+                "method not allowed on this route",
+                None,
+            );
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         })
@@ -118,8 +129,13 @@ pub fn router(state: Arc<IngressState>) -> Router {
 }
 
 fn error(code: ErrorCode, message: impl Into<String>, request_id: Option<&str>) -> Response {
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorBody { code: code.as_str().into(), message: message.into(), request_id: request_id.map(str::to_owned) };
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        code: code.as_str().into(),
+        message: message.into(),
+        request_id: request_id.map(str::to_owned),
+    };
     (status, Json(body)).into_response()
 }
 
@@ -128,14 +144,20 @@ async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
         return error(ErrorCode::Unavailable, "shutting down", None);
     }
     match st.serving.get() {
-        Some(s) if s.faults.index.live() == s.faults.index.len() => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Some(s) if s.faults.index.live() == s.faults.index.len() => {
+            Json(serde_json::json!({"status": "ready"})).into_response()
+        }
         Some(_) => error(ErrorCode::Unavailable, "an index shard is restarting", None),
         None => error(ErrorCode::Unavailable, "loading shards", None),
     }
 }
 
 async fn metrics(State(st): State<Arc<IngressState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// What the request header checks produced.
@@ -149,22 +171,36 @@ fn check_headers(st: &IngressState, headers: &HeaderMap) -> Result<Checked, Recd
     let text = |name: &str| -> Result<Option<&str>, RecdError> {
         headers
             .get(name)
-            .map(|v| v.to_str().map_err(|_| RecdError::bad_request(format!("header {name} is not visible ascii"))))
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    RecdError::bad_request(format!("header {name} is not visible ascii"))
+                })
+            })
             .transpose()
     };
     let lanes = &st.gateway_config.lanes;
     let lane_name = text("x-priority")?.unwrap_or(&st.gateway_config.default_lane);
-    let lane = lanes.iter().position(|l| l.name == lane_name).ok_or_else(|| {
-        let known: Vec<_> = lanes.iter().map(|l| l.name.as_str()).collect();
-        RecdError::bad_request(format!("unknown lane {lane_name:?} in X-Priority (known: {})", known.join(", ")))
-    })?;
+    let lane = lanes
+        .iter()
+        .position(|l| l.name == lane_name)
+        .ok_or_else(|| {
+            let known: Vec<_> = lanes.iter().map(|l| l.name.as_str()).collect();
+            RecdError::bad_request(format!(
+                "unknown lane {lane_name:?} in X-Priority (known: {})",
+                known.join(", ")
+            ))
+        })?;
     let budget = match text("x-deadline-ms")? {
         None => Duration::from_millis(lanes[lane].deadline_ms),
         Some(v) => {
             let max = st.gateway_config.max_deadline_ms;
             match v.trim().parse::<u64>() {
                 Ok(ms) if (1..=max).contains(&ms) => Duration::from_millis(ms),
-                _ => return Err(RecdError::bad_request(format!("X-Deadline-Ms must be an integer in 1..={max}"))),
+                _ => {
+                    return Err(RecdError::bad_request(format!(
+                        "X-Deadline-Ms must be an integer in 1..={max}"
+                    )))
+                }
             }
         }
     };
@@ -173,48 +209,91 @@ fn check_headers(st: &IngressState, headers: &HeaderMap) -> Result<Checked, Recd
         Some(v) => Some(
             st.ab
                 .variant_named(v)
-                .ok_or_else(|| RecdError::bad_request(format!("unknown variant {v:?} in X-Variant")))?
+                .ok_or_else(|| {
+                    RecdError::bad_request(format!("unknown variant {v:?} in X-Variant"))
+                })?
                 .to_owned(),
         ),
     };
-    Ok(Checked { lane, budget, forced_variant })
+    Ok(Checked {
+        lane,
+        budget,
+        forced_variant,
+    })
 }
 
-async fn read_request(st: &IngressState, headers: &HeaderMap, body: Body) -> Result<RecommendRequest, RecdError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+async fn read_request(
+    st: &IngressState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<RecommendRequest, RecdError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/json" {
-        return Err(RecdError::new(ErrorCode::UnsupportedMediaType, "content type must be application/json"));
+        return Err(RecdError::new(
+            ErrorCode::UnsupportedMediaType,
+            "content type must be application/json",
+        ));
     }
     let limit = st.config.max_body_bytes;
-    let too_large = || RecdError::new(ErrorCode::PayloadTooLarge, format!("body exceeds {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let too_large = || {
+        RecdError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
-    let req: RecommendRequest =
-        serde_json::from_slice(&bytes).map_err(|e| RecdError::bad_request(format!("invalid json body: {e}")))?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let req: RecommendRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| RecdError::bad_request(format!("invalid json body: {e}")))?;
     let max_len = st.config.max_user_id_len;
     if req.user_id.is_empty() || req.user_id.len() > max_len {
-        return Err(RecdError::bad_request(format!("user_id must be 1..={max_len} bytes")));
+        return Err(RecdError::bad_request(format!(
+            "user_id must be 1..={max_len} bytes"
+        )));
     }
     if req.user_id.chars().any(char::is_control) {
         return Err(RecdError::bad_request("user_id must be printable"));
     }
     if req.topk == 0 || req.topk > st.config.max_topk {
-        return Err(RecdError::bad_request(format!("topk must be in 1..={}", st.config.max_topk)));
+        return Err(RecdError::bad_request(format!(
+            "topk must be in 1..={}",
+            st.config.max_topk
+        )));
     }
     Ok(req)
 }
 
-async fn recommend(State(st): State<Arc<IngressState>>, headers: HeaderMap, body: Body) -> Response {
+async fn recommend(
+    State(st): State<Arc<IngressState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let received = Instant::now();
     let request_id = st.request_id();
-    let lane_label = |lane: Option<usize>| lane.map_or("none", |l| st.gateway_config.lanes[l].name.as_str());
+    let lane_label =
+        |lane: Option<usize>| lane.map_or("none", |l| st.gateway_config.lanes[l].name.as_str());
     let refuse = |lane: Option<usize>, variant: &str, e: RecdError| {
         let status = e.code.http_status().to_string();
-        st.metrics.requests.with_label_values(&[lane_label(lane), variant, &status]).inc();
+        st.metrics
+            .requests
+            .with_label_values(&[lane_label(lane), variant, &status])
+            .inc();
         error(e.code, e.message, Some(&request_id))
     };
     let checked = match check_headers(&st, &headers) {
@@ -226,19 +305,32 @@ async fn recommend(State(st): State<Arc<IngressState>>, headers: HeaderMap, body
         Ok(r) => r,
         Err(e) => return refuse(lane, "none", e),
     };
-    let variant = checked.forced_variant.unwrap_or_else(|| st.ab.assign(&req.user_id).to_owned());
+    let variant = checked
+        .forced_variant
+        .unwrap_or_else(|| st.ab.assign(&req.user_id).to_owned());
     let Some(serving) = st.serving.get() else {
-        return refuse(lane, &variant, RecdError::unavailable("not ready: loading shards"));
+        return refuse(
+            lane,
+            &variant,
+            RecdError::unavailable("not ready: loading shards"),
+        );
     };
     if st.draining.load(Ordering::Relaxed) {
         return refuse(lane, &variant, RecdError::unavailable("shutting down"));
     }
     if let Err(wait) = st.admission.check() {
-        st.metrics.shed.with_label_values(&[lane_label(lane), "rate_limited"]).inc();
+        st.metrics
+            .shed
+            .with_label_values(&[lane_label(lane), "rate_limited"])
+            .inc();
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let e = RecdError::new(ErrorCode::RateLimited, format!("over the admitted rate, retry after {secs} s"));
+        let e = RecdError::new(
+            ErrorCode::RateLimited,
+            format!("over the admitted rate, retry after {secs} s"),
+        );
         let mut r = refuse(lane, &variant, e);
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return r;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -252,19 +344,39 @@ async fn recommend(State(st): State<Arc<IngressState>>, headers: HeaderMap, body
         deadline: received + checked.budget,
         reply: tx,
     };
-    if serving.gateway.cast(GatewayMessage::Submit(pending)).is_err() {
-        return refuse(lane, &variant, RecdError::unavailable("gateway unavailable"));
+    if serving
+        .gateway
+        .cast(GatewayMessage::Submit(pending))
+        .is_err()
+    {
+        return refuse(
+            lane,
+            &variant,
+            RecdError::unavailable("gateway unavailable"),
+        );
     }
     let answer = match tokio::time::timeout(checked.budget + REPLY_GRACE, rx).await {
         Ok(Ok(Ok(answer))) => answer,
         Ok(Ok(Err(e))) => return refuse(lane, &variant, e),
-        Ok(Err(_)) => return refuse(lane, &variant, RecdError::unavailable("request dropped by a failing stage")),
+        Ok(Err(_)) => {
+            return refuse(
+                lane,
+                &variant,
+                RecdError::unavailable("request dropped by a failing stage"),
+            )
+        }
         Err(_) => return refuse(lane, &variant, RecdError::deadline("latency budget spent")),
     };
     let total = received.elapsed();
     let lane_name = lane_label(lane);
-    st.metrics.requests.with_label_values(&[lane_name, &variant, "200"]).inc();
-    st.metrics.request_duration.with_label_values(&[lane_name]).observe(total.as_secs_f64());
+    st.metrics
+        .requests
+        .with_label_values(&[lane_name, &variant, "200"])
+        .inc();
+    st.metrics
+        .request_duration
+        .with_label_values(&[lane_name])
+        .observe(total.as_secs_f64());
     let mut r = Json(answer.response).into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&answer.timings.server_timing(total)) {
@@ -285,24 +397,57 @@ struct FaultRequest {
 
 async fn fault(State(st): State<Arc<IngressState>>, body: axum::body::Bytes) -> Response {
     if !st.fault_injection {
-        return error(ErrorCode::NotFound, "fault injection is disabled (admin.fault_injection)", None);
+        return error(
+            ErrorCode::NotFound,
+            "fault injection is disabled (admin.fault_injection)",
+            None,
+        );
     }
     let Some(serving) = st.serving.get() else {
         return error(ErrorCode::Unavailable, "not ready", None);
     };
     let req: FaultRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(ErrorCode::BadRequest, format!("invalid json body: {e}"), None),
+        Err(e) => {
+            return error(
+                ErrorCode::BadRequest,
+                format!("invalid json body: {e}"),
+                None,
+            )
+        }
     };
     let f = &serving.faults;
     let sent = match req.pool.as_str() {
-        "features" => f.features.get(req.slot).map(|a| a.cast(FeatureShardMessage::InjectPanic).is_ok()),
-        "index" => f.index.get(req.slot).map(|a| a.cast(IndexShardMessage::InjectPanic).is_ok()),
-        "ranker" => f.ranker.get(req.slot).map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
-        other => return error(ErrorCode::BadRequest, format!("unknown pool {other:?} (features, index, ranker)"), None),
+        "features" => f
+            .features
+            .get(req.slot)
+            .map(|a| a.cast(FeatureShardMessage::InjectPanic).is_ok()),
+        "index" => f
+            .index
+            .get(req.slot)
+            .map(|a| a.cast(IndexShardMessage::InjectPanic).is_ok()),
+        "ranker" => f
+            .ranker
+            .get(req.slot)
+            .map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
+        other => {
+            return error(
+                ErrorCode::BadRequest,
+                format!("unknown pool {other:?} (features, index, ranker)"),
+                None,
+            )
+        }
     };
     match sent {
-        Some(true) => (StatusCode::ACCEPTED, Json(serde_json::json!({"injected": req.pool, "slot": req.slot}))).into_response(),
-        _ => error(ErrorCode::Unavailable, format!("{} slot {} is not live", req.pool, req.slot), None),
+        Some(true) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"injected": req.pool, "slot": req.slot})),
+        )
+            .into_response(),
+        _ => error(
+            ErrorCode::Unavailable,
+            format!("{} slot {} is not live", req.pool, req.slot),
+            None,
+        ),
     }
 }

@@ -4,10 +4,10 @@
 use super::model::{Mlp, ScoreInput};
 use crate::data::Catalogue;
 use crate::features::profile::Profile;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::ComputePool;
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 
 /// One request to score: the user's profile and its merged candidates.
@@ -53,7 +53,11 @@ impl Actor for Ranker {
     type State = RankerArgs;
     type Arguments = RankerArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: RankerArgs) -> Result<RankerArgs, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: RankerArgs,
+    ) -> Result<RankerArgs, ActorProcessingErr> {
         Ok(args)
     }
 
@@ -69,14 +73,19 @@ impl Actor for Ranker {
                 let job = move || {
                     let inputs: Vec<ScoreInput<'_>> = requests
                         .iter()
-                        .map(|r| ScoreInput { profile: &r.profile, candidates: &r.candidates })
+                        .map(|r| ScoreInput {
+                            profile: &r.profile,
+                            candidates: &r.candidates,
+                        })
                         .collect();
                     model.score_batch(&cat, &inputs)
                 };
                 match state.compute.try_submit(job) {
                     Ok(done) => {
                         tokio::spawn(async move {
-                            let out = done.await.map_err(|e| RecdError::unavailable(e.to_string()));
+                            let out = done
+                                .await
+                                .map_err(|e| RecdError::unavailable(e.to_string()));
                             let _ = reply.send(out);
                         });
                     }

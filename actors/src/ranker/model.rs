@@ -28,7 +28,11 @@ pub struct ScoreInput<'a> {
 impl Mlp {
     /// Splits `mlp.f32` (W1, b1, W2, b2, W3, b3) into layers.
     pub fn from_flat(flat: &[f32]) -> anyhow::Result<Self> {
-        ensure!(flat.len() == MLP_LEN, "mlp has {} floats, expected {MLP_LEN}", flat.len());
+        ensure!(
+            flat.len() == MLP_LEN,
+            "mlp has {} floats, expected {MLP_LEN}",
+            flat.len()
+        );
         let mut rest = flat;
         let mut take = |n: usize| {
             let (head, tail) = rest.split_at(n);
@@ -99,11 +103,20 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], beta
     // and `c` is an exclusive borrow distinct from `a` and `b`.
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, 1.0,
-            a.as_ptr(), k as isize, 1,
-            b.as_ptr(), n as isize, 1,
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
             beta,
-            c.as_mut_ptr(), n as isize, 1,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
 }
@@ -137,7 +150,9 @@ pub fn forward_naive(mlp: &Mlp, x: &[f32], rows: usize) -> Vec<f32> {
     };
     let h1 = layer(x, MLP_IN, &mlp.w1, &mlp.b1, H1);
     let h2 = layer(&h1, H1, &mlp.w2, &mlp.b2, H2);
-    (0..rows).map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>()).collect()
+    (0..rows)
+        .map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>())
+        .collect()
 }
 
 const _: () = assert!(MLP_IN == DIM + 2 * FEAT_DIM);
@@ -152,7 +167,9 @@ mod tests {
         let (_d, cat) = catalogue(500);
         let mlp = Mlp::from_flat(&cat.mlp).unwrap();
         let rows = 37;
-        let x: Vec<f32> = (0..rows * MLP_IN).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let x: Vec<f32> = (0..rows * MLP_IN)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
         let fast = mlp.forward(&x, rows);
         let slow = forward_naive(&mlp, &x, rows);
         for (a, b) in fast.iter().zip(&slow) {
@@ -164,11 +181,30 @@ mod tests {
     fn batch_scoring_equals_per_request_scoring() {
         let (_d, cat) = catalogue(500);
         let mlp = Mlp::from_flat(&cat.mlp).unwrap();
-        let src = crate::features::profile::ProfileSource::new(std::sync::Arc::new(cat.centers.clone()));
+        let src =
+            crate::features::profile::ProfileSource::new(std::sync::Arc::new(cat.centers.clone()));
         let (p1, p2) = (src.profile("u1"), src.profile("u2"));
         let (c1, c2): (Vec<u64>, Vec<u64>) = ((0..50).collect(), (100..130).collect());
-        let both = mlp.score_batch(&cat, &[ScoreInput { profile: &p1, candidates: &c1 }, ScoreInput { profile: &p2, candidates: &c2 }]);
-        let one = mlp.score_batch(&cat, &[ScoreInput { profile: &p2, candidates: &c2 }]);
+        let both = mlp.score_batch(
+            &cat,
+            &[
+                ScoreInput {
+                    profile: &p1,
+                    candidates: &c1,
+                },
+                ScoreInput {
+                    profile: &p2,
+                    candidates: &c2,
+                },
+            ],
+        );
+        let one = mlp.score_batch(
+            &cat,
+            &[ScoreInput {
+                profile: &p2,
+                candidates: &c2,
+            }],
+        );
         assert_eq!(both[1], one[0]);
         assert_eq!(both[0].len(), 50);
     }

@@ -25,11 +25,15 @@ pub fn small_data() -> &'static Path {
 pub fn workload_data() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let workload = std::env::var_os("RECD_WORKLOAD_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/workload")
-        });
+        let workload = std::env::var_os("RECD_WORKLOAD_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/workload"));
         let script = workload.join("gen_data.py");
-        assert!(script.is_file(), "workload generator not found at {} (set RECD_WORKLOAD_DIR)", script.display());
+        assert!(
+            script.is_file(),
+            "workload generator not found at {} (set RECD_WORKLOAD_DIR)",
+            script.display()
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let out = std::process::Command::new("python3")
             .arg(&script)
@@ -64,7 +68,10 @@ pub fn config(data_dir: &Path) -> Config {
 
 /// A client with a timeout (every remote call has one).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
 }
 
 /// POSTs a JSON body to /recommend with extra headers; returns status and JSON body.
@@ -98,7 +105,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs} s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

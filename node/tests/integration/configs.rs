@@ -16,11 +16,15 @@ fn every_config_file_loads_and_validates() {
             AbScenarios::load(&path).unwrap();
         } else {
             let env: Vec<(String, String)> = Vec::new();
-            recd_runtime::config::load(Some(&path), &[], env).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            recd_runtime::config::load(Some(&path), &[], env)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         }
         seen += 1;
     }
-    assert!(seen >= 2, "configs/ holds dev.yaml and ab_scenarios.yaml at least");
+    assert!(
+        seen >= 2,
+        "configs/ holds dev.yaml and ab_scenarios.yaml at least"
+    );
 }
 
 #[test]

@@ -48,9 +48,17 @@ fn exact_config() -> Config {
 fn assert_top10(user: &str, got: &[(u64, f32)], want: &[Scored]) {
     assert_eq!(got.len(), want.len(), "{user}: length");
     for (i, ((id, score), w)) in got.iter().zip(want).enumerate() {
-        assert!((score - w.score).abs() <= 1e-4, "{user}[{i}]: score {score} vs golden {}", w.score);
+        assert!(
+            (score - w.score).abs() <= 1e-4,
+            "{user}[{i}]: score {score} vs golden {}",
+            w.score
+        );
         if *id != w.id {
-            assert!((score - w.score).abs() <= 1e-5, "{user}[{i}]: id {id} vs golden {} (not a tie)", w.id);
+            assert!(
+                (score - w.score).abs() <= 1e-5,
+                "{user}[{i}]: id {id} vs golden {} (not a tie)",
+                w.id
+            );
         }
     }
 }
@@ -64,8 +72,17 @@ fn profiles_hashes_and_variants_match_golden() {
         assert_eq!(is_known_user(&g.user_id), g.known, "{}: known", g.user_id);
         assert_eq!(ab.assign(&g.user_id), g.variant, "{}: variant", g.user_id);
         let p = kernel.source.profile(&g.user_id);
-        for (a, b) in p.emb.iter().zip(&g.embedding_first4).chain(p.feats.iter().zip(&g.features_first4)) {
-            assert!((a - b).abs() <= 1e-6, "{}: profile value {a} vs golden {b}", g.user_id);
+        for (a, b) in p
+            .emb
+            .iter()
+            .zip(&g.embedding_first4)
+            .chain(p.feats.iter().zip(&g.features_first4))
+        {
+            assert!(
+                (a - b).abs() <= 1e-6,
+                "{}: profile value {a} vs golden {b}",
+                g.user_id
+            );
         }
     }
 }
@@ -75,10 +92,20 @@ fn kernel_exact_top10_matches_golden() {
     let kernel = Kernel::load(&exact_config(), 2).unwrap();
     for g in golden() {
         let p = kernel.source.profile(&g.user_id);
-        let lists: Vec<_> = kernel.shards.iter().map(|s| s.search(&p.emb, kernel.per_shard_k).unwrap()).collect();
+        let lists: Vec<_> = kernel
+            .shards
+            .iter()
+            .map(|s| s.search(&p.emb, kernel.per_shard_k).unwrap())
+            .collect();
         let cand: Vec<u64> = merge(lists, 10).into_iter().map(|c| c.id).collect();
-        assert_eq!(cand, g.exact_top200_first10, "{}: exact candidates", g.user_id);
-        let top = kernel.recommend(&g.user_id, 10, &mut StageCost::default()).unwrap();
+        assert_eq!(
+            cand, g.exact_top200_first10,
+            "{}: exact candidates",
+            g.user_id
+        );
+        let top = kernel
+            .recommend(&g.user_id, 10, &mut StageCost::default())
+            .unwrap();
         assert_top10(&g.user_id, &top, &g.exact_rerank_top10);
     }
 }
@@ -102,7 +129,12 @@ async fn http_exact_top10_matches_golden() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| (i["id"].as_u64().unwrap(), i["score"].as_f64().unwrap() as f32))
+            .map(|i| {
+                (
+                    i["id"].as_u64().unwrap(),
+                    i["score"].as_f64().unwrap() as f32,
+                )
+            })
             .collect();
         assert_top10(&g.user_id, &items, &g.exact_rerank_top10);
     }

@@ -6,7 +6,12 @@ use recd_node::Node;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-async fn inject(client: &reqwest::Client, addr: std::net::SocketAddr, pool: &str, slot: usize) -> u16 {
+async fn inject(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    pool: &str,
+    slot: usize,
+) -> u16 {
     client
         .post(format!("http://{addr}/admin/fault"))
         .body(format!(r#"{{"pool":"{pool}","slot":{slot}}}"#))
@@ -18,7 +23,11 @@ async fn inject(client: &reqwest::Client, addr: std::net::SocketAddr, pool: &str
 }
 
 /// Polls with fresh users until a 200 answer satisfies `pred`.
-async fn until_answer(client: &reqwest::Client, addr: std::net::SocketAddr, pred: impl Fn(&serde_json::Value) -> bool) {
+async fn until_answer(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) {
     let mut i = 0u64;
     poll(10, || {
         i += 1;
@@ -34,7 +43,11 @@ async fn until_answer(client: &reqwest::Client, addr: std::net::SocketAddr, pred
 }
 
 fn degraded(json: &serde_json::Value, stage: &str) -> bool {
-    json["degraded"].as_array().unwrap().iter().any(|s| s == stage)
+    json["degraded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == stage)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,11 +83,25 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
 
     assert_eq!(inject(&client, addr, "ranker", 0).await, 202);
     until_answer(&client, addr, |j| degraded(j, "ranker")).await;
-    until_answer(&client, addr, |j| j["degraded"].as_array().unwrap().is_empty()).await;
+    until_answer(&client, addr, |j| {
+        j["degraded"].as_array().unwrap().is_empty()
+    })
+    .await;
 
     assert_eq!(inject(&client, addr, "index", 1).await, 202);
-    until_answer(&client, addr, |j| degraded(j, "candidates") && j["coverage"] == 0.5).await;
-    assert_eq!(client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 503);
+    until_answer(&client, addr, |j| {
+        degraded(j, "candidates") && j["coverage"] == 0.5
+    })
+    .await;
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     until_answer(&client, addr, |j| j["coverage"] == 1.0).await;
 
     assert_eq!(inject(&client, addr, "features", 0).await, 202);
@@ -93,14 +120,25 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
     }
     assert!(statuses.len() > 30, "load ran: {} requests", statuses.len());
     let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(failed.is_empty(), "non-200 answers under faults: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "non-200 answers under faults: {failed:?}"
+    );
 
     let m = &node.metrics;
     for pool in ["ranker", "index", "features"] {
-        assert_eq!(m.actor_restarts.with_label_values(&[pool]).get(), 1, "{pool} restarts");
+        assert_eq!(
+            m.actor_restarts.with_label_values(&[pool]).get(),
+            1,
+            "{pool} restarts"
+        );
     }
     assert!(m.degraded.with_label_values(&["ranker"]).get() >= 1);
-    assert_eq!(inject(&client, addr, "ranker", 7).await, 503, "no such slot");
+    assert_eq!(
+        inject(&client, addr, "ranker", 7).await,
+        503,
+        "no such slot"
+    );
     assert_eq!(inject(&client, addr, "model", 0).await, 400);
     node.shutdown().await;
 }

@@ -69,7 +69,11 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { generate_if_missing: true, items: 200_000, seed: 20240611 }
+        Self {
+            generate_if_missing: true,
+            items: 200_000,
+            seed: 20240611,
+        }
     }
 }
 
@@ -179,7 +183,12 @@ pub struct FeaturesConfig {
 
 impl Default for FeaturesConfig {
     fn default() -> Self {
-        Self { shards: 4, cache_ttl_secs: 300, cache_max_entries: 100_000, timeout_ms: 20 }
+        Self {
+            shards: 4,
+            cache_ttl_secs: 300,
+            cache_max_entries: 100_000,
+            timeout_ms: 20,
+        }
     }
 }
 
@@ -260,7 +269,10 @@ pub struct RankerConfig {
 
 impl Default for RankerConfig {
     fn default() -> Self {
-        Self { workers: 2, timeout_ms: 50 }
+        Self {
+            workers: 2,
+            timeout_ms: 50,
+        }
     }
 }
 
@@ -286,7 +298,11 @@ pub struct SupervisionConfig {
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
-        Self { max_restarts: 20, window_secs: 60, backoff_ms: 10 }
+        Self {
+            max_restarts: 20,
+            window_secs: 60,
+            backoff_ms: 10,
+        }
     }
 }
 
@@ -315,7 +331,10 @@ impl Config {
         }
         for (i, lane) in g.lanes.iter().enumerate() {
             if lane.name.is_empty() || g.lanes[..i].iter().any(|l| l.name == lane.name) {
-                bail!("gateway.lanes[{i}].name: empty or duplicate {:?}", lane.name);
+                bail!(
+                    "gateway.lanes[{i}].name: empty or duplicate {:?}",
+                    lane.name
+                );
             }
             if lane.weight == 0 || lane.capacity == 0 || lane.deadline_ms == 0 {
                 bail!("gateway.lanes[{i}]: weight, capacity and deadline_ms must be > 0");
@@ -328,7 +347,10 @@ impl Config {
         positive("gateway.max_queued", g.max_queued)?;
         positive("gateway.pipeline_workers", g.pipeline_workers)?;
         positive("features.shards", self.features.shards)?;
-        positive("features.cache_max_entries", self.features.cache_max_entries)?;
+        positive(
+            "features.cache_max_entries",
+            self.features.cache_max_entries,
+        )?;
         positive("index.shards", self.index.shards)?;
         positive("index.connectivity", self.index.connectivity)?;
         positive("index.candidates", self.index.candidates)?;
@@ -337,7 +359,7 @@ impl Config {
         if self.index.candidates < self.ingress.max_topk as usize {
             bail!("index.candidates must be >= ingress.max_topk");
         }
-        if !(self.index.per_shard_factor >= 1.0) {
+        if self.index.per_shard_factor.is_nan() || self.index.per_shard_factor < 1.0 {
             bail!("index.per_shard_factor must be >= 1.0");
         }
         if self.ingress.max_topk == 0 || self.ingress.max_user_id_len == 0 {

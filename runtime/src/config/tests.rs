@@ -2,7 +2,10 @@ use super::*;
 use std::io::Write;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -16,7 +19,11 @@ fn defaults_validate() {
 #[test]
 fn file_then_flags_then_env() {
     let mut f = tempfile_in();
-    writeln!(f.1, "index:\n  shards: 2\nnode:\n  http_listen: 127.0.0.1:9000").unwrap();
+    writeln!(
+        f.1,
+        "index:\n  shards: 2\nnode:\n  http_listen: 127.0.0.1:9000"
+    )
+    .unwrap();
     let overrides = vec![("node.http_listen".to_string(), "127.0.0.1:9001".to_string())];
     let c = load(
         Some(&f.0),

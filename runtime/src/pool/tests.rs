@@ -13,7 +13,11 @@ impl Actor for Flaky {
     type State = usize;
     type Arguments = usize;
 
-    async fn pre_start(&self, _: ActorRef<FlakyMsg>, slot: usize) -> Result<usize, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<FlakyMsg>,
+        slot: usize,
+    ) -> Result<usize, ActorProcessingErr> {
         Ok(slot)
     }
 
@@ -42,7 +46,13 @@ impl WorkerFactory for FlakyFactory {
     }
 }
 
-async fn start(max_restarts: u32) -> (Arc<PoolSlots<FlakyMsg>>, Arc<Metrics>, ActorRef<PoolMessage>) {
+async fn start(
+    max_restarts: u32,
+) -> (
+    Arc<PoolSlots<FlakyMsg>>,
+    Arc<Metrics>,
+    ActorRef<PoolMessage>,
+) {
     let slots = PoolSlots::new(3);
     let metrics = Arc::new(Metrics::new());
     let args = PoolArgs {
@@ -71,7 +81,10 @@ async fn panicking_worker_is_restarted_in_its_slot() {
     wait_until(|| slots.get(1).is_some_and(|a| a.get_id() != before)).await;
     let answer = ractor::call!(slots.get(1).unwrap(), FlakyMsg::Ping).unwrap();
     assert_eq!(answer, 1);
-    assert_eq!(metrics.actor_restarts.with_label_values(&["flaky"]).get(), 1);
+    assert_eq!(
+        metrics.actor_restarts.with_label_values(&["flaky"]).get(),
+        1
+    );
     sup.stop(None);
     wait_until(|| slots.live() == 0).await;
 }
@@ -87,7 +100,10 @@ async fn restart_intensity_leaves_slot_empty() {
     slots.get(0).unwrap().cast(FlakyMsg::Crash).unwrap();
     wait_until(|| slots.get(0).is_none()).await;
     assert_eq!(slots.live(), 2);
-    assert_eq!(metrics.actor_restarts.with_label_values(&["flaky"]).get(), 2);
+    assert_eq!(
+        metrics.actor_restarts.with_label_values(&["flaky"]).get(),
+        2
+    );
     // routing skips the empty slot
     assert!(slots.pick(0).is_some());
     sup.stop(None);

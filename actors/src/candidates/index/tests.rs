@@ -4,14 +4,19 @@ use crate::test_data::catalogue;
 use std::sync::Arc;
 
 fn cfg(shards: usize) -> IndexConfig {
-    IndexConfig { shards, expansion_search: 200, ..IndexConfig::default() }
+    IndexConfig {
+        shards,
+        expansion_search: 200,
+        ..IndexConfig::default()
+    }
 }
 
 fn build_all(cat: &Catalogue, cfg: &IndexConfig, dir: &Path) -> (Vec<ShardIndex>, bool) {
     let mut loaded = true;
     let shards = (0..cfg.shards)
         .map(|s| {
-            let (idx, l) = ShardIndex::load_or_build(dir, cat, s, cfg.shards, cfg, 2, &|_, _| {}).unwrap();
+            let (idx, l) =
+                ShardIndex::load_or_build(dir, cat, s, cfg.shards, cfg, 2, &|_, _| {}).unwrap();
             loaded &= l;
             idx
         })
@@ -20,7 +25,10 @@ fn build_all(cat: &Catalogue, cfg: &IndexConfig, dir: &Path) -> (Vec<ShardIndex>
 }
 
 fn sharded_search(shards: &[ShardIndex], q: &[f32], k: usize, per_shard: usize) -> Vec<u64> {
-    merge(shards.iter().map(|s| s.search(q, per_shard).unwrap()), k).into_iter().map(|c| c.id).collect()
+    merge(shards.iter().map(|s| s.search(q, per_shard).unwrap()), k)
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 #[test]
@@ -55,7 +63,10 @@ fn snapshot_reload_answers_the_same() {
     let (second, loaded) = build_all(&cat, &c, snap.path());
     assert!(loaded, "second start must load the snapshot");
     let q = cat.item(17).to_vec();
-    assert_eq!(sharded_search(&first, &q, 50, 50), sharded_search(&second, &q, 50, 50));
+    assert_eq!(
+        sharded_search(&first, &q, 50, 50),
+        sharded_search(&second, &q, 50, 50)
+    );
     // the item itself is its own nearest neighbour
     assert_eq!(sharded_search(&second, &q, 1, 1), vec![17]);
 }
@@ -64,19 +75,27 @@ fn snapshot_reload_answers_the_same() {
 fn exact_mode_equals_brute_force() {
     let (_dir, cat) = catalogue(3_000);
     let snap = tempfile::tempdir().unwrap();
-    for scalar in [ScalarKindConfig::F32] {
-        let c = IndexConfig { exact: true, scalar, ..cfg(3) };
-        let (shards, _) = build_all(&cat, &c, snap.path());
-        let q = cat.item(5).to_vec();
-        assert_eq!(sharded_search(&shards, &q, 100, 100), brute_force(&cat, &q, 100));
-    }
+    let c = IndexConfig {
+        exact: true,
+        scalar: ScalarKindConfig::F32,
+        ..cfg(3)
+    };
+    let (shards, _) = build_all(&cat, &c, snap.path());
+    let q = cat.item(5).to_vec();
+    assert_eq!(
+        sharded_search(&shards, &q, 100, 100),
+        brute_force(&cat, &q, 100)
+    );
 }
 
 #[test]
 fn i8_index_keeps_recall() {
     let (_dir, cat) = catalogue(5_000);
     let snap = tempfile::tempdir().unwrap();
-    let c = IndexConfig { scalar: ScalarKindConfig::I8, ..cfg(1) };
+    let c = IndexConfig {
+        scalar: ScalarKindConfig::I8,
+        ..cfg(1)
+    };
     let (shards, _) = build_all(&cat, &c, snap.path());
     let q = cat.item(99).to_vec();
     let truth = brute_force(&cat, &q, 50);
@@ -88,6 +107,12 @@ fn i8_index_keeps_recall() {
 #[test]
 fn merge_orders_by_distance_then_id() {
     let c = |id, distance| Candidate { id, distance };
-    let merged = merge(vec![vec![c(5, 0.1), c(9, 0.3)], vec![c(2, 0.1), c(7, 0.2)]], 3);
-    assert_eq!(merged.iter().map(|c| c.id).collect::<Vec<_>>(), vec![2, 5, 7]);
+    let merged = merge(
+        vec![vec![c(5, 0.1), c(9, 0.3)], vec![c(2, 0.1), c(7, 0.2)]],
+        3,
+    );
+    assert_eq!(
+        merged.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![2, 5, 7]
+    );
 }
