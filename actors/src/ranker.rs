@@ -6,4 +6,5 @@
 //!   compute pool.
 
 pub mod actor;
+pub mod int8;
 pub mod model;

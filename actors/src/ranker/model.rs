@@ -9,12 +9,12 @@ use anyhow::ensure;
 /// MLP weights, row-major, `x @ W` convention.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2: Vec<f32>,
-    b2: Vec<f32>,
-    w3: Vec<f32>,
-    b3: f32,
+    pub(crate) w1: Vec<f32>,
+    pub(crate) b1: Vec<f32>,
+    pub(crate) w2: Vec<f32>,
+    pub(crate) b2: Vec<f32>,
+    pub(crate) w3: Vec<f32>,
+    pub(crate) b3: f32,
 }
 
 /// One request's share of a scoring call.
@@ -52,6 +52,13 @@ impl Mlp {
     /// Scores every candidate of every input in one pass; returns one score list per
     /// input, in candidate order.
     pub fn score_batch(&self, cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
+        let x = Self::inputs(cat, inputs);
+        let scores = self.forward(&x, x.len() / MLP_IN);
+        split_rows(scores, inputs)
+    }
+
+    /// The input matrix (rows × 96) of a scoring call.
+    pub fn inputs(cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
         let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
         let mut x = Vec::with_capacity(rows * MLP_IN);
         for input in inputs {
@@ -62,18 +69,8 @@ impl Mlp {
                 x.extend_from_slice(cat.item_feat(id as usize));
             }
         }
-        debug_assert_eq!(x.len(), rows * MLP_IN);
-        let scores = self.forward(&x, rows);
-        let mut out = Vec::with_capacity(inputs.len());
-        let mut offset = 0;
-        for input in inputs {
-            let n = input.candidates.len();
-            out.push(scores[offset..offset + n].to_vec());
-            offset += n;
-        }
-        out
+        x
     }
-
     /// Forward pass over `rows` input rows of width 96.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let h1 = dense_relu(x, rows, MLP_IN, &self.w1, &self.b1, H1);
@@ -82,6 +79,18 @@ impl Mlp {
         sgemm(rows, H2, 1, &h2, &self.w3, &mut s, 1.0);
         s
     }
+}
+
+/// Splits one score vector back into per-input lists.
+pub fn split_rows(scores: Vec<f32>, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    let mut offset = 0;
+    for input in inputs {
+        let n = input.candidates.len();
+        out.push(scores[offset..offset + n].to_vec());
+        offset += n;
+    }
+    out
 }
 
 /// `relu(x·W + b)` for x: rows × k, W: k × n.
