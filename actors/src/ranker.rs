@@ -6,5 +6,4 @@
 //!   compute pool.
 
 pub mod actor;
-pub mod int8;
 pub mod model;

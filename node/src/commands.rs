@@ -3,8 +3,6 @@
 use recd_actors::candidates::index::{brute_force, merge};
 use recd_actors::features::profile::SplitMix64;
 use recd_actors::kernel::{Kernel, StageCost};
-use recd_actors::ranker::int8::Int8Mlp;
-use recd_actors::ranker::model::{top_k, Mlp, ScoreInput};
 use recd_runtime::config::Config;
 use serde::Serialize;
 use std::path::Path;
@@ -43,21 +41,6 @@ pub struct KernelReport {
     pub recall_at_candidates: f64,
     /// Queries the recall was measured on.
     pub recall_queries: usize,
-    /// The int8 MLP against the f32 SGEMM path on the same inputs.
-    pub int8: Int8Report,
-}
-
-/// f32 vs int8 scoring of the same candidate sets.
-#[derive(Debug, Serialize)]
-pub struct Int8Report {
-    /// Requests compared.
-    pub requests: usize,
-    /// Mean µs of the f32 forward pass (3 SGEMMs) per request.
-    pub f32_forward_us: f64,
-    /// Mean µs of the int8 forward pass per request.
-    pub int8_forward_us: f64,
-    /// Fraction of requests whose top-10 (ids, in order) is identical.
-    pub top10_identical: f64,
 }
 
 /// Mean microseconds per stage.
@@ -110,7 +93,6 @@ pub fn bench_kernel(
             .filter(|c| truth.contains(&c.id))
             .count();
     }
-    let int8 = compare_int8(&kernel, &mut user, recall_queries.max(100))?;
     Ok(KernelReport {
         items: kernel.catalogue.len(),
         shards: kernel.shards.len(),
@@ -126,54 +108,5 @@ pub fn bench_kernel(
         },
         recall_at_candidates: hit as f64 / (recall_queries * k).max(1) as f64,
         recall_queries,
-        int8,
-    })
-}
-
-fn compare_int8(
-    kernel: &Kernel,
-    user: &mut impl FnMut() -> String,
-    requests: usize,
-) -> anyhow::Result<Int8Report> {
-    let quantised = Int8Mlp::from_mlp(&kernel.mlp);
-    let (mut f32_time, mut int8_time, mut same) = (Duration::ZERO, Duration::ZERO, 0);
-    for _ in 0..requests {
-        let profile = kernel.source.profile(&user());
-        let lists = kernel
-            .shards
-            .iter()
-            .map(|s| s.search(&profile.emb, kernel.per_shard_k))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let ids: Vec<u64> = merge(lists, kernel.candidates)
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        let x = Mlp::inputs(
-            &kernel.catalogue,
-            &[ScoreInput {
-                profile: &profile,
-                candidates: &ids,
-            }],
-        );
-        let t = Instant::now();
-        let a = kernel.mlp.forward(&x, ids.len());
-        let t1 = Instant::now();
-        let b = quantised.forward(&x, ids.len());
-        int8_time += t1.elapsed();
-        f32_time += t1 - t;
-        let top = |s: &[f32]| {
-            top_k(&ids, s, 10)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect::<Vec<_>>()
-        };
-        same += usize::from(top(&a) == top(&b));
-    }
-    let us = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
-    Ok(Int8Report {
-        requests,
-        f32_forward_us: us(f32_time),
-        int8_forward_us: us(int8_time),
-        top10_identical: same as f64 / requests as f64,
     })
 }

@@ -9,12 +9,12 @@ use anyhow::ensure;
 /// MLP weights, row-major, `x @ W` convention.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    pub(crate) w1: Vec<f32>,
-    pub(crate) b1: Vec<f32>,
-    pub(crate) w2: Vec<f32>,
-    pub(crate) b2: Vec<f32>,
-    pub(crate) w3: Vec<f32>,
-    pub(crate) b3: f32,
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    w3: Vec<f32>,
+    b3: f32,
 }
 
 /// One request's share of a scoring call.

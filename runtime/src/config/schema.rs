@@ -243,14 +243,14 @@ pub struct IndexConfig {
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
-            shards: 4,
+            shards: 2,
             metric: MetricConfig::Ip,
             scalar: ScalarKindConfig::F16,
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 100,
             candidates: 200,
-            per_shard_factor: 2.0,
+            per_shard_factor: 1.0,
             exact: false,
             timeout_ms: 50,
         }

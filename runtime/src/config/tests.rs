@@ -11,7 +11,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn defaults_validate() {
     let c = load(None, &[], env(&[])).unwrap();
-    assert_eq!(c.index.shards, 4);
+    assert_eq!(c.index.shards, 2);
     assert_eq!(c.gateway.lanes.len(), 3);
     assert_eq!(c.per_shard_k(), 100);
 }
