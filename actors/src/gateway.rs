@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use recd_runtime::config::GatewayConfig;
 use recd_runtime::lanes::{LaneQueues, Offer};
 use recd_runtime::metrics::Metrics;
-use recd_runtime::pool::PoolSlots;
+use recd_runtime::pool::{PoolSlots, WorkerFactory};
 use recd_runtime::RecdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,9 @@ pub enum GatewayMessage {
     },
 }
 
-/// Start arguments of the gateway.
+/// Start arguments of the gateway (and its pool factory: a pool of one, so the gateway is
+/// supervised and restarted like every stage).
+#[derive(Clone)]
 pub struct GatewayArgs {
     /// Lanes and batching.
     pub config: GatewayConfig,
@@ -238,5 +240,12 @@ impl GatewayState {
                 )));
             }
         }
+    }
+}
+
+impl WorkerFactory for GatewayArgs {
+    type Worker = Gateway;
+    fn make(&self, _slot: usize) -> (Gateway, GatewayArgs) {
+        (Gateway, self.clone())
     }
 }

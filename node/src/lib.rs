@@ -10,7 +10,7 @@
 //! Supervision tree (each pool restarts its workers, see `recd_runtime::pool`):
 //! ```text
 //! node ─┬─ Ingress            (HTTP listener task)
-//!       ├─ Gateway            (lanes, batching)
+//!       ├─ PoolSupervisor("gateway")  ── Gateway × 1 (lanes, batching)
 //!       ├─ PoolSupervisor("pipeline") ── PipelineWorker × gateway.pipeline_workers
 //!       ├─ PoolSupervisor("features") ── FeatureShard × features.shards
 //!       ├─ PoolSupervisor("index")    ── IndexShard × index.shards

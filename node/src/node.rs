@@ -8,7 +8,7 @@ use recd_actors::data::Catalogue;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
-use recd_actors::gateway::{Gateway, GatewayArgs, GatewayMessage};
+use recd_actors::gateway::GatewayArgs;
 use recd_actors::ingress::routes::{FaultTargets, IngressState, Serving};
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineSettings};
@@ -34,8 +34,7 @@ pub struct Node {
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     ingress: ActorRef<IngressMessage>,
-    gateway: ActorRef<GatewayMessage>,
-    /// Pools in shutdown order: pipeline first, shards last.
+    /// Pools in shutdown order: gateway, pipeline, then the shards.
     pools: Vec<ActorRef<PoolMessage>>,
     ingress_state: Arc<IngressState>,
 }
@@ -142,19 +141,18 @@ impl Node {
             )
             .await?,
         );
-        let (gateway, _) = Actor::spawn(
-            None,
-            Gateway,
-            GatewayArgs {
-                config: config.gateway.clone(),
-                workers: pipeline,
-                metrics: Arc::clone(&metrics),
-            },
-        )
-        .await
-        .context("starting gateway")?;
+        let gateway = PoolSlots::new(1);
+        let gateway_args = GatewayArgs {
+            config: config.gateway.clone(),
+            workers: pipeline,
+            metrics: Arc::clone(&metrics),
+        };
+        pools.insert(
+            0,
+            start_pool("gateway", gateway_args, &gateway, policy, &metrics).await?,
+        );
         let serving = Serving {
-            gateway: gateway.clone(),
+            gateway,
             faults: FaultTargets {
                 features,
                 index,
@@ -169,20 +167,18 @@ impl Node {
             http_addr,
             metrics,
             ingress,
-            gateway,
             pools,
             ingress_state,
         })
     }
 
-    /// Stops the node: not ready, HTTP drained, then gateway, pipeline and shards.
+    /// Stops the node: not ready, HTTP drained, then gateway, pipeline and shard pools.
     pub async fn shutdown(self) {
         self.ingress_state
             .draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let wait = Some(Duration::from_secs(15));
         let _ = self.ingress.stop_and_wait(None, wait).await;
-        let _ = self.gateway.stop_and_wait(None, wait).await;
         for pool in self.pools {
             let _ = pool.stop_and_wait(None, wait).await;
         }

@@ -13,7 +13,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ractor::ActorRef;
 use recd_runtime::admission::Admission;
 use recd_runtime::api::{ErrorBody, RecommendRequest};
 use recd_runtime::config::{GatewayConfig, IngressConfig};
@@ -27,8 +26,8 @@ use std::time::{Duration, Instant};
 
 /// What the ingress needs once the node is ready to serve.
 pub struct Serving {
-    /// The gateway requests go to.
-    pub gateway: ActorRef<GatewayMessage>,
+    /// The gateway requests go to (a supervised pool of one).
+    pub gateway: Arc<PoolSlots<GatewayMessage>>,
     /// Actors `/admin/fault` may target.
     pub faults: FaultTargets,
 }
@@ -344,11 +343,11 @@ async fn recommend(
         deadline: received + checked.budget,
         reply: tx,
     };
-    if serving
+    let submitted = serving
         .gateway
-        .cast(GatewayMessage::Submit(pending))
-        .is_err()
-    {
+        .get(0)
+        .map(|g| g.cast(GatewayMessage::Submit(pending)));
+    if !matches!(submitted, Some(Ok(()))) {
         return refuse(
             lane,
             &variant,
