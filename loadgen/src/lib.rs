@@ -1,0 +1,54 @@
+//! recd-loadgen: a load generator that measures recd honestly.
+//!
+//! - [`cli`]: the command line (`--url`, `--mode open|closed|sweep`, `--rate`, ...).
+//! - [`workload`]: seeded choices per request: user id (uniform, zipf, hot set), lane,
+//!   arrival gaps (constant or Poisson), cancellation.
+//! - [`client`]: one HTTP/1.1 request to `POST {url}/recommend`, classified.
+//! - [`open_loop`]: requests on a schedule; latency from the *scheduled* send time
+//!   (no coordinated omission), service time from the actual send beside it.
+//! - [`closed_loop`]: N connections, each sending when its last answer came back.
+//! - [`sweep`]: open-loop steps at rising rates until p99 or errors pass a bound.
+//! - [`stats`], [`report`], [`plot`]: HDR histograms, summary.json / CSV / HDR logs,
+//!   PNG and SVG plots.
+//!
+//! It depends on recd-runtime's API types only and talks HTTP to the URL it is given.
+
+pub mod cli;
+pub mod client;
+pub mod closed_loop;
+pub mod open_loop;
+pub mod plot;
+pub mod report;
+pub mod stats;
+pub mod sweep;
+pub mod workload;
+
+/// Runs the mode chosen on the command line and writes the results to `--out`.
+pub async fn run(args: cli::Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let client = client::Client::new(&args.url, args.timeout)?;
+    match args.mode {
+        cli::Mode::Open => {
+            let run = open_loop::run(&args, &client, args.rate, args.duration).await;
+            report::write_single(&args, &run)?;
+            report::print_summary(&run.summary(&args));
+        }
+        cli::Mode::Closed => {
+            let run = closed_loop::run(&args, &client).await;
+            report::write_single(&args, &run)?;
+            report::print_summary(&run.summary(&args));
+        }
+        cli::Mode::Sweep => {
+            let result = sweep::run(&args, &client).await;
+            report::write_sweep(&args, &result)?;
+            match result.knee() {
+                Some(k) => eprintln!(
+                    "knee: {:.0} req/s offered (p99 {:.2} ms)",
+                    k.offered_rps, k.p99_ms
+                ),
+                None => eprintln!("knee: none (the first step already broke the bound)"),
+            }
+        }
+    }
+    Ok(())
+}

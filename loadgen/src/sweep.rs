@@ -1,0 +1,65 @@
+//! Sweep: open-loop steps at `--sweep-start`, × `--sweep-factor` each step, until p99
+//! passes `--p99-bound-ms`, errors pass `--max-error-rate`, or the generator cannot
+//! offer the rate. The knee is the highest offered rate that met every bound.
+
+use crate::cli::Args;
+use crate::client::Client;
+use crate::stats::{Run, Summary};
+
+/// One step of the sweep.
+pub struct Step {
+    /// What was measured.
+    pub run: Run,
+    /// Its summary.
+    pub summary: Summary,
+    /// Whether it met the bounds.
+    pub ok: bool,
+}
+
+/// All steps.
+pub struct SweepResult {
+    /// Steps in the order run.
+    pub steps: Vec<Step>,
+}
+
+impl SweepResult {
+    /// The highest offered rate that met the bounds.
+    pub fn knee(&self) -> Option<&Summary> {
+        self.steps
+            .iter()
+            .filter(|s| s.ok)
+            .map(|s| &s.summary)
+            .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
+}
+
+/// Whether a step meets the sweep's bounds.
+pub fn meets_bounds(args: &Args, s: &Summary) -> bool {
+    s.p99_ms <= args.p99_bound_ms && s.error_rate <= args.max_error_rate && s.kept_offered_rate
+}
+
+/// Runs the sweep.
+pub async fn run(args: &Args, client: &Client) -> SweepResult {
+    let mut steps = Vec::new();
+    let mut rate = args.sweep_start;
+    while rate <= args.sweep_max {
+        let run = crate::open_loop::run(args, client, rate, args.duration).await;
+        let summary = run.summary(args);
+        let ok = meets_bounds(args, &summary);
+        eprintln!(
+            "sweep: offered {:>8.0}/s achieved {:>8.0}/s p50 {:>7.2} ms p99 {:>8.2} ms errors {:.2}% {}",
+            summary.offered_rps,
+            summary.achieved_rps,
+            summary.p50_ms,
+            summary.p99_ms,
+            summary.error_rate * 100.0,
+            if ok { "ok" } else { "past the bound" }
+        );
+        steps.push(Step { run, summary, ok });
+        if !ok {
+            break;
+        }
+        rate *= args.sweep_factor;
+    }
+    SweepResult { steps }
+}

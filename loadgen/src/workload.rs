@@ -1,0 +1,222 @@
+//! Seeded per-request choices: which user, which lane, when, and whether to cancel.
+
+use crate::cli::{parse_pairs, Args, Arrivals};
+use std::time::Duration;
+
+/// Valid workload ids are u0 .. u9999999 (WORKLOAD.md §2).
+pub const USERS: u64 = 10_000_000;
+
+/// splitmix64: small, fast, seedable.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A stream from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// How user ids are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserDist {
+    /// Uniform over all ids.
+    Uniform,
+    /// Power law with exponent `s` over ranks 1..=USERS (continuous inverse-CDF
+    /// approximation of zipf(s)); rank r is user u{r-1}.
+    Zipf(f64),
+    /// `n` hot ids (u0..) take `fraction` of requests; the rest uniform.
+    Hot(u64, f64),
+}
+
+impl UserDist {
+    /// Parses `uniform`, `zipf:S`, `hot:N:FRACTION`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["uniform"] => Ok(Self::Uniform),
+            ["zipf", e] => match e.parse::<f64>() {
+                Ok(e) if e > 0.0 && e.is_finite() => Ok(Self::Zipf(e)),
+                _ => Err(format!("zipf exponent must be > 0 in {s:?}")),
+            },
+            ["hot", n, f] => match (n.parse::<u64>(), f.parse::<f64>()) {
+                (Ok(n), Ok(f)) if (1..=USERS).contains(&n) && (0.0..=1.0).contains(&f) => {
+                    Ok(Self::Hot(n, f))
+                }
+                _ => Err(format!(
+                    "expected hot:N:FRACTION with N in 1..=1e7, FRACTION in 0..=1, got {s:?}"
+                )),
+            },
+            _ => Err(format!(
+                "unknown user distribution {s:?} (uniform, zipf:S, hot:N:FRACTION)"
+            )),
+        }
+    }
+
+    /// Draws a user index.
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let n = USERS as f64;
+        match *self {
+            Self::Uniform => rng.next_u64() % USERS,
+            Self::Hot(hot, fraction) => {
+                if rng.f64() < fraction {
+                    rng.next_u64() % hot
+                } else {
+                    rng.next_u64() % USERS
+                }
+            }
+            Self::Zipf(s) => {
+                let u = rng.f64();
+                let rank = if (s - 1.0).abs() < 1e-9 {
+                    n.powf(u)
+                } else {
+                    let a = 1.0 - s;
+                    ((n.powf(a) - 1.0) * u + 1.0).powf(1.0 / a)
+                };
+                (rank.floor() as u64).clamp(1, USERS) - 1
+            }
+        }
+    }
+}
+
+/// One request's choices.
+#[derive(Debug, Clone)]
+pub struct Pick {
+    /// Lane index into `Workload::lanes`.
+    pub lane: usize,
+    /// The JSON body.
+    pub body: String,
+    /// Drop the connection after this long, if chosen for cancellation.
+    pub cancel_after: Option<Duration>,
+}
+
+/// A lane of the mix.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// Name sent as X-Priority.
+    pub name: String,
+    /// Weight in the mix.
+    pub weight: f64,
+    /// Budget sent as X-Deadline-Ms, if any.
+    pub budget_ms: Option<u64>,
+}
+
+/// Everything drawn per request.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The lanes of the mix.
+    pub lanes: Vec<Lane>,
+    users: UserDist,
+    topk: u32,
+    cancel_fraction: f64,
+    arrivals: Arrivals,
+    rng: Rng,
+}
+
+impl Workload {
+    /// From the command line.
+    pub fn from_args(args: &Args) -> Result<Self, String> {
+        let budgets = parse_pairs(&args.deadlines)?;
+        let lanes: Vec<Lane> = parse_pairs(&args.lanes)?
+            .into_iter()
+            .map(|(name, weight)| Lane {
+                budget_ms: budgets
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, ms)| *ms as u64),
+                name,
+                weight,
+            })
+            .collect();
+        if lanes.is_empty() || lanes.iter().map(|l| l.weight).sum::<f64>() <= 0.0 {
+            return Err("--lanes needs at least one lane with a positive weight".into());
+        }
+        if !(0.0..=1.0).contains(&args.cancel_fraction) {
+            return Err("--cancel-fraction must be in 0..=1".into());
+        }
+        Ok(Self {
+            lanes,
+            users: UserDist::parse(&args.users)?,
+            topk: args.topk,
+            cancel_fraction: args.cancel_fraction,
+            arrivals: args.arrivals,
+            rng: Rng::new(args.seed),
+        })
+    }
+
+    /// Restarts the random stream (each closed-loop client draws its own sequence).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// Draws the next request.
+    pub fn pick(&mut self) -> Pick {
+        let total: f64 = self.lanes.iter().map(|l| l.weight).sum();
+        let mut x = self.rng.f64() * total;
+        let mut lane = self.lanes.len() - 1;
+        for (i, l) in self.lanes.iter().enumerate() {
+            if x < l.weight {
+                lane = i;
+                break;
+            }
+            x -= l.weight;
+        }
+        let user = self.users.sample(&mut self.rng);
+        let cancel_after = (self.rng.f64() < self.cancel_fraction).then(|| {
+            // drop somewhere inside the budget (or the first 50 ms without one)
+            let budget = self.lanes[lane].budget_ms.unwrap_or(50).max(1) as f64;
+            Duration::from_secs_f64(budget * self.rng.f64() / 1e3)
+        });
+        let body = format!(r#"{{"user_id":"u{user}","topk":{}}}"#, self.topk);
+        Pick {
+            lane,
+            body,
+            cancel_after,
+        }
+    }
+
+    /// Seconds to the next scheduled request at `rate` per second.
+    pub fn gap_secs(&mut self, rate: f64) -> f64 {
+        let mean = 1.0 / rate;
+        match self.arrivals {
+            Arrivals::Constant => mean,
+            Arrivals::Poisson => -mean * (1.0 - self.rng.f64()).ln(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributions_stay_in_range_and_skew() {
+        let mut rng = Rng::new(3);
+        let zipf = UserDist::parse("zipf:1.1").unwrap();
+        let draws: Vec<u64> = (0..20_000).map(|_| zipf.sample(&mut rng)).collect();
+        assert!(draws.iter().all(|&u| u < USERS));
+        let top100 = draws.iter().filter(|&&u| u < 100).count();
+        assert!(
+            top100 > 2_000,
+            "zipf is skewed: {top100} of 20000 in the top 100"
+        );
+        let hot = UserDist::parse("hot:1000:0.9").unwrap();
+        let in_hot = (0..10_000).filter(|_| hot.sample(&mut rng) < 1000).count();
+        assert!((8_800..9_200).contains(&in_hot), "{in_hot}");
+        assert!(UserDist::parse("zipf:0").is_err() && UserDist::parse("hot:0:0.5").is_err());
+    }
+}

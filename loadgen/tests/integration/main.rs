@@ -1,0 +1,250 @@
+//! recd-loadgen against a local test server: offered rate, corrected latency under a
+//! stall, cancellation, and the files a sweep writes.
+
+use axum::routing::post;
+use axum::Router;
+use clap::Parser;
+use recd_loadgen::cli::Args;
+use recd_loadgen::client::Client;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A stand-in for a node: answers at once, except that the first request after
+/// `stall_after` is held for `stall_for`, and every request waits `delay`.
+#[derive(Clone)]
+struct Server {
+    started: Instant,
+    stall_after: Option<Duration>,
+    stall_for: Duration,
+    delay: Duration,
+    stalled: Arc<AtomicBool>,
+}
+
+async fn serve(server: Server) -> SocketAddr {
+    let handler = move || {
+        let s = server.clone();
+        async move {
+            if let Some(after) = s.stall_after {
+                if s.started.elapsed() >= after && !s.stalled.swap(true, Ordering::SeqCst) {
+                    tokio::time::sleep(s.stall_for).await;
+                }
+            }
+            tokio::time::sleep(s.delay).await;
+            r#"{"user_id":"u1","items":[],"variant":"A","degraded":[],"coverage":1.0,"request_id":"x"}"#
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().route("/recommend", post(handler))).await
+    });
+    addr
+}
+
+fn plain() -> Server {
+    Server {
+        started: Instant::now(),
+        stall_after: None,
+        stall_for: Duration::ZERO,
+        delay: Duration::ZERO,
+        stalled: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn args(addr: SocketAddr, out: &std::path::Path, extra: &[&str]) -> Args {
+    let url = format!("http://{addr}");
+    let mut argv = vec![
+        "recd-loadgen",
+        "--url",
+        &url,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_keeps_the_offered_rate() {
+    let addr = serve(plain()).await;
+    let out = tempfile::tempdir().unwrap();
+    let a = args(
+        addr,
+        out.path(),
+        &["--rate", "300", "--duration", "2s", "--connections", "64"],
+    );
+    let client = Client::new(&a.url, a.timeout).unwrap();
+    let started = Instant::now();
+    let run = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration).await;
+    let s = run.summary(&a);
+    assert_eq!(s.scheduled, 600, "2 s at 300/s");
+    assert_eq!(s.finished, 600);
+    assert!(
+        (285.0..=315.0).contains(&s.achieved_rps),
+        "achieved {}",
+        s.achieved_rps
+    );
+    assert_eq!(s.error_rate, 0.0);
+    assert!(s.kept_offered_rate, "max lag {} ms", s.max_send_lag_ms);
+    let wall = started.elapsed().as_secs_f64();
+    assert!(
+        (1.9..3.5).contains(&wall),
+        "the schedule spans the duration: {wall} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
+    let server = Server {
+        stall_after: Some(Duration::from_millis(500)),
+        stall_for: Duration::from_millis(400),
+        ..plain()
+    };
+    let addr = serve(server).await;
+    let out = tempfile::tempdir().unwrap();
+    // one connection: requests due during the stall wait for it (as behind a stuck server)
+    let a = args(
+        addr,
+        out.path(),
+        &["--rate", "100", "--duration", "2s", "--connections", "1"],
+    );
+    let client = Client::new(&a.url, a.timeout).unwrap();
+    let s = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration)
+        .await
+        .summary(&a);
+    assert_eq!(s.error_rate, 0.0);
+    assert!(
+        s.max_ms >= 350.0,
+        "the stalled request itself: {} ms",
+        s.max_ms
+    );
+    assert!(
+        s.p90_ms >= 100.0,
+        "corrected p90 {} ms shows the ~40 requests due during the stall",
+        s.p90_ms
+    );
+    assert!(
+        s.service_p99_ms < 50.0,
+        "service p99 {} ms: once sent, requests were fast",
+        s.service_p99_ms
+    );
+    assert!(!s.kept_offered_rate, "the generator reports it fell behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_requests_are_counted_as_cancelled() {
+    let addr = serve(Server {
+        delay: Duration::from_millis(300),
+        ..plain()
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let a = args(
+        addr,
+        out.path(),
+        &[
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--cancel-fraction",
+            "1",
+            "--deadlines",
+            "default=100",
+        ],
+    );
+    let client = Client::new(&a.url, a.timeout).unwrap();
+    let s = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration)
+        .await
+        .summary(&a);
+    assert_eq!(
+        s.errors.get("cancelled").copied(),
+        Some(50),
+        "{:?}",
+        s.errors
+    );
+    assert_eq!(s.error_rate, 0.0, "cancellations are not failures");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_runs_its_clients() {
+    let addr = serve(Server {
+        delay: Duration::from_millis(5),
+        ..plain()
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let a = args(
+        addr,
+        out.path(),
+        &["--mode", "closed", "--connections", "4", "--duration", "1s"],
+    );
+    let client = Client::new(&a.url, a.timeout).unwrap();
+    let s = recd_loadgen::closed_loop::run(&a, &client)
+        .await
+        .summary(&a);
+    // 4 clients × ~1 s / ≥5 ms each: at most ~800 requests, well over 100
+    assert!((100..=800).contains(&s.finished), "{}", s.finished);
+    assert_eq!(s.offered_rps, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_writes_summary_csv_logs_and_plots() {
+    let addr = serve(plain()).await;
+    let out = tempfile::tempdir().unwrap();
+    let a = args(
+        addr,
+        out.path(),
+        &[
+            "--mode",
+            "sweep",
+            "--sweep-start",
+            "100",
+            "--sweep-factor",
+            "2",
+            "--sweep-max",
+            "400",
+            "--duration",
+            "1s",
+            "--lanes",
+            "critical=5,default=25,background=70",
+        ],
+    );
+    recd_loadgen::run(a).await.unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["knee_offered_rps"], 400.0);
+    for lane in ["critical", "default", "background"] {
+        assert!(
+            summary["knee"]["lanes"][lane]["p99_ms"].is_number(),
+            "{lane}"
+        );
+    }
+    let csv = std::fs::read_to_string(out.path().join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    for f in ["latency-throughput", "latency-cdf", "lanes-p99"] {
+        for ext in ["png", "svg"] {
+            let len = std::fs::metadata(out.path().join(format!("{f}.{ext}")))
+                .unwrap()
+                .len();
+            assert!(len > 1000, "{f}.{ext} has {len} bytes");
+        }
+    }
+    let log = std::fs::read(out.path().join("latency.hlog")).unwrap();
+    let histograms = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log)
+        .filter(|e| {
+            matches!(
+                e,
+                Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(_))
+            )
+        })
+        .count();
+    assert_eq!(
+        histograms,
+        3 * (2 + 3),
+        "latency + service + 3 lanes per step"
+    );
+}
