@@ -1,24 +1,31 @@
-//! The `Gateway` actor: priority lanes, micro-batching and the in-flight bound.
+//! The `Gateway` actor: priority lanes, deadline-sized micro-batches, early refusal and
+//! the in-flight bound.
 //!
 //! ```text
 //! Ingress ──Submit──► Gateway ──Run(batch)──► PipelineWorker[i]   (≤ 1 batch each)
-//!                      lanes: LaneQueues       │
-//!                      ◄────── BatchDone{i} ───┘  (sent by a drop guard, even on panic)
+//!                      lanes: LaneQueues (weighted EDF)
+//!                      model: ServiceModel  ◄── BatchDone{i, size, took} (drop guard)
 //! ```
 //!
 //! ractor's mailbox is FIFO, so lanes live inside the gateway: a bounded queue per lane
 //! (`gateway.lanes[].capacity`, total `gateway.max_queued`; when full the lowest lane is
-//! shed first). A batch is dispatched to an idle pipeline worker when `max_batch`
-//! requests wait, the oldest has waited `max_wait_us`, or (with `eager_when_idle`) no
-//! batch is in flight at all. Requests whose deadline passed
-//! or whose client left are dropped at dispatch, never sent down the pipeline. With
-//! every worker busy, requests wait in the lanes: in-flight batches are bounded by the
-//! pipeline pool size.
+//! shed first), each served earliest deadline first with a reserved share per lane.
+//!
+//! With `batching: deadline` (default) a batch closes when the earliest queued deadline
+//! minus the predicted time of the batch (an EWMA per batch size, learned from
+//! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
+//! `max_wait_us` cap. A request is refused as soon as it cannot make its deadline: at
+//! submit (503, when the queue ahead of it at the measured drain rate plus a batch
+//! already exceeds its budget) and at dispatch (504, alone, never its batch). With
+//! `batching: fixed` a batch closes on size or age only and nothing is refused early.
+//! With `eager_when_idle`, a batch leaves at once when no batch is in flight.
+//! Requests whose client left are dropped at dispatch.
 
 use crate::pipeline::PipelineMessage;
 use crate::request::PendingRequest;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use recd_runtime::config::GatewayConfig;
+use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
+use recd_runtime::config::{BatchingMode, GatewayConfig};
 use recd_runtime::lanes::{LaneQueues, Offer};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{PoolSlots, WorkerFactory};
@@ -26,16 +33,25 @@ use recd_runtime::RecdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Batch time assumed before the first batch is measured.
+const PRIOR_BATCH_TIME: Duration = Duration::from_millis(2);
+/// The drain rate is measured over intervals at least this long.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Messages of the gateway.
 pub enum GatewayMessage {
     /// A new admitted request.
     Submit(PendingRequest),
-    /// The batching timer fired.
+    /// A batching timer fired.
     Flush,
-    /// Pipeline worker `worker` finished its batch.
+    /// Pipeline worker `worker` finished a batch of `size` requests in `took`.
     BatchDone {
         /// Slot of the worker.
         worker: usize,
+        /// Requests in the batch.
+        size: usize,
+        /// Time the pipeline spent on it.
+        took: Duration,
     },
 }
 
@@ -59,8 +75,11 @@ pub struct GatewayState {
     args: GatewayArgs,
     queues: LaneQueues<PendingRequest>,
     busy: Vec<bool>,
-    flush_pending: bool,
-    max_wait: Duration,
+    flush_at: Option<Instant>,
+    policy: BatchPolicy,
+    model: ServiceModel,
+    drained: usize,
+    drain_since: Instant,
 }
 
 impl Actor for Gateway {
@@ -73,17 +92,28 @@ impl Actor for Gateway {
         _: ActorRef<Self::Msg>,
         args: GatewayArgs,
     ) -> Result<GatewayState, ActorProcessingErr> {
-        let lanes = &args.config.lanes;
+        let c = &args.config;
         let queues = LaneQueues::new(
-            lanes.iter().map(|l| l.weight).collect(),
-            lanes.iter().map(|l| l.capacity).collect(),
-            args.config.max_queued,
+            c.lanes.iter().map(|l| l.weight).collect(),
+            c.lanes.iter().map(|l| l.capacity).collect(),
+            c.max_queued,
         );
+        let max_wait = Duration::from_micros(c.max_wait_us);
+        let policy = match c.batching {
+            BatchingMode::Fixed => BatchPolicy::Fixed { max_wait },
+            BatchingMode::Deadline => BatchPolicy::Deadline {
+                margin: Duration::from_micros(c.deadline_margin_us),
+                max_wait,
+            },
+        };
         Ok(GatewayState {
             busy: vec![false; args.workers.len()],
-            max_wait: Duration::from_micros(args.config.max_wait_us),
             queues,
-            flush_pending: false,
+            flush_at: None,
+            policy,
+            model: ServiceModel::new(PRIOR_BATCH_TIME),
+            drained: 0,
+            drain_since: recd_runtime::clock::now(),
             args,
         })
     }
@@ -94,14 +124,12 @@ impl Actor for Gateway {
         msg: Self::Msg,
         state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
-        let now = Instant::now();
+        let now = recd_runtime::clock::now();
         match msg {
             GatewayMessage::Submit(req) => state.submit(req, now),
-            GatewayMessage::Flush => state.flush_pending = false,
-            GatewayMessage::BatchDone { worker } => {
-                if let Some(b) = state.busy.get_mut(worker) {
-                    *b = false;
-                }
+            GatewayMessage::Flush => state.flush_at = None,
+            GatewayMessage::BatchDone { worker, size, took } => {
+                state.batch_done(worker, size, took, now)
             }
         }
         state.dispatch(&myself, now);
@@ -114,43 +142,104 @@ impl GatewayState {
         &self.args.config.lanes[lane].name
     }
 
+    fn shed(&self, lane: usize, reason: &str) {
+        self.args
+            .metrics
+            .shed
+            .with_label_values(&[self.lane_name(lane), reason])
+            .inc();
+    }
+
+    fn deadline_mode(&self) -> bool {
+        matches!(self.policy, BatchPolicy::Deadline { .. })
+    }
+
+    /// Predicted time until a new request of `lane` would be answered: the queue at or
+    /// above its lane drained at the measured rate, then one batch.
+    fn predicted_completion(&self, lane: usize) -> Option<Duration> {
+        let drain = self.model.drain_rps()?;
+        let ahead = self.queues.len_at_or_above(lane);
+        let wait = Duration::from_secs_f64(ahead as f64 / drain.max(1.0));
+        Some(
+            wait + self
+                .model
+                .predict((ahead + 1).min(self.args.config.max_batch)),
+        )
+    }
+
     fn submit(&mut self, req: PendingRequest, now: Instant) {
+        if req.cancelled() {
+            self.shed(req.lane, "cancelled");
+            return;
+        }
         let lane = req.lane;
-        match self.queues.offer(lane, req, now) {
+        if self.deadline_mode() {
+            if let Some(need) = self.predicted_completion(lane) {
+                if now + need > req.deadline {
+                    self.shed(lane, "cannot_meet_deadline");
+                    let budget = req.deadline.saturating_duration_since(req.received);
+                    let name = self.lane_name(lane).to_owned();
+                    req.answer(Err(RecdError::overloaded(format!(
+                        "shed: lane {name} cannot meet its {} ms budget (predicted {:.1} ms)",
+                        budget.as_millis(),
+                        need.as_secs_f64() * 1e3
+                    ))));
+                    return;
+                }
+            }
+        }
+        let deadline = req.deadline;
+        match self.queues.offer(lane, req, now, deadline) {
             Offer::Queued => {}
             Offer::QueuedEvicting(victim) => {
+                self.shed(victim.lane, "displaced");
                 let name = self.lane_name(victim.lane).to_owned();
-                self.args
-                    .metrics
-                    .shed
-                    .with_label_values(&[&name, "displaced"])
-                    .inc();
                 victim.answer(Err(RecdError::overloaded(format!(
                     "shed: lane {name} displaced by higher-priority traffic"
                 ))));
             }
             Offer::Refused(req) => {
+                self.shed(lane, "queue_full");
                 let name = self.lane_name(lane).to_owned();
-                self.args
-                    .metrics
-                    .shed
-                    .with_label_values(&[&name, "queue_full"])
-                    .inc();
                 req.answer(Err(RecdError::overloaded(format!(
                     "shed: lane {name} queue is full"
                 ))));
             }
         }
-        self.report_depth();
+    }
+
+    fn batch_done(&mut self, worker: usize, size: usize, took: Duration, now: Instant) {
+        if let Some(b) = self.busy.get_mut(worker) {
+            *b = false;
+        }
+        if size > 0 {
+            self.model.observe(size, took);
+        }
+        self.drained += size;
+        let over = now.saturating_duration_since(self.drain_since);
+        if over >= DRAIN_INTERVAL {
+            // only a saturated pipeline shows its capacity; an idle one shows the load
+            if !self.queues.is_empty() {
+                self.model.observe_drain(self.drained, over);
+            }
+            self.drained = 0;
+            self.drain_since = now;
+        }
+        let full = self.model.predict(self.args.config.max_batch);
+        self.args
+            .metrics
+            .predicted_batch_seconds
+            .set(full.as_secs_f64());
     }
 
     fn report_depth(&self) {
         for lane in 0..self.queues.lanes() {
+            let depth = self.queues.lane_len(lane) as i64;
             self.args
                 .metrics
                 .queue_depth
                 .with_label_values(&[self.lane_name(lane)])
-                .set(self.queues.lane_len(lane) as i64);
+                .set(depth);
         }
     }
 
@@ -165,37 +254,59 @@ impl GatewayState {
     }
 
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
-        while let Some(oldest) = self.queues.oldest() {
-            let waited = now.saturating_duration_since(oldest);
-            let idle = self.args.config.eager_when_idle && !self.busy.contains(&true);
-            if self.queues.len() < self.args.config.max_batch && waited < self.max_wait && !idle {
-                if !self.flush_pending {
-                    self.flush_pending = true;
-                    myself.send_after(self.max_wait - waited, || GatewayMessage::Flush);
-                }
-                break;
-            }
+        while let (Some(oldest), Some(earliest_deadline)) =
+            (self.queues.oldest(), self.queues.earliest_deadline())
+        {
             let Some((slot, worker)) = self.idle_worker() else {
                 break;
             };
-            self.drop_dead(now);
-            let batch: Vec<_> = self.queues.pop_batch(self.args.config.max_batch);
-            if batch.is_empty() {
-                continue;
+            let idle = self.args.config.eager_when_idle && !self.busy.contains(&true);
+            let view = QueueView {
+                queued: self.queues.len(),
+                oldest,
+                earliest_deadline,
+            };
+            let decision = if idle {
+                Decision::Dispatch
+            } else {
+                self.policy
+                    .decide(now, view, self.args.config.max_batch, &self.model)
+            };
+            if let Decision::WaitUntil(at) = decision {
+                if self.flush_at.is_none_or(|t| at < t) {
+                    self.flush_at = Some(at);
+                    myself.send_after(at.saturating_duration_since(now), || GatewayMessage::Flush);
+                }
+                break;
             }
-            let metrics = &self.args.metrics;
-            metrics.batch_size.observe(batch.len() as f64);
-            let mut requests = Vec::with_capacity(batch.len());
+            self.drop_dead(now);
+            let batch = self.queues.pop_batch(self.args.config.max_batch);
+            let n = batch.len();
+            let mut requests = Vec::with_capacity(n);
             for (lane, entry) in batch {
-                metrics
+                let waited = now
+                    .saturating_duration_since(entry.enqueued_at)
+                    .as_secs_f64();
+                self.args
+                    .metrics
                     .queue_wait
                     .with_label_values(&[self.lane_name(lane)])
-                    .observe(
-                        now.saturating_duration_since(entry.enqueued_at)
-                            .as_secs_f64(),
-                    );
+                    .observe(waited);
+                if self.deadline_mode() && !can_meet(now, entry.deadline, n, &self.model) {
+                    self.shed(lane, "cannot_meet_deadline");
+                    entry.item.answer(Err(RecdError::deadline(format!(
+                        "cannot meet the deadline: {:.1} ms left, a batch takes ~{:.1} ms",
+                        entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
+                        self.model.predict(n).as_secs_f64() * 1e3
+                    ))));
+                    continue;
+                }
                 requests.push(entry.item);
             }
+            if requests.is_empty() {
+                continue;
+            }
+            self.args.metrics.batch_size.observe(requests.len() as f64);
             let run = PipelineMessage::Run {
                 batch: requests,
                 dispatched: now,
@@ -222,19 +333,10 @@ impl GatewayState {
             .remove_where(|r| r.cancelled() || r.deadline <= now);
         for entry in dead {
             let req = entry.item;
-            let lane = self.args.config.lanes[req.lane].name.clone();
             if req.cancelled() {
-                self.args
-                    .metrics
-                    .shed
-                    .with_label_values(&[&lane, "cancelled"])
-                    .inc();
+                self.shed(req.lane, "cancelled");
             } else {
-                self.args
-                    .metrics
-                    .shed
-                    .with_label_values(&[&lane, "deadline"])
-                    .inc();
+                self.shed(req.lane, "deadline");
                 req.answer(Err(RecdError::deadline(
                     "latency budget spent while queued",
                 )));
@@ -249,3 +351,6 @@ impl WorkerFactory for GatewayArgs {
         (Gateway, self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,31 +5,37 @@
 //! Run(batch) ─► drop cancelled / expired
 //!            ─► FeatureShard[f] Lookup      one call per owning shard   (late → default profile)
 //!            ─► IndexShard[0..S] Search     one call per shard, k' each (late → coverage < 1)
-//!            ─► merge top `candidates` per request
-//!            ─► Ranker Score                one call per batch          (late → ANN order)
+//!            ─► merge top `candidates` per request; drop requests cancelled meanwhile
+//!            ─► Ranker Score                one call per batch          (short budget → fewer, or none)
 //!            ─► top-k per request, answer each reply port
 //! ```
 //!
-//! Every call has a timeout: the stage's own, cut to the batch's earliest remaining
-//! budget. A fallback is counted in `recd_degraded_total` and named in `degraded`.
+//! Every call carries the batch's most urgent lane and deadline (compute queues serve
+//! earliest deadline first) and a timeout cut to the remaining budget; which rungs of the
+//! degradation ladder ([`ladder`]) a batch takes is decided from that budget. A fallback
+//! is counted in `recd_degraded_total` and named in `degraded`.
 
-use crate::candidates::index::{merge, Candidate};
+pub mod ladder;
+mod stages;
+
 use crate::candidates::shard::IndexShardMessage;
 use crate::data::{dot, Catalogue};
 use crate::features::profile::{Profile, ProfileSource};
-use crate::features::{shard::FeatureShardMessage, shard_of};
+use crate::features::shard::FeatureShardMessage;
 use crate::gateway::GatewayMessage;
-use crate::ranker::actor::{RankerMessage, ScoreRequest};
+use crate::ranker::actor::RankerMessage;
 use crate::ranker::model::top_k;
 use crate::request::{Answer, PendingRequest, StageTimings};
-use ractor::rpc::CallResult;
+use ladder::{RankPlan, StageModels};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use recd_runtime::api::{RecommendResponse, ScoredItem};
+use recd_runtime::clock::now;
+use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{PoolSlots, WorkerFactory};
 use recd_runtime::RecdError;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Messages of a pipeline worker.
@@ -60,6 +66,8 @@ pub struct PipelineSettings {
     pub per_shard_k: usize,
     /// Candidates kept after the merge.
     pub candidates: usize,
+    /// Candidates re-ranked on the `rank_truncated` rung.
+    pub truncate_to: usize,
 }
 
 /// What every pipeline worker shares.
@@ -78,6 +86,7 @@ pub struct PipelineCtx {
     pub settings: PipelineSettings,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
+    models: Mutex<StageModels>,
     next_ranker: AtomicUsize,
 }
 
@@ -100,8 +109,13 @@ impl PipelineCtx {
             source,
             settings,
             metrics,
+            models: Mutex::new(StageModels::default()),
             next_ranker: AtomicUsize::new(0),
         }
+    }
+
+    fn models(&self) -> std::sync::MutexGuard<'_, StageModels> {
+        self.models.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -119,16 +133,22 @@ impl WorkerFactory for PipelineArgs {
     }
 }
 
-/// Tells the gateway the worker is free again, also when the batch panics.
+/// Tells the gateway the worker is free again (with the batch's size and time, for its
+/// service-time model), also when the batch panics.
 struct DoneGuard {
     gateway: ActorRef<GatewayMessage>,
     worker: usize,
+    size: usize,
+    started: Instant,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
+        let took = now().saturating_duration_since(self.started);
         let _ = self.gateway.cast(GatewayMessage::BatchDone {
             worker: self.worker,
+            size: self.size,
+            took,
         });
     }
 }
@@ -158,7 +178,12 @@ impl Actor for PipelineWorker {
             worker,
             gateway,
         } = msg;
-        let _done = DoneGuard { gateway, worker };
+        let _done = DoneGuard {
+            gateway,
+            worker,
+            size: batch.len(),
+            started: now(),
+        };
         ctx.metrics.batches_in_flight.inc();
         run_batch(ctx, batch, dispatched).await;
         ctx.metrics.batches_in_flight.dec();
@@ -175,13 +200,13 @@ struct Work {
 
 /// Runs one batch and answers every request in it.
 pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched: Instant) {
-    let now = Instant::now();
+    let start = now();
     let mut work = Vec::with_capacity(batch.len());
     for req in batch {
         if req.cancelled() {
             continue;
         }
-        if req.deadline <= now {
+        if req.deadline <= start {
             req.answer(Err(RecdError::deadline(
                 "latency budget spent before processing",
             )));
@@ -193,24 +218,52 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
             degraded: Vec::new(),
         });
     }
-    if work.is_empty() {
+    let Some(earliest) = work.iter().map(|w| w.req.deadline).min() else {
         return;
-    }
-    let earliest = work.iter().map(|w| w.req.deadline).min().unwrap_or(now);
-    let budget = |stage: Duration| {
-        stage
-            .min(earliest.saturating_duration_since(Instant::now()))
-            .max(Duration::from_millis(1))
     };
+    let priority = Priority {
+        deadline: earliest,
+        lane: work.iter().map(|w| w.req.lane).min().unwrap_or(0),
+    };
+    let remaining = || earliest.saturating_duration_since(now());
+    let cut = |stage: Duration, budget: Duration| stage.min(budget).max(Duration::from_millis(1));
+    let (cands, truncate_to, b) = (
+        ctx.settings.candidates,
+        ctx.settings.truncate_to,
+        work.len(),
+    );
 
-    let t = Instant::now();
-    fetch_profiles(ctx, &mut work, budget(ctx.settings.features_timeout)).await;
-    let features = t.elapsed();
+    let t = now();
+    if ctx
+        .models()
+        .fetch_features(remaining(), b, cands, truncate_to)
+    {
+        stages::fetch_profiles(
+            ctx,
+            &mut work,
+            earliest,
+            cut(ctx.settings.features_timeout, remaining()),
+        )
+        .await;
+        ctx.models().features.observe(b, t.elapsed_since());
+    } else {
+        work.iter_mut().for_each(|w| w.degraded.push("features"));
+    }
+    let features = t.elapsed_since();
     observe(ctx, "features", features);
 
-    let t = Instant::now();
-    let gathered = fetch_candidates(ctx, &work, budget(ctx.settings.index_timeout)).await;
-    let candidates = t.elapsed();
+    let t = now();
+    let budget = ctx
+        .models()
+        .candidates_budget(remaining(), b, cands, truncate_to);
+    let gathered = stages::fetch_candidates(
+        ctx,
+        &work,
+        priority,
+        cut(ctx.settings.index_timeout, budget),
+    )
+    .await;
+    let candidates = t.elapsed_since();
     observe(ctx, "candidates", candidates);
     let Some((per_request, coverage)) = gathered else {
         ctx.metrics
@@ -224,36 +277,58 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         return;
     };
     if coverage < 1.0 {
-        for w in &mut work {
-            w.degraded.push("candidates");
-        }
+        work.iter_mut().for_each(|w| w.degraded.push("candidates"));
+    } else {
+        ctx.models().candidates.observe(b, candidates);
+    }
+    // clients that left while their candidates were gathered are not scored
+    let (work, mut per_request): (Vec<Work>, Vec<Vec<u64>>) = work
+        .into_iter()
+        .zip(per_request)
+        .filter(|(w, _)| !w.req.cancelled())
+        .unzip();
+    if work.is_empty() {
+        return;
     }
 
-    let t = Instant::now();
-    let scores = rank(
-        ctx,
-        &work,
-        &per_request,
-        budget(ctx.settings.ranker_timeout),
-    )
-    .await;
-    let rank_time = t.elapsed();
-    observe(ctx, "rank", rank_time);
-
-    let scores = match scores {
-        Some(s) => s,
-        None => {
-            for w in &mut work {
-                w.degraded.push("ranker");
+    let t = now();
+    let plan = ctx
+        .models()
+        .plan_rank(remaining(), work.len(), cands, truncate_to);
+    let scores = match plan {
+        RankPlan::Skip => None,
+        RankPlan::Full | RankPlan::Truncate(_) => {
+            if let RankPlan::Truncate(n) = plan {
+                per_request.iter_mut().for_each(|ids| ids.truncate(n));
             }
-            work.iter()
-                .zip(&per_request)
-                .map(|(w, ids)| {
-                    ids.iter()
-                        .map(|&id| dot(&w.profile.emb, ctx.catalogue.item(id as usize)))
-                        .collect()
-                })
-                .collect()
+            let s = stages::rank(
+                ctx,
+                &work,
+                &per_request,
+                priority,
+                cut(ctx.settings.ranker_timeout, remaining()),
+            )
+            .await;
+            if s.is_some() && plan == RankPlan::Full {
+                ctx.models().rank.observe(work.len(), t.elapsed_since());
+            }
+            s
+        }
+    };
+    let rank_time = t.elapsed_since();
+    observe(ctx, "rank", rank_time);
+    let mut work = work;
+    let scores = match scores {
+        Some(s) => {
+            if matches!(plan, RankPlan::Truncate(_)) {
+                work.iter_mut()
+                    .for_each(|w| w.degraded.push("rank_truncated"));
+            }
+            s
+        }
+        None => {
+            work.iter_mut().for_each(|w| w.degraded.push("ranker"));
+            ann_order_scores(ctx, &work, &per_request)
         }
     };
 
@@ -283,6 +358,18 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
     }
 }
 
+/// Inner products of each user with its candidates: the ANN order, as scores.
+fn ann_order_scores(ctx: &PipelineCtx, work: &[Work], candidates: &[Vec<u64>]) -> Vec<Vec<f32>> {
+    work.iter()
+        .zip(candidates)
+        .map(|(w, ids)| {
+            ids.iter()
+                .map(|&id| dot(&w.profile.emb, ctx.catalogue.item(id as usize)))
+                .collect()
+        })
+        .collect()
+}
+
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {
     ctx.metrics
         .stage_duration
@@ -290,138 +377,13 @@ fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {
         .observe(d.as_secs_f64());
 }
 
-/// One lookup per owning feature shard; users of a shard that fails keep the default
-/// profile and are marked degraded.
-async fn fetch_profiles(ctx: &PipelineCtx, work: &mut [Work], timeout: Duration) {
-    let shards = ctx.features.len();
-    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards];
-    for (i, w) in work.iter().enumerate() {
-        by_shard[shard_of(&w.req.user_id, shards)].push(i);
-    }
-    let calls = by_shard
-        .iter()
-        .enumerate()
-        .filter(|(_, idx)| !idx.is_empty())
-        .map(|(s, idx)| {
-            let ids: Vec<Arc<str>> = idx
-                .iter()
-                .map(|&i| Arc::clone(&work[i].req.user_id))
-                .collect();
-            let actor = ctx.features.get(s);
-            async move {
-                let Some(actor) = actor else { return (s, None) };
-                let r = actor
-                    .call(
-                        |reply| FeatureShardMessage::Lookup {
-                            user_ids: ids,
-                            reply,
-                        },
-                        Some(timeout),
-                    )
-                    .await;
-                (s, success(r))
-            }
-        });
-    for (s, result) in futures_util::future::join_all(calls).await {
-        let idx = &by_shard[s];
-        match result {
-            Some(profiles) if profiles.len() == idx.len() => {
-                for (&i, p) in idx.iter().zip(profiles) {
-                    work[i].profile = p;
-                }
-            }
-            _ => {
-                for &i in idx {
-                    work[i].degraded.push("features");
-                }
-            }
-        }
-    }
+/// Time since an instant on the request path's clock.
+trait ElapsedSince {
+    fn elapsed_since(&self) -> Duration;
 }
 
-/// Scatter one batched search to every index shard and gather the merged candidates of
-/// each request, with the fraction of shards that answered. `None` when none did.
-async fn fetch_candidates(
-    ctx: &PipelineCtx,
-    work: &[Work],
-    timeout: Duration,
-) -> Option<(Vec<Vec<u64>>, f32)> {
-    let mut queries = Vec::with_capacity(work.len() * crate::data::DIM);
-    for w in work {
-        queries.extend_from_slice(&w.profile.emb);
-    }
-    let queries = Arc::new(queries);
-    let k = ctx.settings.per_shard_k;
-    let shards = ctx.index.len();
-    let calls = (0..shards).map(|s| {
-        let actor = ctx.index.get(s);
-        let queries = Arc::clone(&queries);
-        async move {
-            let actor = actor?;
-            let r = actor
-                .call(
-                    |reply| IndexShardMessage::Search { queries, k, reply },
-                    Some(timeout),
-                )
-                .await;
-            success(r)?
-                .ok()
-                .filter(|lists: &Vec<Vec<Candidate>>| lists.len() == work.len())
-        }
-    });
-    let answered: Vec<Vec<Vec<Candidate>>> = futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    if answered.is_empty() {
-        return None;
-    }
-    let coverage = answered.len() as f32 / shards as f32;
-    let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
-        answered.into_iter().map(Vec::into_iter).collect();
-    let merged = (0..work.len())
-        .map(|_| {
-            let lists = per_shard.iter_mut().filter_map(Iterator::next);
-            merge(lists, ctx.settings.candidates)
-                .into_iter()
-                .map(|c| c.id)
-                .collect()
-        })
-        .collect();
-    Some((merged, coverage))
-}
-
-/// One scoring call for the whole batch; `None` when no ranker answered in time.
-async fn rank(
-    ctx: &PipelineCtx,
-    work: &[Work],
-    candidates: &[Vec<u64>],
-    timeout: Duration,
-) -> Option<Vec<Vec<f32>>> {
-    let hint = ctx.next_ranker.fetch_add(1, Ordering::Relaxed);
-    let actor = ctx.ranker.pick(hint)?;
-    let requests: Vec<ScoreRequest> = work
-        .iter()
-        .zip(candidates)
-        .map(|(w, c)| ScoreRequest {
-            profile: Arc::clone(&w.profile),
-            candidates: c.clone(),
-        })
-        .collect();
-    let requests = Arc::new(requests);
-    let r = actor
-        .call(
-            |reply| RankerMessage::Score { requests, reply },
-            Some(timeout),
-        )
-        .await;
-    success(r)?.ok()
-}
-
-fn success<T, M>(r: Result<CallResult<T>, ractor::MessagingErr<M>>) -> Option<T> {
-    match r {
-        Ok(CallResult::Success(v)) => Some(v),
-        _ => None,
+impl ElapsedSince for Instant {
+    fn elapsed_since(&self) -> Duration {
+        now().saturating_duration_since(*self)
     }
 }

@@ -11,8 +11,11 @@ pub enum Mode {
     Open,
     /// `--connections` clients, each sending when its previous answer arrived.
     Closed,
-    /// Open-loop steps at rising rates until p99 or errors pass their bounds.
+    /// Open-loop steps at rising rates until p99 or errors pass their bounds (or at the
+    /// exact `--rates`).
     Sweep,
+    /// Draw sweeps from earlier runs (`--inputs`) into comparison plots.
+    Compare,
 }
 
 /// Gaps between scheduled requests.
@@ -22,6 +25,9 @@ pub enum Arrivals {
     Constant,
     /// Exponential gaps (a Poisson process) with mean 1/rate.
     Poisson,
+    /// On/off bursts: `--burst-duty` of every `--burst-period` at rate / duty, silence
+    /// the rest; the same mean rate.
+    Onoff,
 }
 
 /// recd-loadgen: open-loop load with corrected latency, sweeps and plots.
@@ -29,7 +35,7 @@ pub enum Arrivals {
 #[command(name = "recd-loadgen", version)]
 pub struct Args {
     /// Base URL of the node, e.g. http://127.0.0.1:8080 (the only target).
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     pub url: String,
     /// open | closed | sweep.
     #[arg(long, value_enum, default_value = "open")]
@@ -76,6 +82,24 @@ pub struct Args {
     /// Sweep: each step offers this many times the previous rate.
     #[arg(long, default_value_t = 1.25)]
     pub sweep_factor: f64,
+    /// Sweep: run exactly these offered rates (comma-separated), without stopping.
+    #[arg(long)]
+    pub rates: Option<String>,
+    /// On/off arrivals: length of one on+off cycle.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub burst_period: Duration,
+    /// On/off arrivals: fraction of each cycle with traffic.
+    #[arg(long, default_value_t = 0.5)]
+    pub burst_duty: f64,
+    /// Compare: sweep output folders to draw together (comma-separated).
+    #[arg(long, default_value = "")]
+    pub inputs: String,
+    /// Compare: a label per input (comma-separated).
+    #[arg(long, default_value = "")]
+    pub labels: String,
+    /// Sweep: bisection steps between the last passing and the first failing rate.
+    #[arg(long, default_value_t = 2)]
+    pub sweep_refine: usize,
     /// Sweep: never offer more than this.
     #[arg(long, default_value_t = 50_000.0)]
     pub sweep_max: f64,
@@ -88,6 +112,9 @@ pub struct Args {
     /// Tokio worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// PID of the server on this machine: its CPU use per run is reported beside ours.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Label written into summary.json.
     #[arg(long, default_value = "")]
     pub label: String,

@@ -9,13 +9,14 @@
 //! - [`closed_loop`]: N connections, each sending when its last answer came back.
 //! - [`sweep`]: open-loop steps at rising rates until p99 or errors pass a bound.
 //! - [`stats`], [`report`], [`plot`]: HDR histograms, summary.json / CSV / HDR logs,
-//!   PNG and SVG plots.
+//!   PNG and SVG plots; [`compare`] draws several sweeps together.
 //!
 //! It depends on recd-runtime's API types only and talks HTTP to the URL it is given.
 
 pub mod cli;
 pub mod client;
 pub mod closed_loop;
+pub mod compare;
 pub mod open_loop;
 pub mod plot;
 pub mod report;
@@ -26,20 +27,20 @@ pub mod workload;
 /// Runs the mode chosen on the command line and writes the results to `--out`.
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    let client = client::Client::new(&args.url, args.timeout)?;
+    let client = || client::Client::new(&args.url, args.timeout);
     match args.mode {
         cli::Mode::Open => {
-            let run = open_loop::run(&args, &client, args.rate, args.duration).await;
+            let run = open_loop::run(&args, &client()?, args.rate, args.duration).await;
             report::write_single(&args, &run)?;
             report::print_summary(&run.summary(&args));
         }
         cli::Mode::Closed => {
-            let run = closed_loop::run(&args, &client).await;
+            let run = closed_loop::run(&args, &client()?).await;
             report::write_single(&args, &run)?;
             report::print_summary(&run.summary(&args));
         }
         cli::Mode::Sweep => {
-            let result = sweep::run(&args, &client).await;
+            let result = sweep::run(&args, &client()?).await;
             report::write_sweep(&args, &result)?;
             match result.knee() {
                 Some(k) => eprintln!(
@@ -49,6 +50,7 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
                 None => eprintln!("knee: none (the first step already broke the bound)"),
             }
         }
+        cli::Mode::Compare => compare::run(&args)?,
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use crate::cli::Args;
 use crate::client::{Client, Outcome};
-use crate::stats::{process_cpu_seconds, Run};
+use crate::stats::{cpu_seconds_of, process_cpu_seconds, Run};
 use crate::workload::Workload;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) ->
     let run = Arc::new(Mutex::new(Run::new(&workload.lanes, rate)));
     let slots = Arc::new(Semaphore::new(args.connections.max(1)));
     let cpu0 = process_cpu_seconds();
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let server0 = server_pid.as_deref().and_then(cpu_seconds_of);
     let start = Instant::now();
     let progress = tokio::spawn(crate::report::progress(
         Arc::clone(&run),
@@ -44,7 +46,7 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) ->
             if due_tx.blocking_send(next).is_err() {
                 return;
             }
-            offset += gaps.gap_secs(rate);
+            offset = gaps.next_offset(offset, rate);
         }
     });
     let mut scheduled = 0u64;
@@ -86,6 +88,9 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) ->
     // rates are per second of schedule: answers that arrive after the window still count
     run.elapsed = duration;
     run.cpu_seconds = process_cpu_seconds() - cpu0;
+    run.server_cpu_seconds = server0
+        .zip(server_pid.as_deref().and_then(cpu_seconds_of))
+        .map(|(a, b)| b - a);
     run
 }
 

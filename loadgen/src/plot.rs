@@ -26,13 +26,17 @@ pub struct Chart<'a> {
     pub log10_x: bool,
 }
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 fn register_font() {
@@ -133,7 +137,7 @@ where
 }
 
 fn format_num(v: f64) -> String {
-    if v.abs() >= 100.0 || v == 0.0 {
+    if v.abs() >= 10.0 || v == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")

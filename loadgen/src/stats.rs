@@ -50,6 +50,8 @@ pub struct Run {
     pub late_sends: u64,
     /// CPU seconds the generator process used during the run.
     pub cpu_seconds: f64,
+    /// CPU seconds the server (`--server-pid`) used during the run.
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl Run {
@@ -75,6 +77,7 @@ impl Run {
             max_send_lag: Duration::ZERO,
             late_sends: 0,
             cpu_seconds: 0.0,
+            server_cpu_seconds: None,
         }
     }
 
@@ -182,6 +185,10 @@ impl Run {
             kept_offered_rate: self.late_sends as f64 <= 0.01 * self.scheduled as f64,
             loadgen_cpu_seconds: self.cpu_seconds,
             loadgen_cpu_cores: self.cpu_seconds / secs,
+            server_cpu_cores: self.server_cpu_seconds.map(|c| c / secs),
+            server_cpu_us_per_request: self
+                .server_cpu_seconds
+                .map(|c| c * 1e6 / answered.max(1) as f64),
             connections: args.connections,
         }
     }
@@ -236,6 +243,10 @@ pub struct Summary {
     pub loadgen_cpu_seconds: f64,
     /// CPU cores the generator used on average.
     pub loadgen_cpu_cores: f64,
+    /// CPU cores the server used on average (with `--server-pid`).
+    pub server_cpu_cores: Option<f64>,
+    /// Server CPU microseconds per answered request (with `--server-pid`).
+    pub server_cpu_us_per_request: Option<f64>,
     /// In-flight bound (open) or clients (closed).
     pub connections: usize,
 }
@@ -259,19 +270,16 @@ pub struct LaneSummary {
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
+    cpu_seconds_of("self").unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) of process `pid` (`"self"` for this one), assuming the
+/// usual 100 clock ticks per second.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // fields after the ")" that closes the command name; utime and stime are 14 and 15
-    let Some(rest) = stat.rsplit(')').next() else {
-        return 0.0;
-    };
+    let rest = stat.rsplit(')').next()?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }

@@ -1,6 +1,8 @@
 //! Sweep: open-loop steps at `--sweep-start`, × `--sweep-factor` each step, until p99
 //! passes `--p99-bound-ms`, errors pass `--max-error-rate`, or the generator cannot
-//! offer the rate. The knee is the highest offered rate that met every bound.
+//! offer the rate; then `--sweep-refine` bisection steps between the last rate that met
+//! the bounds and the first that did not. The knee is the highest offered rate that met
+//! every bound.
 
 use crate::cli::Args;
 use crate::client::Client;
@@ -41,25 +43,56 @@ pub fn meets_bounds(args: &Args, s: &Summary) -> bool {
 /// Runs the sweep.
 pub async fn run(args: &Args, client: &Client) -> SweepResult {
     let mut steps = Vec::new();
+    if let Some(rates) = &args.rates {
+        for rate in rates
+            .split(',')
+            .filter_map(|r| r.trim().parse::<f64>().ok())
+            .filter(|r| *r > 0.0)
+        {
+            steps.push(run_step(args, client, rate).await);
+        }
+        return SweepResult { steps };
+    }
     let mut rate = args.sweep_start;
+    let mut bracket = None;
     while rate <= args.sweep_max {
-        let run = crate::open_loop::run(args, client, rate, args.duration).await;
-        let summary = run.summary(args);
-        let ok = meets_bounds(args, &summary);
-        eprintln!(
-            "sweep: offered {:>8.0}/s achieved {:>8.0}/s p50 {:>7.2} ms p99 {:>8.2} ms errors {:.2}% {}",
-            summary.offered_rps,
-            summary.achieved_rps,
-            summary.p50_ms,
-            summary.p99_ms,
-            summary.error_rate * 100.0,
-            if ok { "ok" } else { "past the bound" }
-        );
-        steps.push(Step { run, summary, ok });
+        let step = run_step(args, client, rate).await;
+        let ok = step.ok;
+        steps.push(step);
         if !ok {
+            bracket = Some((rate / args.sweep_factor, rate));
             break;
         }
         rate *= args.sweep_factor;
     }
+    if let Some((mut lo, mut hi)) = bracket.filter(|_| steps.len() > 1) {
+        for _ in 0..args.sweep_refine {
+            let mid = (lo + hi) / 2.0;
+            let step = run_step(args, client, mid).await;
+            if step.ok {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            steps.push(step);
+        }
+    }
+    steps.sort_by(|a, b| a.summary.offered_rps.total_cmp(&b.summary.offered_rps));
     SweepResult { steps }
+}
+
+async fn run_step(args: &Args, client: &Client, rate: f64) -> Step {
+    let run = crate::open_loop::run(args, client, rate, args.duration).await;
+    let summary = run.summary(args);
+    let ok = meets_bounds(args, &summary);
+    eprintln!(
+        "sweep: offered {:>8.0}/s achieved {:>8.0}/s p50 {:>7.2} ms p99 {:>8.2} ms errors {:.2}% {}",
+        summary.offered_rps,
+        summary.achieved_rps,
+        summary.p50_ms,
+        summary.p99_ms,
+        summary.error_rate * 100.0,
+        if ok { "ok" } else { "past the bound" }
+    );
+    Step { run, summary, ok }
 }

@@ -124,6 +124,8 @@ pub struct Workload {
     topk: u32,
     cancel_fraction: f64,
     arrivals: Arrivals,
+    burst_period: f64,
+    burst_duty: f64,
     rng: Rng,
 }
 
@@ -148,12 +150,17 @@ impl Workload {
         if !(0.0..=1.0).contains(&args.cancel_fraction) {
             return Err("--cancel-fraction must be in 0..=1".into());
         }
+        if !(args.burst_duty > 0.0 && args.burst_duty <= 1.0) {
+            return Err("--burst-duty must be in (0, 1]".into());
+        }
         Ok(Self {
             lanes,
             users: UserDist::parse(&args.users)?,
             topk: args.topk,
             cancel_fraction: args.cancel_fraction,
             arrivals: args.arrivals,
+            burst_period: args.burst_period.as_secs_f64(),
+            burst_duty: args.burst_duty,
             rng: Rng::new(args.seed),
         })
     }
@@ -189,12 +196,23 @@ impl Workload {
         }
     }
 
-    /// Seconds to the next scheduled request at `rate` per second.
-    pub fn gap_secs(&mut self, rate: f64) -> f64 {
+    /// Schedule offset (seconds from the start) of the request after one at `offset`,
+    /// for a mean of `rate` per second.
+    pub fn next_offset(&mut self, offset: f64, rate: f64) -> f64 {
         let mean = 1.0 / rate;
         match self.arrivals {
-            Arrivals::Constant => mean,
-            Arrivals::Poisson => -mean * (1.0 - self.rng.f64()).ln(),
+            Arrivals::Constant => offset + mean,
+            Arrivals::Poisson => offset - mean * (1.0 - self.rng.f64()).ln(),
+            Arrivals::Onoff => {
+                let (period, duty) = (self.burst_period, self.burst_duty);
+                let next = offset + mean * duty;
+                let cycle = (next / period).floor();
+                if next - cycle * period < duty * period {
+                    next
+                } else {
+                    (cycle + 1.0) * period
+                }
+            }
         }
     }
 }
@@ -218,5 +236,35 @@ mod tests {
         let in_hot = (0..10_000).filter(|_| hot.sample(&mut rng) < 1000).count();
         assert!((8_800..9_200).contains(&in_hot), "{in_hot}");
         assert!(UserDist::parse("zipf:0").is_err() && UserDist::parse("hot:0:0.5").is_err());
+    }
+
+    #[test]
+    fn onoff_keeps_the_mean_rate_inside_on_windows() {
+        let args = <crate::cli::Args as clap::Parser>::parse_from([
+            "x",
+            "--url",
+            "http://127.0.0.1:1",
+            "--arrivals",
+            "onoff",
+            "--burst-period",
+            "100ms",
+            "--burst-duty",
+            "0.25",
+        ]);
+        let mut w = Workload::from_args(&args).unwrap();
+        let (mut t, mut n) = (0.0f64, 0);
+        while t < 1.0 {
+            let phase = t - (t / 0.1 + 1e-9).floor() * 0.1;
+            assert!(
+                phase < 0.025 + 1e-9,
+                "request at {t} s is outside an on window"
+            );
+            t = w.next_offset(t, 1000.0);
+            n += 1;
+        }
+        assert!(
+            (990..=1010).contains(&n),
+            "{n} requests in 1 s at a mean of 1000/s"
+        );
     }
 }

@@ -31,9 +31,15 @@ pub struct KernelReport {
     pub shards: usize,
     /// HNSW ef at search.
     pub expansion_search: usize,
-    /// Requests run (one thread).
+    /// Items asked of each shard.
+    pub per_shard_k: usize,
+    /// Requests run.
     pub requests: usize,
-    /// Requests per second on one core.
+    /// Threads that ran them at once.
+    pub threads: usize,
+    /// Requests per second of all threads together (the machine's kernel throughput).
+    pub requests_per_sec: f64,
+    /// Requests per second per busy thread.
     pub requests_per_sec_per_core: f64,
     /// Mean microseconds per request, per stage.
     pub us_per_request: StageMicros,
@@ -58,25 +64,59 @@ pub struct StageMicros {
     pub total: f64,
 }
 
-/// Runs the in-process kernel on one thread over uniform random users.
+/// Runs the in-process kernel over uniform random users: `threads` threads (0 = one
+/// per core) share `requests`; per-core figures are the mean over threads.
 pub fn bench_kernel(
     config: &Config,
     requests: usize,
     recall_queries: usize,
+    threads: usize,
     seed: u64,
 ) -> anyhow::Result<KernelReport> {
-    let kernel = Kernel::load(config, 1)?;
-    let mut rng = SplitMix64::new(seed);
-    let mut user = || format!("u{}", rng.next_u64() % 10_000_000);
-    for _ in 0..requests.min(200) {
-        kernel.recommend(&user(), 10, &mut StageCost::default())?; // warm-up
-    }
-    let mut cost = StageCost::default();
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let kernel = Kernel::load(config, threads)?;
+    let per_thread = requests.div_ceil(threads);
+    let run = |t: usize| -> anyhow::Result<(StageCost, Duration)> {
+        let mut rng = SplitMix64::new(seed.wrapping_add(t as u64));
+        let mut user = || format!("u{}", rng.next_u64() % 10_000_000);
+        for _ in 0..per_thread.min(200) {
+            kernel.recommend(&user(), 10, &mut StageCost::default())?; // warm-up
+        }
+        let mut cost = StageCost::default();
+        let started = Instant::now();
+        for _ in 0..per_thread {
+            kernel.recommend(&user(), 10, &mut cost)?;
+        }
+        Ok((cost, started.elapsed()))
+    };
     let started = Instant::now();
-    for _ in 0..requests {
-        kernel.recommend(&user(), 10, &mut cost)?;
-    }
+    let results: Vec<(StageCost, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || run(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("kernel thread panicked"))?
+            })
+            .collect::<anyhow::Result<_>>()
+    })?;
     let wall = started.elapsed();
+    let requests = per_thread * threads;
+    let mut cost = StageCost::default();
+    let mut busy = Duration::ZERO;
+    for (c, d) in &results {
+        cost.features += c.features;
+        cost.ann += c.ann;
+        cost.rank += c.rank;
+        cost.topk += c.topk;
+        busy += *d;
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x5eed);
+    let mut user = || format!("u{}", rng.next_u64() % 10_000_000);
     let us = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
     let mut hit = 0;
     let k = kernel.candidates;
@@ -97,8 +137,11 @@ pub fn bench_kernel(
         items: kernel.catalogue.len(),
         shards: kernel.shards.len(),
         expansion_search: config.index.expansion_search,
+        per_shard_k: kernel.per_shard_k,
         requests,
-        requests_per_sec_per_core: requests as f64 / wall.as_secs_f64(),
+        threads,
+        requests_per_sec: requests as f64 / wall.as_secs_f64(),
+        requests_per_sec_per_core: requests as f64 / busy.as_secs_f64(),
         us_per_request: StageMicros {
             features: us(cost.features),
             ann: us(cost.ann),

@@ -45,7 +45,7 @@ enum Command {
         #[arg(long, default_value_t = 20240611)]
         seed: u64,
     },
-    /// Measure the in-process kernel (no HTTP, no actors) on one core; prints JSON.
+    /// Measure the in-process kernel (no HTTP, no actors) on every core; prints JSON.
     BenchKernel {
         #[command(flatten)]
         flags: ConfigFlags,
@@ -55,6 +55,9 @@ enum Command {
         /// Queries for the recall measurement against brute force.
         #[arg(long, default_value_t = 100)]
         recall_queries: usize,
+        /// Threads running the kernel at once (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 
@@ -77,10 +80,12 @@ fn main() -> anyhow::Result<()> {
             flags,
             requests,
             recall_queries,
+            threads,
         } => {
             let config = load_config(&flags)?;
             recd_runtime::telemetry::init_logging("text");
-            let report = recd_node::commands::bench_kernel(&config, requests, recall_queries, 7)?;
+            let report =
+                recd_node::commands::bench_kernel(&config, requests, recall_queries, threads, 7)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

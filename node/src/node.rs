@@ -72,7 +72,11 @@ impl Node {
         let http_addr =
             ractor::call!(ingress, IngressMessage::LocalAddr).context("ingress address")?;
 
-        let compute = ComputePool::new(config.compute.threads, COMPUTE_QUEUE);
+        let compute = ComputePool::new(
+            config.compute.threads,
+            COMPUTE_QUEUE,
+            Some(metrics.compute_expired.clone()),
+        );
         let (catalogue, indexes) = {
             let config = config.clone();
             let threads = compute.threads();
@@ -120,6 +124,7 @@ impl Node {
             ranker_timeout: Duration::from_millis(config.ranker.timeout_ms),
             per_shard_k: config.per_shard_k(),
             candidates: config.index.candidates,
+            truncate_to: config.ranker.truncate_to,
         };
         let ctx = PipelineCtx::new(
             Arc::clone(&features),

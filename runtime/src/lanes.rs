@@ -1,11 +1,13 @@
-//! Priority lanes: bounded per-lane queues with weighted batch dequeue and shedding of
-//! the lowest lane first. A plain data structure; the gateway actor owns one.
+//! Priority lanes: bounded per-lane queues served by weighted earliest-deadline-first,
+//! shedding the lowest lane first. A plain data structure; the gateway actor owns one.
 //!
-//! Lane 0 is the highest priority. A batch takes from each non-empty lane a share
-//! proportional to its weight (at least one), then fills what is left in priority order,
-//! so a busy high lane cannot starve a lower one and a lower lane cannot crowd out a
-//! higher one. When the total bound is reached, a newcomer displaces the newest request
-//! of the lowest non-empty lane strictly below its own; otherwise it is refused.
+//! Lane 0 is the highest priority. Each lane is kept in deadline order. A batch first
+//! takes from each non-empty lane its reserved share, proportional to its weight (at
+//! least one), earliest deadline first; the rest of the batch goes to the earliest
+//! deadlines across all lanes. So a busy lane cannot starve another, and urgency decides
+//! beyond the reservations. When the total bound is reached, a newcomer displaces the
+//! latest-deadline request of the lowest non-empty lane strictly below its own;
+//! otherwise it is refused.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -24,11 +26,13 @@ pub enum Offer<T> {
     Refused(T),
 }
 
-/// An entry with the time it was queued.
+/// An entry with the time it was queued and its deadline.
 #[derive(Debug)]
 pub struct Entry<T> {
     /// When the entry entered the queue.
     pub enqueued_at: Instant,
+    /// When its budget runs out.
+    pub deadline: Instant,
     /// The queued request.
     pub item: T,
 }
@@ -76,8 +80,13 @@ impl<T> LaneQueues<T> {
         self.queues.len()
     }
 
-    /// Offers a request to `lane`.
-    pub fn offer(&mut self, lane: LaneId, item: T, now: Instant) -> Offer<T> {
+    /// Requests queued in `lane` and every lane above it.
+    pub fn len_at_or_above(&self, lane: LaneId) -> usize {
+        self.queues[..=lane].iter().map(VecDeque::len).sum()
+    }
+
+    /// Offers a request with `deadline` to `lane`.
+    pub fn offer(&mut self, lane: LaneId, item: T, now: Instant, deadline: Instant) -> Offer<T> {
         if self.queues[lane].len() >= self.capacities[lane] {
             return Offer::Refused(item);
         }
@@ -94,10 +103,16 @@ impl<T> LaneQueues<T> {
                 None => return Offer::Refused(item),
             }
         }
-        self.queues[lane].push_back(Entry {
-            enqueued_at: now,
-            item,
-        });
+        let q = &mut self.queues[lane];
+        let at = q.partition_point(|e| e.deadline <= deadline);
+        q.insert(
+            at,
+            Entry {
+                enqueued_at: now,
+                deadline,
+                item,
+            },
+        );
         self.total += 1;
         match evicted {
             Some(v) => Offer::QueuedEvicting(v),
@@ -105,11 +120,21 @@ impl<T> LaneQueues<T> {
         }
     }
 
-    /// Time the oldest queued request entered, over all lanes.
+    /// Enqueue time of the oldest request at the head of a lane. Lanes are in deadline
+    /// order, which is arrival order for requests with the lane's default budget; a
+    /// request with a longer custom budget may be older than this (O(lanes), not O(n)).
     pub fn oldest(&self) -> Option<Instant> {
         self.queues
             .iter()
             .filter_map(|q| q.front().map(|e| e.enqueued_at))
+            .min()
+    }
+
+    /// The earliest deadline queued, over all lanes.
+    pub fn earliest_deadline(&self) -> Option<Instant> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front().map(|e| e.deadline))
             .min()
     }
 
@@ -132,8 +157,8 @@ impl<T> LaneQueues<T> {
         out
     }
 
-    /// Takes up to `max` entries: a weighted share from each non-empty lane, then the
-    /// rest in priority order. Within a lane, oldest first.
+    /// Takes up to `max` entries: each non-empty lane's reserved (weighted) share, then
+    /// the earliest deadlines across lanes. Within a lane, earliest deadline first.
     pub fn pop_batch(&mut self, max: usize) -> Vec<(LaneId, Entry<T>)> {
         let mut out = Vec::with_capacity(max.min(self.total));
         let active_weight: u32 = (0..self.queues.len())
@@ -145,12 +170,16 @@ impl<T> LaneQueues<T> {
                 if self.queues[lane].is_empty() {
                     continue;
                 }
-                let share = (max as u64 * self.weights[lane] as u64).div_ceil(active_weight as u64);
+                let share = max as u64 * self.weights[lane] as u64 / active_weight as u64;
                 self.take(lane, (share as usize).max(1), max, &mut out);
             }
         }
-        for lane in 0..self.queues.len() {
-            self.take(lane, max, max, &mut out);
+        while out.len() < max {
+            let next = (0..self.queues.len())
+                .filter_map(|l| self.queues[l].front().map(|e| (e.deadline, l)))
+                .min();
+            let Some((_, lane)) = next else { break };
+            self.take(lane, 1, max, &mut out);
         }
         out
     }
@@ -184,14 +213,14 @@ mod tests {
         let mut q = LaneQueues::new(vec![4, 2, 1], vec![10, 10, 10], 100);
         let now = Instant::now();
         for i in 0..10 {
-            q.offer(0, i, now);
-            q.offer(2, 100 + i, now);
+            q.offer(0, i, now, now);
+            q.offer(2, 100 + i, now, now);
         }
         let batch = q.pop_batch(7);
         let lanes: Vec<_> = batch.iter().map(|(l, _)| *l).collect();
         assert_eq!(batch.len(), 7);
-        // weights 4 and 1 over 7 slots: lane 0 gets ceil(7*4/5)=6, lane 2 ceil(7/5)=2 but
-        // only one slot is left.
+        // weights 4 and 1 over 7 slots: lane 0 reserves floor(28/5) = 5, lane 2 1; the
+        // extra slot goes to the earliest deadline (a tie, broken by lane order)
         assert_eq!(lanes.iter().filter(|&&l| l == 0).count(), 6);
         assert_eq!(lanes.iter().filter(|&&l| l == 2).count(), 1);
         // oldest first within a lane
@@ -203,14 +232,14 @@ mod tests {
     fn full_queues_shed_lowest_lane_newest_first() {
         let mut q = LaneQueues::new(vec![1, 1, 1], vec![10, 10, 10], 3);
         let now = Instant::now();
-        q.offer(2, 1, now);
-        q.offer(2, 2, now);
-        q.offer(1, 3, now);
-        match q.offer(0, 4, now) {
+        q.offer(2, 1, now, now);
+        q.offer(2, 2, now, now);
+        q.offer(1, 3, now, now);
+        match q.offer(0, 4, now, now) {
             Offer::QueuedEvicting(v) => assert_eq!(v, 2),
             other => panic!("{other:?}"),
         }
-        match q.offer(2, 5, now) {
+        match q.offer(2, 5, now, now) {
             Offer::Refused(v) => assert_eq!(v, 5),
             other => panic!("{other:?}"),
         }
@@ -222,8 +251,8 @@ mod tests {
     fn lane_capacity_refuses() {
         let mut q = LaneQueues::new(vec![1], vec![1], 10);
         let now = Instant::now();
-        assert!(matches!(q.offer(0, 1, now), Offer::Queued));
-        assert!(matches!(q.offer(0, 2, now), Offer::Refused(2)));
+        assert!(matches!(q.offer(0, 1, now, now), Offer::Queued));
+        assert!(matches!(q.offer(0, 2, now, now), Offer::Refused(2)));
     }
 
     #[test]
@@ -231,12 +260,71 @@ mod tests {
         let mut q = queues();
         let now = Instant::now();
         for i in 0..6 {
-            q.offer(1, i, now);
+            q.offer(1, i, now, now);
         }
         let gone = q.remove_where(|v| v % 2 == 0);
         assert_eq!(gone.len(), 3);
         let rest: Vec<_> = q.pop_batch(10).into_iter().map(|(_, e)| e.item).collect();
         assert_eq!(rest, vec![1, 3, 5]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn edf_within_a_lane_and_across_lanes_beyond_reservations() {
+        let mut q = LaneQueues::new(vec![1, 1], vec![10, 10], 100);
+        let now = Instant::now();
+        let at = |ms: u64| now + std::time::Duration::from_millis(ms);
+        q.offer(0, "c-late", now, at(90));
+        q.offer(0, "c-early", now, at(10));
+        q.offer(0, "c-mid", now, at(50));
+        q.offer(1, "b-urgent", now, at(5));
+        q.offer(1, "b-relaxed", now, at(500));
+        // 4 slots: floor(4 · 1/2) = 2 reserved per lane, EDF inside each lane
+        let got: Vec<_> = q.pop_batch(4).into_iter().map(|(_, e)| e.item).collect();
+        assert_eq!(got, vec!["c-early", "c-mid", "b-urgent", "b-relaxed"]);
+        assert_eq!(
+            q.pop_batch(4)
+                .into_iter()
+                .map(|(_, e)| e.item)
+                .collect::<Vec<_>>(),
+            vec!["c-late"]
+        );
+    }
+
+    #[test]
+    fn extra_slots_go_to_the_earliest_deadlines() {
+        let mut q = LaneQueues::new(vec![1, 1], vec![10, 10], 100);
+        let now = Instant::now();
+        let at = |ms: u64| now + std::time::Duration::from_millis(ms);
+        for i in 0..5 {
+            q.offer(0, i, now, at(100 + i));
+            q.offer(1, 10 + i, now, at(10 + i));
+        }
+        // floor(5 · 1/2) = 2 slots reserved per lane; the extra one goes to the earliest
+        // deadline left, in lane 1
+        let got: Vec<_> = q.pop_batch(5).into_iter().map(|(_, e)| e.item).collect();
+        assert_eq!(got, vec![0, 1, 10, 11, 12]);
+        assert_eq!(q.earliest_deadline(), Some(at(13)));
+    }
+
+    #[test]
+    fn a_weighted_lane_is_never_starved() {
+        let mut q = LaneQueues::new(vec![8, 4, 1], vec![1000, 1000, 1000], 3000);
+        let now = Instant::now();
+        let at = |ms: u64| now + std::time::Duration::from_millis(ms);
+        q.offer(2, 9999, now, at(10_000));
+        for i in 0..500 {
+            q.offer(0, i, now, at(1));
+            q.offer(1, 1000 + i, now, at(2));
+        }
+        let first: Vec<_> = q.pop_batch(16).into_iter().map(|(l, _)| l).collect();
+        assert!(
+            first.contains(&2),
+            "background keeps its reserved slot under critical load"
+        );
+        assert_eq!(
+            q.len_at_or_above(1),
+            1000 - first.iter().filter(|&&l| l < 2).count()
+        );
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! - [`api`], [`error`], [`config`]: HTTP types, the closed error-code set and the
 //!   layered config schema, shared by the node and the load generator.
-//! - [`lanes`]: bounded priority-lane queues with weighted batch dequeue and shedding;
-//!   the gateway actor owns one.
+//! - [`lanes`]: bounded priority-lane queues served by weighted earliest-deadline-first,
+//!   shedding the lowest lane first; the gateway actor owns one.
+//! - [`batching`]: the online service-time model and the deadline-sized (or fixed-delay)
+//!   batch-closing rule.
+//! - [`slo`]: per-lane SLO targets and burn rates.
 //! - [`admission`]: the token bucket the ingress applies before the gateway.
 //! - [`pool`]: supervised actor pools whose workers routers find in `PoolSlots`.
 //! - [`compute`]: the bounded thread pool where ANN search and scoring run, off the
@@ -14,12 +17,15 @@
 
 pub mod admission;
 pub mod api;
+pub mod batching;
+pub mod clock;
 pub mod compute;
 pub mod config;
 pub mod error;
 pub mod lanes;
 pub mod metrics;
 pub mod pool;
+pub mod slo;
 pub mod telemetry;
 pub mod test_util;
 

@@ -5,7 +5,7 @@
 //! cache, shedding and degradation counts.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -40,6 +40,12 @@ pub struct Metrics {
     pub pool_live: IntGaugeVec,
     /// Items indexed on this node, by shard.
     pub shard_items: IntGaugeVec,
+    /// Compute jobs dropped unrun because their deadline passed while queued.
+    pub compute_expired: IntCounter,
+    /// SLO burn rate by lane and window (1.0 = spending the error budget exactly).
+    pub slo_burn_rate: GaugeVec,
+    /// Predicted pipeline time of a full batch (the deadline batcher's model).
+    pub predicted_batch_seconds: prometheus::Gauge,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -136,6 +142,24 @@ impl Metrics {
             &["shard"],
         )
         .expect("metric");
+        let compute_expired = IntCounter::new(
+            "recd_compute_expired_total",
+            "Compute jobs dropped unrun because their deadline passed while queued",
+        )
+        .expect("metric");
+        let slo_burn_rate = GaugeVec::new(
+            Opts::new(
+                "recd_slo_burn_rate",
+                "Error-budget burn rate by lane and window",
+            ),
+            &["lane", "window"],
+        )
+        .expect("metric");
+        let predicted_batch_seconds = prometheus::Gauge::new(
+            "recd_predicted_batch_seconds",
+            "Predicted pipeline time of a full micro-batch",
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -151,6 +175,9 @@ impl Metrics {
             Box::new(actor_restarts.clone()),
             Box::new(pool_live.clone()),
             Box::new(shard_items.clone()),
+            Box::new(compute_expired.clone()),
+            Box::new(slo_burn_rate.clone()),
+            Box::new(predicted_batch_seconds.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -170,6 +197,9 @@ impl Metrics {
             actor_restarts,
             pool_live,
             shard_items,
+            compute_expired,
+            slo_burn_rate,
+            predicted_batch_seconds,
         }
     }
 

@@ -1,11 +1,11 @@
 //! The `IndexShard` actor: owns one `ShardIndex` and answers one batched search per
-//! micro-batch. The search runs on the compute pool and replies from there, so the
-//! actor's mailbox never waits behind ANN work; a full compute queue is answered at once
-//! with `Overloaded`.
+//! micro-batch. The search runs on the compute pool and replies from the compute thread,
+//! so the actor's mailbox never waits behind ANN work; a full compute queue is answered
+//! at once with `Overloaded`.
 
 use super::index::{Candidate, ShardIndex};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use recd_runtime::compute::ComputePool;
+use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub enum IndexShardMessage {
         queries: Arc<Vec<f32>>,
         /// Items per query.
         k: usize,
+        /// Most urgent lane and deadline of the batch (compute queue order).
+        priority: Priority,
         /// Where the results go.
         reply: RpcReplyPort<SearchReply>,
     },
@@ -66,21 +68,18 @@ impl Actor for IndexShard {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            IndexShardMessage::Search { queries, k, reply } => {
+            IndexShardMessage::Search {
+                queries,
+                k,
+                priority,
+                reply,
+            } => {
                 let index = Arc::clone(&state.index);
-                let job = move || search_all(&index, &queries, k);
-                match state.compute.try_submit(job) {
-                    Ok(done) => {
-                        tokio::spawn(async move {
-                            let out = done
-                                .await
-                                .unwrap_or_else(|e| Err(RecdError::unavailable(e.to_string())));
-                            let _ = reply.send(out);
-                        });
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
-                    }
+                let job = move |reply: RpcReplyPort<SearchReply>| {
+                    let _ = reply.send(search_all(&index, &queries, k));
+                };
+                if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
+                    let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
                 }
             }
             IndexShardMessage::InjectPanic => panic!("injected fault in index shard"),

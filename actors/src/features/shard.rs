@@ -16,6 +16,9 @@ pub enum FeatureShardMessage {
     Lookup {
         /// Users owned by this shard.
         user_ids: Vec<Arc<str>>,
+        /// The batch's earliest deadline: past it, the lookup is answered empty (the
+        /// caller has fallen back already).
+        deadline: Instant,
         /// Where the profiles go.
         reply: RpcReplyPort<Vec<Arc<Profile>>>,
     },
@@ -66,8 +69,16 @@ impl Actor for FeatureShard {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            FeatureShardMessage::Lookup { user_ids, reply } => {
-                let now = Instant::now();
+            FeatureShardMessage::Lookup {
+                user_ids,
+                deadline,
+                reply,
+            } => {
+                let now = recd_runtime::clock::now();
+                if deadline <= now {
+                    let _ = reply.send(Vec::new());
+                    return Ok(());
+                }
                 let (mut hits, mut misses) = (0, 0);
                 let profiles = user_ids
                     .into_iter()

@@ -18,11 +18,12 @@ use recd_runtime::api::{ErrorBody, RecommendRequest};
 use recd_runtime::config::{GatewayConfig, IngressConfig};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::PoolSlots;
+use recd_runtime::slo::{SloTarget, SloTracker, WINDOWS};
 use recd_runtime::{ErrorCode, RecdError};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the ingress needs once the node is ready to serve.
 pub struct Serving {
@@ -50,8 +51,12 @@ pub struct IngressState {
     pub gateway_config: GatewayConfig,
     /// A/B assignment.
     pub ab: AbScenarios,
-    /// Token bucket.
+    /// Global token bucket.
     pub admission: Admission,
+    /// Per-lane token buckets.
+    pub lane_admission: Vec<Admission>,
+    /// Per-lane SLO burn rates.
+    pub slo: SloTracker,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Set when the node is ready.
@@ -77,6 +82,30 @@ impl IngressState {
         fault_injection: bool,
     ) -> Self {
         let admission = Admission::new(config.rate_limit_rps, config.rate_limit_burst);
+        let lane_admission = gateway_config
+            .lanes
+            .iter()
+            .map(|l| {
+                Admission::new(
+                    l.rate_limit_rps,
+                    if l.rate_limit_burst == 0 {
+                        l.rate_limit_rps
+                    } else {
+                        l.rate_limit_burst
+                    },
+                )
+            })
+            .collect();
+        let slo = SloTracker::new(
+            gateway_config
+                .lanes
+                .iter()
+                .map(|l| SloTarget {
+                    latency: Duration::from_millis(l.slo_latency_ms.unwrap_or(l.deadline_ms)),
+                    availability: l.slo_availability,
+                })
+                .collect(),
+        );
         let id_prefix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
@@ -85,6 +114,8 @@ impl IngressState {
             gateway_config,
             ab,
             admission,
+            lane_admission,
+            slo,
             metrics,
             serving: OnceLock::new(),
             fault_injection,
@@ -152,6 +183,16 @@ async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
 }
 
 async fn metrics(State(st): State<Arc<IngressState>>) -> Response {
+    let now = recd_runtime::clock::now();
+    for (i, lane) in st.gateway_config.lanes.iter().enumerate() {
+        for (window, buckets) in WINDOWS {
+            let burn = st.slo.burn_rate(i, buckets, now);
+            st.metrics
+                .slo_burn_rate
+                .with_label_values(&[&lane.name, window])
+                .set(burn);
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.encode(),
@@ -283,15 +324,20 @@ async fn recommend(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let received = Instant::now();
+    let received = recd_runtime::clock::now();
     let request_id = st.request_id();
     let lane_label =
         |lane: Option<usize>| lane.map_or("none", |l| st.gateway_config.lanes[l].name.as_str());
     let refuse = |lane: Option<usize>, variant: &str, e: RecdError| {
-        let status = e.code.http_status().to_string();
+        let status = e.code.http_status();
+        if let Some(l) = lane {
+            let now = recd_runtime::clock::now();
+            st.slo
+                .record(l, status, now.saturating_duration_since(received), now);
+        }
         st.metrics
             .requests
-            .with_label_values(&[lane_label(lane), variant, &status])
+            .with_label_values(&[lane_label(lane), variant, &status.to_string()])
             .inc();
         error(e.code, e.message, Some(&request_id))
     };
@@ -317,7 +363,11 @@ async fn recommend(
     if st.draining.load(Ordering::Relaxed) {
         return refuse(lane, &variant, RecdError::unavailable("shutting down"));
     }
-    if let Err(wait) = st.admission.check() {
+    let admitted = st
+        .admission
+        .check()
+        .and_then(|()| st.lane_admission[checked.lane].check());
+    if let Err(wait) = admitted {
         st.metrics
             .shed
             .with_label_values(&[lane_label(lane), "rate_limited"])
@@ -366,7 +416,9 @@ async fn recommend(
         }
         Err(_) => return refuse(lane, &variant, RecdError::deadline("latency budget spent")),
     };
-    let total = received.elapsed();
+    let total = recd_runtime::clock::now().saturating_duration_since(received);
+    st.slo
+        .record(checked.lane, 200, total, recd_runtime::clock::now());
     let lane_name = lane_label(lane);
     st.metrics
         .requests

@@ -1,11 +1,11 @@
 //! The `Ranker` actor: scores a micro-batch's candidates in one MLP pass on the compute
-//! pool and replies from there (its mailbox never waits behind scoring).
+//! pool and replies from the compute thread (its mailbox never waits behind scoring).
 
 use super::model::{Mlp, ScoreInput};
 use crate::data::Catalogue;
 use crate::features::profile::Profile;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use recd_runtime::compute::ComputePool;
+use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub enum RankerMessage {
     Score {
         /// The batch's requests.
         requests: Arc<Vec<ScoreRequest>>,
+        /// Most urgent lane and deadline of the batch (compute queue order).
+        priority: Priority,
         /// Where the scores go.
         reply: RpcReplyPort<ScoreReply>,
     },
@@ -68,9 +70,13 @@ impl Actor for Ranker {
         state: &mut RankerArgs,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RankerMessage::Score { requests, reply } => {
+            RankerMessage::Score {
+                requests,
+                priority,
+                reply,
+            } => {
                 let (model, cat) = (Arc::clone(&state.model), Arc::clone(&state.catalogue));
-                let job = move || {
+                let job = move |reply: RpcReplyPort<ScoreReply>| {
                     let inputs: Vec<ScoreInput<'_>> = requests
                         .iter()
                         .map(|r| ScoreInput {
@@ -78,20 +84,10 @@ impl Actor for Ranker {
                             candidates: &r.candidates,
                         })
                         .collect();
-                    model.score_batch(&cat, &inputs)
+                    let _ = reply.send(Ok(model.score_batch(&cat, &inputs)));
                 };
-                match state.compute.try_submit(job) {
-                    Ok(done) => {
-                        tokio::spawn(async move {
-                            let out = done
-                                .await
-                                .map_err(|e| RecdError::unavailable(e.to_string()));
-                            let _ = reply.send(out);
-                        });
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
-                    }
+                if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
+                    let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
                 }
             }
             RankerMessage::InjectPanic => panic!("injected fault in ranker"),

@@ -60,17 +60,23 @@ impl Mlp {
     /// The input matrix (rows × 96) of a scoring call.
     pub fn inputs(cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
         let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
-        let mut x = Vec::with_capacity(rows * MLP_IN);
+        let mut x = vec![0f32; rows * MLP_IN];
+        let mut out = x.chunks_exact_mut(MLP_IN);
         for input in inputs {
-            for &id in input.candidates {
-                let item = cat.item(id as usize);
-                x.extend(input.profile.emb.iter().zip(item).map(|(u, v)| u * v));
-                x.extend_from_slice(&input.profile.feats);
-                x.extend_from_slice(cat.item_feat(id as usize));
+            let (emb, feats) = (&input.profile.emb, &input.profile.feats);
+            for (&id, row) in input.candidates.iter().zip(&mut out) {
+                let (cross, rest) = row.split_at_mut(DIM);
+                let (user_feats, item_feats) = rest.split_at_mut(FEAT_DIM);
+                for ((c, u), v) in cross.iter_mut().zip(emb).zip(cat.item(id as usize)) {
+                    *c = u * v;
+                }
+                user_feats.copy_from_slice(feats);
+                item_feats.copy_from_slice(cat.item_feat(id as usize));
             }
         }
         x
     }
+
     /// Forward pass over `rows` input rows of width 96.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let h1 = dense_relu(x, rows, MLP_IN, &self.w1, &self.b1, H1);

@@ -117,6 +117,32 @@ pub struct LaneConfig {
     pub capacity: usize,
     /// Latency budget when the request sets no `X-Deadline-Ms`.
     pub deadline_ms: u64,
+    /// Token bucket of this lane (requests/s); 0 = no per-lane limit.
+    #[serde(default)]
+    pub rate_limit_rps: u32,
+    /// Burst of the lane's token bucket (0 = one second's worth).
+    #[serde(default)]
+    pub rate_limit_burst: u32,
+    /// SLO latency target in ms (default: the lane's deadline).
+    #[serde(default)]
+    pub slo_latency_ms: Option<u64>,
+    /// SLO availability target (fraction of requests answered 2xx within the target).
+    #[serde(default = "default_availability")]
+    pub slo_availability: f64,
+}
+
+fn default_availability() -> f64 {
+    0.999
+}
+
+/// How the gateway closes micro-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchingMode {
+    /// Close when the earliest deadline minus the predicted batch time runs short.
+    Deadline,
+    /// Close on size or on the oldest request's age only (for comparison).
+    Fixed,
 }
 
 /// Gateway: lanes (highest priority first), batching and in-flight bound.
@@ -131,7 +157,13 @@ pub struct GatewayConfig {
     pub max_queued: usize,
     /// Largest micro-batch.
     pub max_batch: usize,
-    /// Longest time the oldest queued request waits for a batch to fill.
+    /// `deadline` (default) or `fixed` batch closing.
+    pub batching: BatchingMode,
+    /// Deadline batching: margin kept between predicted completion and the earliest
+    /// deadline of a batch.
+    pub deadline_margin_us: u64,
+    /// Longest time the oldest queued request waits for a batch to fill (the only
+    /// timer of fixed batching, a cap for deadline batching).
     pub max_wait_us: u64,
     /// Dispatch at once when no batch is in flight (no waiting at low load; batches
     /// still form whenever the pipeline is busy).
@@ -149,6 +181,10 @@ impl Default for GatewayConfig {
             weight,
             capacity,
             deadline_ms,
+            rate_limit_rps: 0,
+            rate_limit_burst: 0,
+            slo_latency_ms: None,
+            slo_availability: default_availability(),
         };
         Self {
             lanes: vec![
@@ -159,6 +195,8 @@ impl Default for GatewayConfig {
             default_lane: "default".into(),
             max_queued: 2048,
             max_batch: 32,
+            batching: BatchingMode::Deadline,
+            deadline_margin_us: 1000,
             max_wait_us: 2000,
             eager_when_idle: true,
             pipeline_workers: 4,
@@ -240,6 +278,29 @@ pub struct IndexConfig {
     pub timeout_ms: u64,
 }
 
+/// The ranker pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankerConfig {
+    /// Ranker actors.
+    pub workers: usize,
+    /// Per-call timeout; on expiry the ANN order is returned.
+    pub timeout_ms: u64,
+    /// Degradation ladder: when the remaining budget cannot pay for re-ranking every
+    /// candidate, only the best this many (by ANN order) are re-ranked.
+    pub truncate_to: usize,
+}
+
+impl Default for RankerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            timeout_ms: 50,
+            truncate_to: 50,
+        }
+    }
+}
+
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
@@ -252,25 +313,6 @@ impl Default for IndexConfig {
             candidates: 200,
             per_shard_factor: 1.0,
             exact: false,
-            timeout_ms: 50,
-        }
-    }
-}
-
-/// The ranker pool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RankerConfig {
-    /// Ranker actors.
-    pub workers: usize,
-    /// Per-call timeout; on expiry the ANN order is returned.
-    pub timeout_ms: u64,
-}
-
-impl Default for RankerConfig {
-    fn default() -> Self {
-        Self {
-            workers: 2,
             timeout_ms: 50,
         }
     }
@@ -339,6 +381,9 @@ impl Config {
             if lane.weight == 0 || lane.capacity == 0 || lane.deadline_ms == 0 {
                 bail!("gateway.lanes[{i}]: weight, capacity and deadline_ms must be > 0");
             }
+            if !(lane.slo_availability > 0.0 && lane.slo_availability < 1.0) {
+                bail!("gateway.lanes[{i}].slo_availability must be in (0, 1)");
+            }
         }
         if !g.lanes.iter().any(|l| l.name == g.default_lane) {
             bail!("gateway.default_lane: {:?} is not a lane", g.default_lane);
@@ -355,6 +400,7 @@ impl Config {
         positive("index.connectivity", self.index.connectivity)?;
         positive("index.candidates", self.index.candidates)?;
         positive("ranker.workers", self.ranker.workers)?;
+        positive("ranker.truncate_to", self.ranker.truncate_to)?;
         positive("data.items", self.data.items)?;
         if self.index.candidates < self.ingress.max_topk as usize {
             bail!("index.candidates must be >= ingress.max_topk");

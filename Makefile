@@ -1,0 +1,31 @@
+# Common tasks. CI runs .ci/run (fmt, clippy, tests); `make ci` runs the same.
+.PHONY: build release test lint fmt ci run bench clean-data
+
+build:
+	cargo build --workspace
+
+release:
+	cargo build --release -p recd-node -p recd-loadgen
+
+test:
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+ci:
+	bash .ci/run
+
+run:
+	cargo run --release -p recd-node -- run --config configs/dev.yaml
+
+# reference data, kernel, HTTP sweep and ablations → docs/benchmarks.md (~10 min)
+bench:
+	bash loadgen/scripts/bench.sh
+
+clean-data:
+	rm -rf data

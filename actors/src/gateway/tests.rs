@@ -1,0 +1,259 @@
+//! Gateway rules under paused tokio time, with a recording stand-in for the pipeline.
+
+use super::*;
+use crate::request::{Answer, StageTimings};
+use recd_runtime::api::RecommendResponse;
+use recd_runtime::clock::now;
+use recd_runtime::config::GatewayConfig;
+use recd_runtime::pool::{PoolArgs, PoolSupervisor, RestartPolicy};
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// What the stand-in pipeline saw: (dispatch time, user ids) per batch.
+type Seen = Arc<Mutex<Vec<(Instant, Vec<String>)>>>;
+
+#[derive(Clone)]
+struct FakePipeline {
+    seen: Seen,
+    took: Duration,
+}
+
+impl Actor for FakePipeline {
+    type Msg = PipelineMessage;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let PipelineMessage::Run {
+            batch,
+            worker,
+            gateway,
+            ..
+        } = msg;
+        let ids = batch.iter().map(|r| r.user_id.to_string()).collect();
+        self.seen.lock().unwrap().push((now(), ids));
+        tokio::time::sleep(self.took).await;
+        let size = batch.len();
+        for req in batch {
+            let response = RecommendResponse {
+                user_id: req.user_id.to_string(),
+                items: vec![],
+                variant: "A".into(),
+                degraded: vec![],
+                coverage: 1.0,
+                request_id: req.request_id.clone(),
+            };
+            req.answer(Ok(Answer {
+                response,
+                timings: StageTimings::default(),
+            }));
+        }
+        let _ = gateway.cast(GatewayMessage::BatchDone {
+            worker,
+            size,
+            took: self.took,
+        });
+        Ok(())
+    }
+}
+
+impl WorkerFactory for FakePipeline {
+    type Worker = FakePipeline;
+    fn make(&self, _: usize) -> (FakePipeline, ()) {
+        (self.clone(), ())
+    }
+}
+
+struct Harness {
+    gateway: ActorRef<GatewayMessage>,
+    seen: Seen,
+    metrics: Arc<Metrics>,
+}
+
+async fn start(config: GatewayConfig, took: Duration) -> Harness {
+    let seen: Seen = Arc::default();
+    let metrics = Arc::new(Metrics::new());
+    let workers = PoolSlots::new(1);
+    let policy = RestartPolicy {
+        max_restarts: 1,
+        window: Duration::from_secs(1),
+        backoff: MS,
+    };
+    let factory = FakePipeline {
+        seen: Arc::clone(&seen),
+        took,
+    };
+    let args = PoolArgs {
+        name: "pipeline",
+        factory,
+        slots: Arc::clone(&workers),
+        policy,
+        metrics: Arc::clone(&metrics),
+    };
+    Actor::spawn(None, PoolSupervisor::<FakePipeline>::default(), args)
+        .await
+        .unwrap();
+    let args = GatewayArgs {
+        config,
+        workers,
+        metrics: Arc::clone(&metrics),
+    };
+    let (gateway, _) = Actor::spawn(None, Gateway, args).await.unwrap();
+    Harness {
+        gateway,
+        seen,
+        metrics,
+    }
+}
+
+type Reply = oneshot::Receiver<Result<Answer, RecdError>>;
+
+fn submit(h: &Harness, user: &str, lane: usize, budget: Duration) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    let received = now();
+    let req = PendingRequest {
+        request_id: user.into(),
+        user_id: Arc::from(user),
+        topk: 10,
+        lane,
+        variant: "A".into(),
+        received,
+        deadline: received + budget,
+        reply: tx,
+    };
+    h.gateway.cast(GatewayMessage::Submit(req)).unwrap();
+    rx
+}
+
+fn config(batching: BatchingMode) -> GatewayConfig {
+    GatewayConfig {
+        batching,
+        eager_when_idle: false,
+        max_wait_us: 50_000,
+        deadline_margin_us: 1_000,
+        ..GatewayConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_batching_closes_in_time_for_the_earliest_deadline() {
+    let h = start(config(BatchingMode::Deadline), MS).await;
+    let t0 = now();
+    let rx = submit(&h, "u1", 1, MS * 10);
+    assert!(rx.await.unwrap().is_ok(), "answered within its budget");
+    let (at, ids) = h.seen.lock().unwrap()[0].clone();
+    assert_eq!(ids, vec!["u1"]);
+    // prior batch time 2 ms + margin 1 ms before a 10 ms deadline: closed at 7 ms, not 50
+    assert_eq!(at - t0, MS * 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fixed_batching_waits_out_its_delay_and_misses_the_deadline() {
+    let h = start(config(BatchingMode::Fixed), MS).await;
+    let rx = submit(&h, "u1", 1, MS * 10);
+    let err = rx.await.unwrap().unwrap_err();
+    assert_eq!(err.code, recd_runtime::ErrorCode::DeadlineExceeded);
+    assert!(
+        h.seen.lock().unwrap().is_empty(),
+        "nothing reached the pipeline"
+    );
+    assert_eq!(
+        h.metrics
+            .shed
+            .with_label_values(&["default", "deadline"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_refusal_refuses_the_request_not_its_batch() {
+    let mut c = config(BatchingMode::Deadline);
+    c.max_batch = 3;
+    let h = start(c, MS * 20).await;
+    // teach the model that a batch takes 20 ms
+    let warm: Vec<_> = (0..3)
+        .map(|i| submit(&h, &format!("w{i}"), 1, MS * 1000))
+        .collect();
+    for rx in warm {
+        assert!(rx.await.unwrap().is_ok());
+    }
+    let urgent = submit(&h, "urgent", 0, MS * 5);
+    let a = submit(&h, "a", 1, MS * 100);
+    let b = submit(&h, "b", 1, MS * 100);
+    let err = urgent.await.unwrap().unwrap_err();
+    assert_eq!(
+        err.code,
+        recd_runtime::ErrorCode::DeadlineExceeded,
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("cannot meet the deadline"),
+        "{}",
+        err.message
+    );
+    assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    let seen = h.seen.lock().unwrap();
+    assert_eq!(
+        seen.last().unwrap().1,
+        vec!["a", "b"],
+        "the rest of the batch went ahead"
+    );
+    assert_eq!(
+        h.metrics
+            .shed
+            .with_label_values(&["critical", "cannot_meet_deadline"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_requests_free_their_slot_and_never_reach_the_pipeline() {
+    let mut c = config(BatchingMode::Deadline);
+    c.max_batch = 4;
+    let h = start(c, MS).await;
+    let mut live = Vec::new();
+    for i in 0..8 {
+        let rx = submit(&h, &format!("u{i}"), 1, MS * 500);
+        if i % 2 == 0 {
+            drop(rx); // the client went away
+        } else {
+            live.push(rx);
+        }
+    }
+    for rx in live {
+        assert!(rx.await.unwrap().is_ok());
+    }
+    let seen: Vec<String> = h
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, ids)| ids.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        vec!["u1", "u3", "u5", "u7"],
+        "one batch of the four live requests"
+    );
+    assert_eq!(
+        h.metrics
+            .shed
+            .with_label_values(&["default", "cancelled"])
+            .get(),
+        4
+    );
+}

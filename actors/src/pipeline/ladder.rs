@@ -1,0 +1,145 @@
+//! The degradation ladder (DESIGN.md §8.3): which rungs a batch can still afford, from
+//! its remaining budget and online per-stage time models. Pure; unit-tested alone.
+//!
+//! 1. features — fetched from the feature shards if the budget pays for the whole
+//!    pipeline after it, else the default profile (`degraded: features`);
+//! 2. candidates — the shard calls get what is left after a truncated re-rank; shards
+//!    that miss it are cut and `coverage` drops (`degraded: candidates`);
+//! 3. ranking — every candidate if the budget pays for it, else the best `truncate_to`
+//!    by ANN order (`degraded: rank_truncated`), else none: ANN order
+//!    (`degraded: ranker`).
+//!
+//! Hedged shard reads belong to replicated shards (the cluster); a cheaper model rung
+//! waits for a second model (see docs/adr/0004).
+
+use recd_runtime::batching::ServiceModel;
+use std::time::Duration;
+
+/// Online time models of the three stages, per batch size.
+#[derive(Debug, Clone)]
+pub struct StageModels {
+    /// Feature fetch.
+    pub features: ServiceModel,
+    /// ANN scatter-gather.
+    pub candidates: ServiceModel,
+    /// Scoring every candidate.
+    pub rank: ServiceModel,
+}
+
+impl Default for StageModels {
+    fn default() -> Self {
+        Self {
+            features: ServiceModel::new(Duration::from_micros(200)),
+            candidates: ServiceModel::new(Duration::from_millis(1)),
+            rank: ServiceModel::new(Duration::from_micros(500)),
+        }
+    }
+}
+
+/// How much of the candidate list to re-rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankPlan {
+    /// Every candidate.
+    Full,
+    /// Only the best `n` by ANN order.
+    Truncate(usize),
+    /// No scoring: ANN order.
+    Skip,
+}
+
+impl StageModels {
+    fn rank_share(&self, b: usize, n: usize, candidates: usize) -> Duration {
+        self.rank
+            .predict(b)
+            .mul_f64(n as f64 / candidates.max(1) as f64)
+    }
+
+    /// Whether a batch of `b` with `remaining` budget fetches profiles (else it uses the
+    /// default profile).
+    pub fn fetch_features(
+        &self,
+        remaining: Duration,
+        b: usize,
+        candidates: usize,
+        truncate_to: usize,
+    ) -> bool {
+        remaining
+            >= self.features.predict(b)
+                + self.candidates.predict(b)
+                + self.rank_share(b, truncate_to, candidates)
+    }
+
+    /// Budget for the shard calls: what is left after reserving a truncated re-rank.
+    pub fn candidates_budget(
+        &self,
+        remaining: Duration,
+        b: usize,
+        candidates: usize,
+        truncate_to: usize,
+    ) -> Duration {
+        remaining.saturating_sub(self.rank_share(b, truncate_to, candidates))
+    }
+
+    /// How to rank a batch of `b` with `remaining` budget.
+    pub fn plan_rank(
+        &self,
+        remaining: Duration,
+        b: usize,
+        candidates: usize,
+        truncate_to: usize,
+    ) -> RankPlan {
+        if remaining >= self.rank.predict(b) {
+            RankPlan::Full
+        } else if truncate_to < candidates
+            && remaining >= self.rank_share(b, truncate_to, candidates)
+        {
+            RankPlan::Truncate(truncate_to)
+        } else {
+            RankPlan::Skip
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn models() -> StageModels {
+        let mut m = StageModels::default();
+        m.features.observe(8, MS);
+        m.candidates.observe(8, MS * 4);
+        m.rank.observe(8, MS * 4);
+        m
+    }
+
+    #[test]
+    fn features_are_skipped_only_when_the_rest_cannot_be_paid() {
+        let m = models();
+        // features 1 + candidates 4 + truncated rank (50/200 of 4 = 1): 6 ms
+        assert!(m.fetch_features(MS * 6, 8, 200, 50));
+        assert!(!m.fetch_features(MS * 5, 8, 200, 50));
+    }
+
+    #[test]
+    fn rank_rungs_follow_the_budget() {
+        let m = models();
+        assert_eq!(m.plan_rank(MS * 4, 8, 200, 50), RankPlan::Full);
+        assert_eq!(m.plan_rank(MS * 3, 8, 200, 50), RankPlan::Truncate(50));
+        assert_eq!(m.plan_rank(MS, 8, 200, 50), RankPlan::Truncate(50));
+        assert_eq!(m.plan_rank(MS / 2, 8, 200, 50), RankPlan::Skip);
+        assert_eq!(
+            m.plan_rank(MS * 3, 8, 50, 50),
+            RankPlan::Skip,
+            "nothing to truncate"
+        );
+    }
+
+    #[test]
+    fn shard_calls_leave_room_for_a_truncated_rank() {
+        let m = models();
+        assert_eq!(m.candidates_budget(MS * 10, 8, 200, 50), MS * 9);
+        assert_eq!(m.candidates_budget(MS / 2, 8, 200, 50), Duration::ZERO);
+    }
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Overload and burst benchmark (issue: deadlines and lanes end to end).
+#
+#   OVERLOAD_CAPACITY=3500 bash loadgen/scripts/overload.sh
+#
+# Offers 0.5×..3× the node's capacity (the knee of `make bench`) with the lane mix
+# critical=5/default=25/background=70, once with deadline-sized batching and once with
+# fixed-delay batching; then constant, Poisson and on/off arrivals at 0.7× capacity in
+# both modes. Writes docs/bench/compare-*.png|svg and the overload section of
+# docs/benchmarks.md. Uses the data of `make bench` (BENCH_DATA).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CAP=${OVERLOAD_CAPACITY:-3500}
+ITEMS=${BENCH_ITEMS:-200000}
+DATA=${BENCH_DATA:-/tmp/recd-bench/data-$ITEMS}
+OUT=${BENCH_OUT:-/tmp/recd-bench/out-$ITEMS}
+STEP=${OVERLOAD_STEP:-6s}
+PORT=${BENCH_PORT:-18080}
+WORKLOAD=${RECD_WORKLOAD_DIR:-../shared/workload}
+TARGET=${CARGO_TARGET_DIR:-target}
+LANES=critical=5,default=25,background=70
+NODE=""
+
+cargo build --release -p recd-node -p recd-loadgen
+BIN="$TARGET/release"
+mkdir -p "$OUT"
+if [ ! -f "$DATA/meta.json" ]; then
+  python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
+  python3 "$WORKLOAD/gen_data.py" --n "$ITEMS" --out "$DATA"
+fi
+
+stop_node() {
+  if [ -n "$NODE" ]; then
+    kill -TERM "$NODE" 2>/dev/null || true
+    wait "$NODE" 2>/dev/null || true
+    NODE=""
+  fi
+}
+trap stop_node EXIT
+
+start_node() {
+  local name=$1
+  shift
+  env "$@" "$BIN/recd-node" run --config configs/dev.yaml --data-dir "$DATA" \
+    --http-listen "127.0.0.1:$PORT" >"$OUT/node-$name.log" 2>&1 &
+  NODE=$!
+  for _ in $(seq 1 600); do
+    if curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; then return 0; fi
+    if ! kill -0 "$NODE" 2>/dev/null; then
+      echo "node $name exited; see $OUT/node-$name.log" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  echo "node $name not ready after 300 s" >&2
+  exit 1
+}
+
+loadgen() {
+  "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --lanes "$LANES" --server-pid "$NODE" "$@"
+}
+
+RATES=$(python3 -c "print(','.join(str(round($CAP * m)) for m in (0.5, 1, 1.5, 2, 2.5, 3)))")
+BURST_RATE=$(python3 -c "print(round($CAP * 0.7))")
+for mode in deadline fixed; do
+  echo "== overload, $mode batching: $RATES"
+  start_node "overload-$mode" RECD__GATEWAY__BATCHING=$mode
+  # warm the service-time model before measuring
+  loadgen --mode open --rate "$BURST_RATE" --duration 3s --out "$OUT/warm-$mode" >/dev/null 2>&1
+  loadgen --mode sweep --rates "$RATES" --duration "$STEP" --label "$mode" \
+    --out "$OUT/overload-$mode" 2>&1 | grep -E '^sweep'
+  for arrivals in constant poisson onoff; do
+    echo "== $arrivals arrivals at $BURST_RATE/s, $mode batching"
+    loadgen --mode open --rate "$BURST_RATE" --arrivals "$arrivals" --duration 8s \
+      --label "$mode-$arrivals" --out "$OUT/burst-$mode-$arrivals" 2>&1 | tail -1
+  done
+  stop_node
+done
+
+"$BIN/recd-loadgen" --mode compare --inputs "$OUT/overload-deadline,$OUT/overload-fixed" \
+  --labels deadline,fixed --out docs/bench
+python3 loadgen/scripts/render_overload.py "$OUT" docs/benchmarks.md "$CAP"
+echo "wrote docs/benchmarks.md (overload section) and docs/bench/compare-*"
