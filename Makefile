@@ -1,5 +1,5 @@
 # Common tasks. CI runs .ci/run (fmt, clippy, tests); `make ci` runs the same.
-.PHONY: build release test lint fmt ci run bench clean-data
+.PHONY: build release test lint fmt ci run bench overload clean-data
 
 build:
 	cargo build --workspace
@@ -26,6 +26,10 @@ run:
 # reference data, kernel, HTTP sweep and ablations → docs/benchmarks.md (~10 min)
 bench:
 	bash loadgen/scripts/bench.sh
+
+# overload (0.5x..3x the knee of `make bench`) and bursts, deadline vs fixed batching
+overload:
+	bash loadgen/scripts/overload.sh
 
 clean-data:
 	rm -rf data

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Overload and burst benchmark (issue: deadlines and lanes end to end).
 #
+#   bash loadgen/scripts/overload.sh      # after `make bench` (its knee is the capacity)
 #   OVERLOAD_CAPACITY=3500 bash loadgen/scripts/overload.sh
 #
 # Offers 0.5×..3× the node's capacity (the knee of `make bench`) with the lane mix
@@ -11,10 +12,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-CAP=${OVERLOAD_CAPACITY:-3500}
 ITEMS=${BENCH_ITEMS:-200000}
 DATA=${BENCH_DATA:-/tmp/recd-bench/data-$ITEMS}
 OUT=${BENCH_OUT:-/tmp/recd-bench/out-$ITEMS}
+KNEE_FILE="$OUT/sweep-main/summary.json"
+if [ -z "${OVERLOAD_CAPACITY:-}" ] && [ -f "$KNEE_FILE" ]; then
+  OVERLOAD_CAPACITY=$(python3 -c "import json; print(round(json.load(open('$KNEE_FILE'))['knee_offered_rps']))")
+fi
+CAP=${OVERLOAD_CAPACITY:-3500}
 STEP=${OVERLOAD_STEP:-6s}
 PORT=${BENCH_PORT:-18080}
 WORKLOAD=${RECD_WORKLOAD_DIR:-../shared/workload}
@@ -57,8 +62,10 @@ start_node() {
   exit 1
 }
 
+# up to 3x capacity at ~0.5 s worst latency needs thousands of requests in flight
 loadgen() {
-  "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --lanes "$LANES" --server-pid "$NODE" "$@"
+  "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --lanes "$LANES" --server-pid "$NODE" \
+    --connections 4000 "$@"
 }
 
 RATES=$(python3 -c "print(','.join(str(round($CAP * m)) for m in (0.5, 1, 1.5, 2, 2.5, 3)))")
