@@ -16,7 +16,9 @@
 //! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
 //! `max_wait_us` cap. A request is refused as soon as it cannot make its deadline: at
 //! submit (503, when the queue ahead of it at the measured drain rate plus a batch
-//! already exceeds its budget) and at dispatch (504, alone, never its batch). With
+//! already exceeds its budget) and at dispatch (504, alone, never its batch, when even a
+//! batch of one would finish late: its batch runs earliest-deadline-first in the compute
+//! queue, so the average batch time would refuse requests that still make it). With
 //! `batching: fixed` a batch closes on size or age only and nothing is refused early.
 //! With `eager_when_idle`, a batch leaves at once when no batch is in flight.
 //! Requests whose client left are dropped at dispatch.
@@ -292,12 +294,12 @@ impl GatewayState {
                     .queue_wait
                     .with_label_values(&[self.lane_name(lane)])
                     .observe(waited);
-                if self.deadline_mode() && !can_meet(now, entry.deadline, n, &self.model) {
+                if self.deadline_mode() && !can_meet(now, entry.deadline, 1, &self.model) {
                     self.shed(lane, "cannot_meet_deadline");
                     entry.item.answer(Err(RecdError::deadline(format!(
-                        "cannot meet the deadline: {:.1} ms left, a batch takes ~{:.1} ms",
+                        "cannot meet the deadline: {:.1} ms left, even alone it takes ~{:.1} ms",
                         entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
-                        self.model.predict(n).as_secs_f64() * 1e3
+                        self.model.predict(1).as_secs_f64() * 1e3
                     ))));
                     continue;
                 }

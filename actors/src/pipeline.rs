@@ -68,6 +68,8 @@ pub struct PipelineSettings {
     pub candidates: usize,
     /// Candidates re-ranked on the `rank_truncated` rung.
     pub truncate_to: usize,
+    /// Per lane: the oldest cached profile served (first rung of the ladder).
+    pub profile_max_age: Vec<Duration>,
 }
 
 /// What every pipeline worker shares.
@@ -234,20 +236,15 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
     );
 
     let t = now();
-    if ctx
+    // rung 1: cached profiles young enough for the lane are always used; a miss is
+    // fetched only while the budget pays for the rest of the pipeline
+    let fetch = ctx
         .models()
-        .fetch_features(remaining(), b, cands, truncate_to)
-    {
-        stages::fetch_profiles(
-            ctx,
-            &mut work,
-            earliest,
-            cut(ctx.settings.features_timeout, remaining()),
-        )
-        .await;
+        .fetch_features(remaining(), b, cands, truncate_to);
+    let timeout = cut(ctx.settings.features_timeout, remaining());
+    stages::fetch_profiles(ctx, &mut work, fetch, earliest, timeout).await;
+    if fetch {
         ctx.models().features.observe(b, t.elapsed_since());
-    } else {
-        work.iter_mut().for_each(|w| w.degraded.push("features"));
     }
     let features = t.elapsed_since();
     observe(ctx, "features", features);

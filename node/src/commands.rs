@@ -80,12 +80,16 @@ pub fn bench_kernel(
     };
     let kernel = Kernel::load(config, threads)?;
     let per_thread = requests.div_ceil(threads);
+    // every thread warms up, then all start timing together: the wall clock covers only
+    // the timed requests
+    let start = std::sync::Barrier::new(threads);
     let run = |t: usize| -> anyhow::Result<(StageCost, Duration)> {
         let mut rng = SplitMix64::new(seed.wrapping_add(t as u64));
         let mut user = || format!("u{}", rng.next_u64() % 10_000_000);
         for _ in 0..per_thread.min(200) {
             kernel.recommend(&user(), 10, &mut StageCost::default())?; // warm-up
         }
+        start.wait();
         let mut cost = StageCost::default();
         let started = Instant::now();
         for _ in 0..per_thread {
@@ -93,7 +97,6 @@ pub fn bench_kernel(
         }
         Ok((cost, started.elapsed()))
     };
-    let started = Instant::now();
     let results: Vec<(StageCost, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || run(t))).collect();
         handles
@@ -104,7 +107,7 @@ pub fn bench_kernel(
             })
             .collect::<anyhow::Result<_>>()
     })?;
-    let wall = started.elapsed();
+    let wall = results.iter().map(|(_, d)| *d).max().unwrap_or_default();
     let requests = per_thread * threads;
     let mut cost = StageCost::default();
     let mut busy = Duration::ZERO;

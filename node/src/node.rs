@@ -125,6 +125,15 @@ impl Node {
             per_shard_k: config.per_shard_k(),
             candidates: config.index.candidates,
             truncate_to: config.ranker.truncate_to,
+            profile_max_age: config
+                .gateway
+                .lanes
+                .iter()
+                .map(|l| {
+                    let ttl = config.features.cache_ttl_secs * 1000;
+                    Duration::from_millis(l.profile_max_age_ms.unwrap_or(ttl).min(ttl))
+                })
+                .collect(),
         };
         let ctx = PipelineCtx::new(
             Arc::clone(&features),

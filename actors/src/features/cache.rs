@@ -30,12 +30,19 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     /// The fresh value of `key`; an expired entry is removed and reported as a miss.
     pub fn get(&mut self, key: &K, now: Instant) -> Option<V> {
+        self.get_younger_than(key, self.ttl, now)
+    }
+
+    /// The value of `key` if it is at most `max_age` old (and within the TTL); an
+    /// entry past the TTL is removed, one past `max_age` only is kept for others.
+    pub fn get_younger_than(&mut self, key: &K, max_age: Duration, now: Instant) -> Option<V> {
         let (value, at, _) = self.map.get(key)?;
-        if now.duration_since(*at) <= self.ttl {
-            return Some(value.clone());
+        let age = now.saturating_duration_since(*at);
+        if age > self.ttl {
+            self.map.remove(key);
+            return None;
         }
-        self.map.remove(key);
-        None
+        (age <= max_age).then(|| value.clone())
     }
 
     /// Inserts or refreshes `key`, evicting the oldest insertions beyond the bound.
@@ -100,5 +107,26 @@ mod tests {
             c.insert("a", i, t0);
         }
         assert!(c.order.len() <= 4, "order compacted: {}", c.order.len());
+    }
+
+    #[test]
+    fn max_age_is_per_lookup() {
+        let mut c = TtlCache::new(Duration::from_secs(100), 10);
+        let t0 = Instant::now();
+        c.insert("a", 1, t0);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(
+            c.get_younger_than(&"a", Duration::from_secs(1), later),
+            None
+        );
+        assert_eq!(
+            c.get_younger_than(&"a", Duration::from_secs(10), later),
+            Some(1)
+        );
+        assert_eq!(
+            c.len(),
+            1,
+            "too old for one lane is still fresh for another"
+        );
     }
 }

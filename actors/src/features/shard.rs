@@ -1,6 +1,11 @@
 //! The `FeatureShard` actor: owns the profile cache for the users of one shard and
 //! answers batched lookups. Deriving a profile costs ~1 µs, so lookups run inline in
 //! the actor (a batch of 64 stays far below the 500 µs budget for async code).
+//!
+//! First rung of the degradation ladder: each user is asked with its lane's maximum
+//! profile age; a cached profile that young is served. Otherwise the profile is fetched
+//! from the source, unless the caller's budget does not allow a fetch (`fetch: false`),
+//! in which case the answer is `None` and the caller uses the default profile.
 
 use super::cache::TtlCache;
 use super::profile::{Profile, ProfileSource};
@@ -12,15 +17,17 @@ use std::time::{Duration, Instant};
 
 /// Messages of a feature shard.
 pub enum FeatureShardMessage {
-    /// Profiles of `user_ids`, in order.
+    /// Profiles of `users`, in order (`None`: not cached young enough, not fetched).
     Lookup {
-        /// Users owned by this shard.
-        user_ids: Vec<Arc<str>>,
+        /// Users owned by this shard, each with the oldest cached profile its lane accepts.
+        users: Vec<(Arc<str>, Duration)>,
+        /// Whether a miss may be fetched from the source (the budget allows it).
+        fetch: bool,
         /// The batch's earliest deadline: past it, the lookup is answered empty (the
         /// caller has fallen back already).
         deadline: Instant,
         /// Where the profiles go.
-        reply: RpcReplyPort<Vec<Arc<Profile>>>,
+        reply: RpcReplyPort<Vec<Option<Arc<Profile>>>>,
     },
     /// Chaos drill: the actor panics (only reachable when fault injection is enabled).
     InjectPanic,
@@ -70,7 +77,8 @@ impl Actor for FeatureShard {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             FeatureShardMessage::Lookup {
-                user_ids,
+                users,
+                fetch,
                 deadline,
                 reply,
             } => {
@@ -80,19 +88,19 @@ impl Actor for FeatureShard {
                     return Ok(());
                 }
                 let (mut hits, mut misses) = (0, 0);
-                let profiles = user_ids
+                let profiles = users
                     .into_iter()
-                    .map(|id| match state.cache.get(&id, now) {
-                        Some(p) => {
+                    .map(|(id, max_age)| {
+                        if let Some(p) = state.cache.get_younger_than(&id, max_age, now) {
                             hits += 1;
-                            p
+                            return Some(p);
                         }
-                        None => {
-                            misses += 1;
+                        misses += 1;
+                        fetch.then(|| {
                             let p = state.args.source.profile(&id);
                             state.cache.insert(id, Arc::clone(&p), now);
                             p
-                        }
+                        })
                     })
                     .collect();
                 state.args.metrics.cache_hits.inc_by(hits);

@@ -1,8 +1,9 @@
 //! The degradation ladder (DESIGN.md §8.3): which rungs a batch can still afford, from
 //! its remaining budget and online per-stage time models. Pure; unit-tested alone.
 //!
-//! 1. features — fetched from the feature shards if the budget pays for the whole
-//!    pipeline after it, else the default profile (`degraded: features`);
+//! 1. features — a cached profile up to the lane's maximum age; a miss is fetched if the
+//!    budget pays for the whole pipeline after it, else the default profile
+//!    (`degraded: features`);
 //! 2. candidates — the shard calls get what is left after a truncated re-rank; shards
 //!    that miss it are cut and `coverage` drops (`degraded: candidates`);
 //! 3. ranking — every candidate if the budget pays for it, else the best `truncate_to`
@@ -54,8 +55,8 @@ impl StageModels {
             .mul_f64(n as f64 / candidates.max(1) as f64)
     }
 
-    /// Whether a batch of `b` with `remaining` budget fetches profiles (else it uses the
-    /// default profile).
+    /// Whether a batch of `b` with `remaining` budget may fetch profiles missing from the
+    /// cache (else those users get the default profile).
     pub fn fetch_features(
         &self,
         remaining: Duration,

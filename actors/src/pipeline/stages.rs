@@ -4,6 +4,7 @@
 use super::{PipelineCtx, Work};
 use crate::candidates::index::{merge, Candidate};
 use crate::candidates::shard::IndexShardMessage;
+use crate::features::profile::Profile;
 use crate::features::{shard::FeatureShardMessage, shard_of};
 use crate::ranker::actor::{RankerMessage, ScoreRequest};
 use ractor::rpc::CallResult;
@@ -12,11 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One lookup per owning feature shard; users of a shard that fails keep the default
-/// profile and are marked degraded.
+/// One lookup per owning feature shard, each user with its lane's maximum profile age;
+/// users whose shard fails, or who get no profile (not cached young enough while
+/// `fetch` is off), keep the default profile and are marked degraded.
 pub(super) async fn fetch_profiles(
     ctx: &PipelineCtx,
     work: &mut [Work],
+    fetch: bool,
     deadline: Instant,
     timeout: Duration,
 ) {
@@ -30,9 +33,14 @@ pub(super) async fn fetch_profiles(
         .enumerate()
         .filter(|(_, idx)| !idx.is_empty())
         .map(|(s, idx)| {
-            let ids: Vec<Arc<str>> = idx
+            let users: Vec<(Arc<str>, Duration)> = idx
                 .iter()
-                .map(|&i| Arc::clone(&work[i].req.user_id))
+                .map(|&i| {
+                    (
+                        Arc::clone(&work[i].req.user_id),
+                        ctx.settings.profile_max_age[work[i].req.lane],
+                    )
+                })
                 .collect();
             let actor = ctx.features.get(s);
             async move {
@@ -40,7 +48,8 @@ pub(super) async fn fetch_profiles(
                 let r = actor
                     .call(
                         |reply| FeatureShardMessage::Lookup {
-                            user_ids: ids,
+                            users,
+                            fetch,
                             deadline,
                             reply,
                         },
@@ -52,16 +61,11 @@ pub(super) async fn fetch_profiles(
         });
     for (s, result) in futures_util::future::join_all(calls).await {
         let idx = &by_shard[s];
-        match result {
-            Some(profiles) if profiles.len() == idx.len() => {
-                for (&i, p) in idx.iter().zip(profiles) {
-                    work[i].profile = p;
-                }
-            }
-            _ => {
-                for &i in idx {
-                    work[i].degraded.push("features");
-                }
+        let profiles = result.filter(|p: &Vec<Option<Arc<Profile>>>| p.len() == idx.len());
+        for (n, &i) in idx.iter().enumerate() {
+            match profiles.as_ref().and_then(|p| p[n].clone()) {
+                Some(p) => work[i].profile = p,
+                None => work[i].degraded.push("features"),
             }
         }
     }

@@ -129,6 +129,9 @@ pub struct LaneConfig {
     /// SLO availability target (fraction of requests answered 2xx within the target).
     #[serde(default = "default_availability")]
     pub slo_availability: f64,
+    /// Oldest cached profile this lane accepts in ms (default: the cache TTL).
+    #[serde(default)]
+    pub profile_max_age_ms: Option<u64>,
 }
 
 fn default_availability() -> f64 {
@@ -185,6 +188,7 @@ impl Default for GatewayConfig {
             rate_limit_burst: 0,
             slo_latency_ms: None,
             slo_availability: default_availability(),
+            profile_max_age_ms: None,
         };
         Self {
             lanes: vec![
