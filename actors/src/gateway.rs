@@ -15,8 +15,8 @@
 //! minus the predicted time of the batch (an EWMA per batch size, learned from
 //! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
 //! `max_wait_us` cap. A request is refused as soon as it cannot make its deadline: at
-//! submit (503, when the queue ahead of it at the measured drain rate plus a batch
-//! already exceeds its budget) and at dispatch (504, alone, never its batch, when even a
+//! submit (503, when draining the queue ahead of it at the measured rate plus a batch of
+//! one already exceeds its budget) and at dispatch (504, alone, never its batch, when even a
 //! batch of one would finish late: its batch runs earliest-deadline-first in the compute
 //! queue, so the average batch time would refuse requests that still make it). With
 //! `batching: fixed` a batch closes on size or age only and nothing is refused early.
@@ -156,17 +156,15 @@ impl GatewayState {
         matches!(self.policy, BatchPolicy::Deadline { .. })
     }
 
-    /// Predicted time until a new request of `lane` would be answered: the queue at or
-    /// above its lane drained at the measured rate, then one batch.
-    fn predicted_completion(&self, lane: usize) -> Option<Duration> {
+    /// The least time a new request of `lane` needs: the queue at or above its lane
+    /// drained at the measured rate, then a batch of one. Refusing on this lower bound
+    /// only turns away requests that cannot make it whatever batch they join (a tighter
+    /// estimate turned away requests that would have made it, measured as lost goodput).
+    fn least_completion(&self, lane: usize) -> Option<Duration> {
         let drain = self.model.drain_rps()?;
         let ahead = self.queues.len_at_or_above(lane);
         let wait = Duration::from_secs_f64(ahead as f64 / drain.max(1.0));
-        Some(
-            wait + self
-                .model
-                .predict((ahead + 1).min(self.args.config.max_batch)),
-        )
+        Some(wait + self.model.predict(1))
     }
 
     fn submit(&mut self, req: PendingRequest, now: Instant) {
@@ -176,7 +174,7 @@ impl GatewayState {
         }
         let lane = req.lane;
         if self.deadline_mode() {
-            if let Some(need) = self.predicted_completion(lane) {
+            if let Some(need) = self.least_completion(lane) {
                 if now + need > req.deadline {
                     self.shed(lane, "cannot_meet_deadline");
                     let budget = req.deadline.saturating_duration_since(req.received);

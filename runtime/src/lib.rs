@@ -12,6 +12,10 @@
 //! - [`pool`]: supervised actor pools whose workers routers find in `PoolSlots`.
 //! - [`compute`]: the bounded thread pool where ANN search and scoring run, off the
 //!   tokio workers.
+//! - [`placement`]: shard → replica nodes by rendezvous hashing over the member list,
+//!   identical on every node (the cluster's map; no leader).
+//! - [`protocol`]: versioned envelopes and the bincode codec for remote messages, with
+//!   size limits and chunking.
 //! - [`metrics`], [`telemetry`]: the `recd_*` Prometheus registry and JSON logging.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -24,7 +28,9 @@ pub mod config;
 pub mod error;
 pub mod lanes;
 pub mod metrics;
+pub mod placement;
 pub mod pool;
+pub mod protocol;
 pub mod slo;
 pub mod telemetry;
 pub mod test_util;

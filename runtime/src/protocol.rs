@@ -1,0 +1,34 @@
+//! The wire contract between recd nodes: versioned message envelopes and the codec.
+//!
+//! - [`codec`]: serde + bincode 2 (legacy, bincode-1-compatible layout) with a size
+//!   check before sending and a decode limit for untrusted bytes; large payloads are
+//!   split into chunks and reassembled.
+//!
+//! Every remote message is wrapped in an [`Envelope`] carrying [`PROTOCOL_VERSION`]; a
+//! peer speaking another version is answered with an error, never misread.
+
+pub mod codec;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on every incompatible change of a remote message.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A remote message with its protocol version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The message.
+    pub body: T,
+}
+
+impl<T> Envelope<T> {
+    /// Wraps `body` with this build's protocol version.
+    pub fn new(body: T) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            body,
+        }
+    }
+}
