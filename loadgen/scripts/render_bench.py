@@ -123,12 +123,16 @@ def main():
         L.append(f"| {k['shards']} | {k['expansion_search']} | {k['per_shard_k']} | {f(k['requests_per_sec_per_core'], 0)} | "
                  f"{f(k['us_per_request']['ann'])} | {f(k['us_per_request']['rank'])} | {k['recall_at_candidates']:.3f} |")
     L.append("")
-    section = BEGIN + "\n" + "\n".join(L) + "\n" + END
+    replace_section(md_path, BEGIN, END, "\n".join(L))
 
+
+def replace_section(md_path, begin, end, body):
+    """Puts `body` between the `begin` and `end` markers of md_path (appended if absent)."""
+    section = begin + "\n" + body + "\n" + end
     text = open(md_path).read() if os.path.exists(md_path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     with open(md_path, "w") as fh:

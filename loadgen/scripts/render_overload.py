@@ -7,25 +7,14 @@ Replaces the text between `<!-- overload:begin -->` and `<!-- overload:end -->` 
 the section if the markers are missing).
 """
 import datetime
-import json
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from render_bench import commit, load, replace_section  # noqa: E402
 
 BEGIN, END = "<!-- overload:begin -->", "<!-- overload:end -->"
 LANES = ["critical", "default", "background"]
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def commit():
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main():
@@ -71,15 +60,7 @@ def main():
             s = load(p)
             L.append(f"| {m} | {a} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['p999_ms']:.2f} | {s['goodput_rps']:.0f} | {s['errors'] or '—'} |")
     L.append("\nOn/off: 50 % duty over 200 ms cycles, i.e. 100 ms at 2× the mean rate, then 100 ms of silence.\n")
-    section = BEGIN + "\n" + "\n".join(L) + "\n" + END
-    text = open(md_path).read()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    with open(md_path, "w") as fh:
-        fh.write(text)
+    replace_section(md_path, BEGIN, END, "\n".join(L))
 
 
 if __name__ == "__main__":

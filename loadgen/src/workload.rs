@@ -6,30 +6,8 @@ use std::time::Duration;
 /// Valid workload ids are u0 .. u9999999 (WORKLOAD.md §2).
 pub const USERS: u64 = 10_000_000;
 
-/// splitmix64: small, fast, seedable.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A stream from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+/// The generator's random stream (splitmix64, seedable).
+pub type Rng = recd_runtime::hash::SplitMix64;
 
 /// How user ids are drawn.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,14 +51,14 @@ impl UserDist {
         match *self {
             Self::Uniform => rng.next_u64() % USERS,
             Self::Hot(hot, fraction) => {
-                if rng.f64() < fraction {
+                if rng.next_f64() < fraction {
                     rng.next_u64() % hot
                 } else {
                     rng.next_u64() % USERS
                 }
             }
             Self::Zipf(s) => {
-                let u = rng.f64();
+                let u = rng.next_f64();
                 let rank = if (s - 1.0).abs() < 1e-9 {
                     n.powf(u)
                 } else {
@@ -173,7 +151,7 @@ impl Workload {
     /// Draws the next request.
     pub fn pick(&mut self) -> Pick {
         let total: f64 = self.lanes.iter().map(|l| l.weight).sum();
-        let mut x = self.rng.f64() * total;
+        let mut x = self.rng.next_f64() * total;
         let mut lane = self.lanes.len() - 1;
         for (i, l) in self.lanes.iter().enumerate() {
             if x < l.weight {
@@ -183,10 +161,10 @@ impl Workload {
             x -= l.weight;
         }
         let user = self.users.sample(&mut self.rng);
-        let cancel_after = (self.rng.f64() < self.cancel_fraction).then(|| {
+        let cancel_after = (self.rng.next_f64() < self.cancel_fraction).then(|| {
             // drop somewhere inside the budget (or the first 50 ms without one)
             let budget = self.lanes[lane].budget_ms.unwrap_or(50).max(1) as f64;
-            Duration::from_secs_f64(budget * self.rng.f64() / 1e3)
+            Duration::from_secs_f64(budget * self.rng.next_f64() / 1e3)
         });
         let body = format!(r#"{{"user_id":"u{user}","topk":{}}}"#, self.topk);
         Pick {
@@ -202,7 +180,7 @@ impl Workload {
         let mean = 1.0 / rate;
         match self.arrivals {
             Arrivals::Constant => offset + mean,
-            Arrivals::Poisson => offset - mean * (1.0 - self.rng.f64()).ln(),
+            Arrivals::Poisson => offset - mean * (1.0 - self.rng.next_f64()).ln(),
             Arrivals::Onoff => {
                 let (period, duty) = (self.burst_period, self.burst_duty);
                 let next = offset + mean * duty;

@@ -9,6 +9,7 @@
 //!   batch-closing rule.
 //! - [`slo`]: per-lane SLO targets and burn rates.
 //! - [`admission`]: the token bucket the ingress applies before the gateway.
+//! - [`hash`]: FNV-1a 64 and splitmix64, the hashes every part of recd agrees on.
 //! - [`pool`]: supervised actor pools whose workers routers find in `PoolSlots`.
 //! - [`compute`]: the bounded thread pool where ANN search and scoring run, off the
 //!   tokio workers.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod compute;
 pub mod config;
 pub mod error;
+pub mod hash;
 pub mod lanes;
 pub mod metrics;
 pub mod placement;

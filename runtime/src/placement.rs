@@ -6,6 +6,7 @@
 //! computes the same map, whatever order it learned the members in; when a member
 //! leaves, only the shards it held move, and each to the next member in its ranking.
 
+use crate::hash::{fnv1a64, fnv1a64_from, mix64};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -26,25 +27,11 @@ pub struct Placement {
     pub map: BTreeMap<ShardKind, Vec<Vec<String>>>,
 }
 
-fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// splitmix64 finaliser: spreads FNV's weak low bits.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn score(kind: ShardKind, shard: usize, member: &str) -> u64 {
-    let seed = fnv1a(&[kind as u8], 0xcbf2_9ce4_8422_2325);
-    let seed = fnv1a(&(shard as u64).to_le_bytes(), seed);
-    mix(fnv1a(member.as_bytes(), seed))
+    let h = fnv1a64_from(fnv1a64(""), &[kind as u8]);
+    let h = fnv1a64_from(h, &(shard as u64).to_le_bytes());
+    // FNV's low bits are weak: finish with splitmix64's mixer
+    mix64(fnv1a64_from(h, member.as_bytes()))
 }
 
 impl Placement {

@@ -4,15 +4,9 @@
 use crate::data::{DIM, FEAT_DIM, N_CENTERS};
 use std::sync::Arc;
 
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const USER_NOISE: f64 = 0.15;
 
-/// FNV-1a 64 of the UTF-8 bytes.
-pub fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub use recd_runtime::hash::{fnv1a64, SplitMix64};
 
 /// True for `u0` … `u9999999` (regex `^u(0|[1-9][0-9]{0,6})$`).
 pub fn is_known_user(id: &str) -> bool {
@@ -26,33 +20,6 @@ pub fn is_known_user(id: &str) -> bool {
             (b'1'..=b'9').contains(first) && rest.len() <= 6 && rest.iter().all(u8::is_ascii_digit)
         }
         [] => false,
-    }
-}
-
-/// The splitmix64 stream of WORKLOAD.md: out_k mixes `seed + k·φ` for k = 1, 2, ….
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A stream seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next output.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// The next output as an f64 in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -125,8 +92,6 @@ mod tests {
 
     #[test]
     fn fnv_and_known_ids() {
-        assert_eq!(fnv1a64(""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64("a"), 0xaf63dc4c8601ec8c);
         for id in ["u0", "u1", "u42", "u9999999"] {
             assert!(is_known_user(id), "{id}");
         }
@@ -143,11 +108,5 @@ mod tests {
         ] {
             assert!(!is_known_user(id), "{id}");
         }
-    }
-
-    #[test]
-    fn splitmix_matches_reference_first_output() {
-        // splitmix64 seeded with 0: the published first output
-        assert_eq!(SplitMix64::new(0).next_u64(), 0xe220a8397b1dcdaf);
     }
 }
