@@ -25,7 +25,7 @@
 
 use crate::pipeline::PipelineMessage;
 use crate::request::PendingRequest;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
 use recd_runtime::config::{BatchingMode, GatewayConfig};
 use recd_runtime::lanes::{LaneQueues, Offer};
@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 const PRIOR_BATCH_TIME: Duration = Duration::from_millis(2);
 /// The drain rate is measured over intervals at least this long.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(200);
+/// How soon to look again when no pipeline worker is live.
+const NO_WORKER_RETRY: Duration = Duration::from_millis(5);
 
 /// Messages of the gateway.
 pub enum GatewayMessage {
@@ -76,7 +78,9 @@ pub struct Gateway;
 pub struct GatewayState {
     args: GatewayArgs,
     queues: LaneQueues<PendingRequest>,
-    busy: Vec<bool>,
+    /// Per pipeline slot: the actor a batch was sent to and not yet reported done. A
+    /// slot whose actor has since been replaced is free (its batch died with it).
+    busy: Vec<Option<ActorId>>,
     flush_at: Option<Instant>,
     policy: BatchPolicy,
     model: ServiceModel,
@@ -109,7 +113,7 @@ impl Actor for Gateway {
             },
         };
         Ok(GatewayState {
-            busy: vec![false; args.workers.len()],
+            busy: vec![None; args.workers.len()],
             queues,
             flush_at: None,
             policy,
@@ -188,6 +192,12 @@ impl GatewayState {
                 }
             }
         }
+        if self.queues.len() >= self.args.config.max_queued
+            || self.queues.lane_len(lane) >= self.args.config.lanes[lane].capacity
+        {
+            // expired and abandoned requests must not cost a live one its place
+            self.drop_dead(now);
+        }
         let deadline = req.deadline;
         match self.queues.offer(lane, req, now, deadline) {
             Offer::Queued => {}
@@ -210,7 +220,7 @@ impl GatewayState {
 
     fn batch_done(&mut self, worker: usize, size: usize, took: Duration, now: Instant) {
         if let Some(b) = self.busy.get_mut(worker) {
-            *b = false;
+            *b = None;
         }
         if size > 0 {
             self.model.observe(size, took);
@@ -245,12 +255,13 @@ impl GatewayState {
 
     fn idle_worker(&self) -> Option<(usize, ActorRef<PipelineMessage>)> {
         (0..self.busy.len()).find_map(|i| {
-            if self.busy[i] {
-                None
-            } else {
-                self.args.workers.get(i).map(|w| (i, w))
-            }
+            let w = self.args.workers.get(i)?;
+            (self.busy[i] != Some(w.get_id())).then_some((i, w))
         })
+    }
+
+    fn any_busy(&self) -> bool {
+        self.busy.iter().any(Option::is_some)
     }
 
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
@@ -258,9 +269,14 @@ impl GatewayState {
             (self.queues.oldest(), self.queues.earliest_deadline())
         {
             let Some((slot, worker)) = self.idle_worker() else {
+                if self.args.workers.live() == 0 {
+                    // every pipeline worker is restarting: look again soon rather than
+                    // leaving the queue to the ingress timeouts
+                    self.schedule_flush(myself, now, now + NO_WORKER_RETRY);
+                }
                 break;
             };
-            let idle = self.args.config.eager_when_idle && !self.busy.contains(&true);
+            let idle = self.args.config.eager_when_idle && !self.any_busy();
             let view = QueueView {
                 queued: self.queues.len(),
                 oldest,
@@ -273,10 +289,7 @@ impl GatewayState {
                     .decide(now, view, self.args.config.max_batch, &self.model)
             };
             if let Decision::WaitUntil(at) = decision {
-                if self.flush_at.is_none_or(|t| at < t) {
-                    self.flush_at = Some(at);
-                    myself.send_after(at.saturating_duration_since(now), || GatewayMessage::Flush);
-                }
+                self.schedule_flush(myself, now, at);
                 break;
             }
             self.drop_dead(now);
@@ -313,17 +326,31 @@ impl GatewayState {
                 worker: slot,
                 gateway: myself.clone(),
             };
+            if !self.any_busy() {
+                // the pipeline goes from idle to busy: drain is measured from here
+                self.drained = 0;
+                self.drain_since = now;
+            }
             match worker.cast(run) {
-                Ok(()) => self.busy[slot] = true,
-                Err(ractor::MessagingErr::SendErr(PipelineMessage::Run { batch, .. })) => {
-                    for req in batch {
-                        req.answer(Err(RecdError::unavailable("pipeline worker unavailable")));
+                Ok(()) => self.busy[slot] = Some(worker.get_id()),
+                Err(e) => {
+                    if let ractor::MessagingErr::SendErr(PipelineMessage::Run { batch, .. }) = e {
+                        for req in batch {
+                            self.shed(req.lane, "no_worker");
+                            req.answer(Err(RecdError::unavailable("pipeline worker unavailable")));
+                        }
                     }
                 }
-                Err(_) => {}
             }
         }
         self.report_depth();
+    }
+
+    fn schedule_flush(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant, at: Instant) {
+        if self.flush_at.is_none_or(|t| at < t) {
+            self.flush_at = Some(at);
+            myself.send_after(at.saturating_duration_since(now), || GatewayMessage::Flush);
+        }
     }
 
     /// Answers and removes requests whose deadline passed or whose client left.

@@ -140,12 +140,16 @@ impl WorkerFactory for PipelineArgs {
 struct DoneGuard {
     gateway: ActorRef<GatewayMessage>,
     worker: usize,
+    /// Requests the pipeline actually processed (0 until the batch completes): the
+    /// gateway's batch-time model must not learn from batches that did no work.
     size: usize,
     started: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
+        self.metrics.batches_in_flight.dec();
         let took = now().saturating_duration_since(self.started);
         let _ = self.gateway.cast(GatewayMessage::BatchDone {
             worker: self.worker,
@@ -180,15 +184,15 @@ impl Actor for PipelineWorker {
             worker,
             gateway,
         } = msg;
-        let _done = DoneGuard {
+        ctx.metrics.batches_in_flight.inc();
+        let mut done = DoneGuard {
             gateway,
             worker,
-            size: batch.len(),
+            size: 0,
             started: now(),
+            metrics: Arc::clone(&ctx.metrics),
         };
-        ctx.metrics.batches_in_flight.inc();
-        run_batch(ctx, batch, dispatched).await;
-        ctx.metrics.batches_in_flight.dec();
+        done.size = run_batch(ctx, batch, dispatched).await;
         Ok(())
     }
 }
@@ -200,8 +204,13 @@ struct Work {
     degraded: Vec<&'static str>,
 }
 
-/// Runs one batch and answers every request in it.
-pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched: Instant) {
+/// Runs one batch and answers every request in it; returns how many requests went
+/// through the whole pipeline.
+pub async fn run_batch(
+    ctx: &PipelineCtx,
+    batch: Vec<PendingRequest>,
+    dispatched: Instant,
+) -> usize {
     let start = now();
     let mut work = Vec::with_capacity(batch.len());
     for req in batch {
@@ -221,7 +230,7 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         });
     }
     let Some(earliest) = work.iter().map(|w| w.req.deadline).min() else {
-        return;
+        return 0;
     };
     let priority = Priority {
         deadline: earliest,
@@ -271,7 +280,7 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
             w.req
                 .answer(Err(RecdError::unavailable("no index shard answered")));
         }
-        return;
+        return 0;
     };
     if coverage < 1.0 {
         work.iter_mut().for_each(|w| w.degraded.push("candidates"));
@@ -285,10 +294,15 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         .filter(|(w, _)| !w.req.cancelled())
         .unzip();
     if work.is_empty() {
-        return;
+        return 0;
     }
 
     let t = now();
+    // a truncated re-rank still covers the largest topk asked in the batch
+    let truncate_to = work
+        .iter()
+        .map(|w| w.req.topk)
+        .fold(truncate_to, usize::max);
     let plan = ctx
         .models()
         .plan_rank(remaining(), work.len(), cands, truncate_to);
@@ -329,6 +343,7 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         }
     };
 
+    let processed = work.len();
     for ((w, ids), scores) in work.into_iter().zip(per_request).zip(scores) {
         for stage in &w.degraded {
             ctx.metrics.degraded.with_label_values(&[stage]).inc();
@@ -353,6 +368,7 @@ pub async fn run_batch(ctx: &PipelineCtx, batch: Vec<PendingRequest>, dispatched
         };
         w.req.answer(Ok(Answer { response, timings }));
     }
+    processed
 }
 
 /// Inner products of each user with its candidates: the ANN order, as scores.

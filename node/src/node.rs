@@ -42,6 +42,7 @@ pub struct Node {
 impl Node {
     /// Starts every role of `config` and returns once the node is ready.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let ab = match &config.experiments.scenarios_file {
             Some(p) => AbScenarios::load(p)?,
@@ -130,7 +131,7 @@ impl Node {
                 .lanes
                 .iter()
                 .map(|l| {
-                    let ttl = config.features.cache_ttl_secs * 1000;
+                    let ttl = config.features.cache_ttl_secs.saturating_mul(1000);
                     Duration::from_millis(l.profile_max_age_ms.unwrap_or(ttl).min(ttl))
                 })
                 .collect(),

@@ -346,9 +346,14 @@ async fn recommend(
         Err(e) => return refuse(None, "none", e),
     };
     let lane = Some(checked.lane);
-    let req = match read_request(&st, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => return refuse(lane, "none", e),
+    // a body that trickles in spends the request's budget, not the server's patience
+    let req = match tokio::time::timeout(checked.budget, read_request(&st, &headers, body)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return refuse(lane, "none", e),
+        Err(_) => {
+            let e = RecdError::deadline("latency budget spent reading the request body");
+            return refuse(lane, "none", e);
+        }
     };
     let variant = checked
         .forced_variant
@@ -363,10 +368,10 @@ async fn recommend(
     if st.draining.load(Ordering::Relaxed) {
         return refuse(lane, &variant, RecdError::unavailable("shutting down"));
     }
-    let admitted = st
-        .admission
+    // the lane's bucket first: a lane over its own limit must not spend global tokens
+    let admitted = st.lane_admission[checked.lane]
         .check()
-        .and_then(|()| st.lane_admission[checked.lane].check());
+        .and_then(|()| st.admission.check());
     if let Err(wait) = admitted {
         st.metrics
             .shed
@@ -404,7 +409,9 @@ async fn recommend(
             RecdError::unavailable("gateway unavailable"),
         );
     }
-    let answer = match tokio::time::timeout(checked.budget + REPLY_GRACE, rx).await {
+    let reply_by = received + checked.budget + REPLY_GRACE;
+    let wait = reply_by.saturating_duration_since(recd_runtime::clock::now());
+    let answer = match tokio::time::timeout(wait, rx).await {
         Ok(Ok(Ok(answer))) => answer,
         Ok(Ok(Err(e))) => return refuse(lane, &variant, e),
         Ok(Err(_)) => {

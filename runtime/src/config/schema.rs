@@ -404,6 +404,9 @@ impl Config {
         positive("index.connectivity", self.index.connectivity)?;
         positive("index.candidates", self.index.candidates)?;
         positive("ranker.workers", self.ranker.workers)?;
+        if self.compute.threads > 256 {
+            bail!("compute.threads must be at most 256");
+        }
         positive("ranker.truncate_to", self.ranker.truncate_to)?;
         positive("data.items", self.data.items)?;
         if self.index.candidates < self.ingress.max_topk as usize {

@@ -98,9 +98,13 @@ pub struct Chunk {
     pub data: Vec<u8>,
 }
 
-/// Splits `payload` into chunks of at most `max` bytes of data.
+/// Smallest chunk `chunk` produces (except the last): bounds the chunk count a
+/// reassembler accepts.
+pub const MIN_CHUNK: usize = 1024;
+
+/// Splits `payload` into chunks of at most `max` (at least [`MIN_CHUNK`]) bytes of data.
 pub fn chunk(transfer: u64, payload: &[u8], max: usize) -> Vec<Chunk> {
-    let max = max.max(1);
+    let max = max.max(MIN_CHUNK);
     let total = payload.len().div_ceil(max).max(1) as u32;
     if payload.is_empty() {
         return vec![Chunk {
@@ -152,8 +156,12 @@ impl Reassembler {
         if c.total == 0 || (!self.parts.is_empty() && c.total as usize != self.parts.len()) {
             return bad("inconsistent chunk count");
         }
+        if self.received > 0 && self.received == self.parts.len() {
+            return bad("transfer already complete");
+        }
         if self.parts.is_empty() {
-            if c.total as usize > self.max_bytes.max(1) {
+            // every chunk but the last carries data: more chunks than bytes allowed is a lie
+            if c.total as usize > self.max_bytes.max(1) / MIN_CHUNK + 1 {
                 return bad("more chunks than the size cap allows");
             }
             self.parts = vec![None; c.total as usize];

@@ -102,10 +102,23 @@ fn chunks_reassemble_in_any_order_and_bad_chunks_are_refused() {
             .is_err(),
         "other transfer"
     );
+    // 10 chunks fit a 9 500-byte cap by count, their 10 000 bytes do not
     assert!(matches!(
-        Reassembler::new(7, 4096).push_all(chunks),
+        Reassembler::new(7, 9_500).push_all(chunks.clone()),
         Err(CodecError::TooLarge { .. })
     ));
+    // a header claiming far more chunks than the cap allows is refused before allocating
+    let liar = Chunk {
+        transfer: 7,
+        index: 0,
+        total: u32::MAX,
+        data: vec![1],
+    };
+    assert!(Reassembler::new(7, 1 << 20).push(liar).is_err());
+    // nothing is accepted once the payload is complete
+    let mut r = Reassembler::new(7, 1 << 20);
+    assert!(r.push_all(chunks.clone()).unwrap().is_some());
+    assert!(r.push(chunks[0].clone()).is_err());
 }
 
 impl Reassembler {
