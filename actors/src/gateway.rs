@@ -28,7 +28,7 @@ use crate::request::PendingRequest;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
 use recd_runtime::config::{BatchingMode, GatewayConfig};
-use recd_runtime::lanes::{LaneQueues, Offer};
+use recd_runtime::lanes::{LaneQueues, LaneSaturation, Offer};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{PoolSlots, WorkerFactory};
 use recd_runtime::RecdError;
@@ -69,6 +69,8 @@ pub struct GatewayArgs {
     pub workers: Arc<PoolSlots<PipelineMessage>>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
+    /// Published lane saturation (read by the ingress to refuse early and cheaply).
+    pub saturation: Arc<LaneSaturation>,
 }
 
 /// The gateway actor.
@@ -242,8 +244,17 @@ impl GatewayState {
             .set(full.as_secs_f64());
     }
 
+    /// Exports queue depths and publishes which lanes are saturated: full, or (deadline
+    /// batching) unable to answer a request with the lane's default budget in time.
     fn report_depth(&self) {
         for lane in 0..self.queues.lanes() {
+            let config = &self.args.config.lanes[lane];
+            let full = self.queues.lane_len(lane) >= config.capacity;
+            let late = self.deadline_mode()
+                && self
+                    .least_completion(lane)
+                    .is_some_and(|need| need > Duration::from_millis(config.deadline_ms));
+            self.args.saturation.set(lane, full || late);
             let depth = self.queues.lane_len(lane) as i64;
             self.args
                 .metrics

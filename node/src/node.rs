@@ -16,6 +16,7 @@ use recd_actors::ranker::actor::RankerArgs;
 use recd_actors::ranker::model::Mlp;
 use recd_runtime::compute::ComputePool;
 use recd_runtime::config::Config;
+use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{
     PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
@@ -53,11 +54,13 @@ impl Node {
             .http_listen
             .parse()
             .context("node.http_listen")?;
+        let saturation = Arc::new(LaneSaturation::new(config.gateway.lanes.len()));
         let ingress_state = Arc::new(IngressState::new(
             config.ingress.clone(),
             config.gateway.clone(),
             ab,
             Arc::clone(&metrics),
+            Arc::clone(&saturation),
             config.admin.fault_injection,
         ));
         let (ingress, _) = Actor::spawn(
@@ -161,6 +164,7 @@ impl Node {
             config: config.gateway.clone(),
             workers: pipeline,
             metrics: Arc::clone(&metrics),
+            saturation,
         };
         pools.insert(
             0,

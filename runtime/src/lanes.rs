@@ -15,6 +15,40 @@ use std::time::Instant;
 /// Index of a lane (0 = highest priority).
 pub type LaneId = usize;
 
+/// Which lanes are saturated, published by the gateway and read by the ingress so that a
+/// request for a saturated lane is refused right after its headers, before its body is
+/// read or anything is queued: under overload a refusal must cost far less than an
+/// answer.
+#[derive(Debug)]
+pub struct LaneSaturation {
+    flags: Vec<std::sync::atomic::AtomicBool>,
+}
+
+impl LaneSaturation {
+    /// No lane saturated, for `lanes` lanes.
+    pub fn new(lanes: usize) -> Self {
+        Self {
+            flags: (0..lanes)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
+        }
+    }
+
+    /// Marks `lane` saturated or not.
+    pub fn set(&self, lane: LaneId, saturated: bool) {
+        if let Some(f) = self.flags.get(lane) {
+            f.store(saturated, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `lane` is saturated.
+    pub fn is_saturated(&self, lane: LaneId) -> bool {
+        self.flags
+            .get(lane)
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Result of offering a request to the queues.
 #[derive(Debug)]
 pub enum Offer<T> {

@@ -104,10 +104,12 @@ async fn start(config: GatewayConfig, took: Duration) -> Harness {
     Actor::spawn(None, PoolSupervisor::<FakePipeline>::default(), args)
         .await
         .unwrap();
+    let saturation = Arc::new(LaneSaturation::new(config.lanes.len()));
     let args = GatewayArgs {
         config,
         workers,
         metrics: Arc::clone(&metrics),
+        saturation,
     };
     let (gateway, _) = Actor::spawn(None, Gateway, args).await.unwrap();
     Harness {

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use recd_runtime::admission::Admission;
 use recd_runtime::api::{ErrorBody, RecommendRequest};
 use recd_runtime::config::{GatewayConfig, IngressConfig};
+use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::PoolSlots;
 use recd_runtime::slo::{SloTarget, SloTracker, WINDOWS};
@@ -57,6 +58,8 @@ pub struct IngressState {
     pub lane_admission: Vec<Admission>,
     /// Per-lane SLO burn rates.
     pub slo: SloTracker,
+    /// Lanes the gateway reports saturated: refused before the body is read.
+    pub saturation: Arc<LaneSaturation>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Set when the node is ready.
@@ -79,6 +82,7 @@ impl IngressState {
         gateway_config: GatewayConfig,
         ab: AbScenarios,
         metrics: Arc<Metrics>,
+        saturation: Arc<LaneSaturation>,
         fault_injection: bool,
     ) -> Self {
         let admission = Admission::new(config.rate_limit_rps, config.rate_limit_burst);
@@ -116,6 +120,7 @@ impl IngressState {
             admission,
             lane_admission,
             slo,
+            saturation,
             metrics,
             serving: OnceLock::new(),
             fault_injection,
@@ -346,6 +351,15 @@ async fn recommend(
         Err(e) => return refuse(None, "none", e),
     };
     let lane = Some(checked.lane);
+    if st.saturation.is_saturated(checked.lane) {
+        let name = &st.gateway_config.lanes[checked.lane].name;
+        st.metrics
+            .shed
+            .with_label_values(&[name, "saturated"])
+            .inc();
+        let e = RecdError::overloaded(format!("shed: lane {name} is saturated"));
+        return refuse(lane, "none", e);
+    }
     // a body that trickles in spends the request's budget, not the server's patience
     let req = match tokio::time::timeout(checked.budget, read_request(&st, &headers, body)).await {
         Ok(Ok(r)) => r,

@@ -298,6 +298,9 @@ async fn not_ready_answers_503_and_health_stays_200() {
         c.gateway.clone(),
         AbScenarios::default(),
         Arc::new(Metrics::new()),
+        Arc::new(recd_runtime::lanes::LaneSaturation::new(
+            c.gateway.lanes.len(),
+        )),
         false,
     ));
     let (ingress, _) = Actor::spawn(
