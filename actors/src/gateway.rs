@@ -14,14 +14,15 @@
 //! With `batching: deadline` (default) a batch closes when the earliest queued deadline
 //! minus the predicted time of the batch (an EWMA per batch size, learned from
 //! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
-//! `max_wait_us` cap. A request is refused as soon as it cannot make its deadline: at
-//! submit (503, when draining the queue ahead of it at the measured rate plus a batch of
-//! one already exceeds its budget) and at dispatch (504, alone, never its batch, when even a
-//! batch of one would finish late: its batch runs earliest-deadline-first in the compute
-//! queue, so the average batch time would refuse requests that still make it). With
-//! `batching: fixed` a batch closes on size or age only and nothing is refused early.
-//! With `eager_when_idle`, a batch leaves at once when no batch is in flight.
-//! Requests whose client left are dropped at dispatch.
+//! `max_wait_us` cap. At dispatch a request that cannot make its deadline even in a batch
+//! of one is refused (504) alone, never its batch (its batch runs earliest-deadline-first
+//! in the compute queue, so refusing on the average batch time turned away requests that
+//! still made it). Refusing at submit on a predicted queue drain was measured and dropped:
+//! it cost 10-15 % goodput at 2× load (ADR 0008). With `batching: fixed` a batch closes on
+//! size or age only and nothing is refused early. With `eager_when_idle`, a batch leaves
+//! at once when no batch is in flight. A full lane is published as saturated so the
+//! ingress refuses its requests before reading their bodies. Requests whose client left
+//! are dropped at dispatch.
 
 use crate::pipeline::PipelineMessage;
 use crate::request::PendingRequest;
@@ -37,8 +38,6 @@ use std::time::{Duration, Instant};
 
 /// Batch time assumed before the first batch is measured.
 const PRIOR_BATCH_TIME: Duration = Duration::from_millis(2);
-/// The drain rate is measured over intervals at least this long.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(200);
 /// How soon to look again when no pipeline worker is live.
 const NO_WORKER_RETRY: Duration = Duration::from_millis(5);
 
@@ -86,8 +85,6 @@ pub struct GatewayState {
     flush_at: Option<Instant>,
     policy: BatchPolicy,
     model: ServiceModel,
-    drained: usize,
-    drain_since: Instant,
 }
 
 impl Actor for Gateway {
@@ -120,8 +117,6 @@ impl Actor for Gateway {
             flush_at: None,
             policy,
             model: ServiceModel::new(PRIOR_BATCH_TIME),
-            drained: 0,
-            drain_since: recd_runtime::clock::now(),
             args,
         })
     }
@@ -137,7 +132,7 @@ impl Actor for Gateway {
             GatewayMessage::Submit(req) => state.submit(req, now),
             GatewayMessage::Flush => state.flush_at = None,
             GatewayMessage::BatchDone { worker, size, took } => {
-                state.batch_done(worker, size, took, now)
+                state.batch_done(worker, size, took)
             }
         }
         state.dispatch(&myself, now);
@@ -162,38 +157,12 @@ impl GatewayState {
         matches!(self.policy, BatchPolicy::Deadline { .. })
     }
 
-    /// The least time a new request of `lane` needs: the queue at or above its lane
-    /// drained at the measured rate, then a batch of one. Refusing on this lower bound
-    /// only turns away requests that cannot make it whatever batch they join (a tighter
-    /// estimate turned away requests that would have made it, measured as lost goodput).
-    fn least_completion(&self, lane: usize) -> Option<Duration> {
-        let drain = self.model.drain_rps()?;
-        let ahead = self.queues.len_at_or_above(lane);
-        let wait = Duration::from_secs_f64(ahead as f64 / drain.max(1.0));
-        Some(wait + self.model.predict(1))
-    }
-
     fn submit(&mut self, req: PendingRequest, now: Instant) {
         if req.cancelled() {
             self.shed(req.lane, "cancelled");
             return;
         }
         let lane = req.lane;
-        if self.deadline_mode() {
-            if let Some(need) = self.least_completion(lane) {
-                if now + need > req.deadline {
-                    self.shed(lane, "cannot_meet_deadline");
-                    let budget = req.deadline.saturating_duration_since(req.received);
-                    let name = self.lane_name(lane).to_owned();
-                    req.answer(Err(RecdError::overloaded(format!(
-                        "shed: lane {name} cannot meet its {} ms budget (predicted {:.1} ms)",
-                        budget.as_millis(),
-                        need.as_secs_f64() * 1e3
-                    ))));
-                    return;
-                }
-            }
-        }
         if self.queues.len() >= self.args.config.max_queued
             || self.queues.lane_len(lane) >= self.args.config.lanes[lane].capacity
         {
@@ -220,22 +189,12 @@ impl GatewayState {
         }
     }
 
-    fn batch_done(&mut self, worker: usize, size: usize, took: Duration, now: Instant) {
+    fn batch_done(&mut self, worker: usize, size: usize, took: Duration) {
         if let Some(b) = self.busy.get_mut(worker) {
             *b = None;
         }
         if size > 0 {
             self.model.observe(size, took);
-        }
-        self.drained += size;
-        let over = now.saturating_duration_since(self.drain_since);
-        if over >= DRAIN_INTERVAL {
-            // only a saturated pipeline shows its capacity; an idle one shows the load
-            if !self.queues.is_empty() {
-                self.model.observe_drain(self.drained, over);
-            }
-            self.drained = 0;
-            self.drain_since = now;
         }
         let full = self.model.predict(self.args.config.max_batch);
         self.args
@@ -244,17 +203,13 @@ impl GatewayState {
             .set(full.as_secs_f64());
     }
 
-    /// Exports queue depths and publishes which lanes are saturated: full, or (deadline
-    /// batching) unable to answer a request with the lane's default budget in time.
+    /// Exports queue depths and publishes which lanes are full (saturated: the ingress
+    /// refuses their requests before reading the body).
     fn report_depth(&self) {
         for lane in 0..self.queues.lanes() {
             let config = &self.args.config.lanes[lane];
             let full = self.queues.lane_len(lane) >= config.capacity;
-            let late = self.deadline_mode()
-                && self
-                    .least_completion(lane)
-                    .is_some_and(|need| need > Duration::from_millis(config.deadline_ms));
-            self.args.saturation.set(lane, full || late);
+            self.args.saturation.set(lane, full);
             let depth = self.queues.lane_len(lane) as i64;
             self.args
                 .metrics
@@ -337,11 +292,6 @@ impl GatewayState {
                 worker: slot,
                 gateway: myself.clone(),
             };
-            if !self.any_busy() {
-                // the pipeline goes from idle to busy: drain is measured from here
-                self.drained = 0;
-                self.drain_since = now;
-            }
             match worker.cast(run) {
                 Ok(()) => self.busy[slot] = Some(worker.get_id()),
                 Err(e) => {

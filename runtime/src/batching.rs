@@ -2,8 +2,7 @@
 //! model and the batch-closing rule of DESIGN.md §8.1, as plain data (the gateway actor
 //! owns one of each; tests drive them with explicit instants).
 //!
-//! - [`ServiceModel`]: EWMA of the pipeline time of a batch per size bucket (1, 2, 4, …),
-//!   and of the drain rate (requests per second through the pipeline).
+//! - [`ServiceModel`]: EWMA of the pipeline time of a batch per size bucket (1, 2, 4, …).
 //! - [`BatchPolicy::Deadline`]: close when `earliest deadline − now − predicted(b) <
 //!   margin` (or the batch is full); the age cap `max_wait` still applies.
 //! - [`BatchPolicy::Fixed`]: close on size or when the oldest request has waited
@@ -19,7 +18,6 @@ const ALPHA: f64 = 0.2;
 pub struct ServiceModel {
     ewma_us: [Option<f64>; BUCKETS],
     prior: Duration,
-    drain_rps: Option<f64>,
 }
 
 fn bucket(b: usize) -> usize {
@@ -32,7 +30,6 @@ impl ServiceModel {
         Self {
             ewma_us: [None; BUCKETS],
             prior,
-            drain_rps: None,
         }
     }
 
@@ -44,23 +41,6 @@ impl ServiceModel {
             None => us,
             Some(prev) => prev + ALPHA * (us - prev),
         });
-    }
-
-    /// Records the pipeline's throughput over an interval.
-    pub fn observe_drain(&mut self, requests: usize, over: Duration) {
-        if over.is_zero() || requests == 0 {
-            return;
-        }
-        let rps = requests as f64 / over.as_secs_f64();
-        self.drain_rps = Some(match self.drain_rps {
-            None => rps,
-            Some(prev) => prev + ALPHA * (rps - prev),
-        });
-    }
-
-    /// Requests per second the pipeline has been completing, if measured.
-    pub fn drain_rps(&self) -> Option<f64> {
-        self.drain_rps
     }
 
     /// Predicted pipeline time of a batch of `b`: the bucket's EWMA, else the nearest

@@ -79,6 +79,7 @@ struct Harness {
     gateway: ActorRef<GatewayMessage>,
     seen: Seen,
     metrics: Arc<Metrics>,
+    saturation: Arc<LaneSaturation>,
 }
 
 async fn start(config: GatewayConfig, took: Duration) -> Harness {
@@ -109,13 +110,14 @@ async fn start(config: GatewayConfig, took: Duration) -> Harness {
         config,
         workers,
         metrics: Arc::clone(&metrics),
-        saturation,
+        saturation: Arc::clone(&saturation),
     };
     let (gateway, _) = Actor::spawn(None, Gateway, args).await.unwrap();
     Harness {
         gateway,
         seen,
         metrics,
+        saturation,
     }
 }
 
@@ -258,4 +260,21 @@ async fn cancelled_requests_free_their_slot_and_never_reach_the_pipeline() {
             .get(),
         4
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_lane_is_published_as_saturated_until_it_drains() {
+    let mut c = config(BatchingMode::Fixed);
+    c.lanes[1].capacity = 2;
+    let h = start(c, MS).await;
+    let a = submit(&h, "a", 1, MS * 500);
+    let b = submit(&h, "b", 1, MS * 500);
+    let refused = submit(&h, "c", 1, MS * 500);
+    let err = refused.await.unwrap().unwrap_err();
+    assert!(err.message.contains("queue is full"), "{}", err.message);
+    assert!(h.saturation.is_saturated(1), "the full lane is published");
+    assert!(!h.saturation.is_saturated(0), "other lanes are not");
+    // the batch timer (50 ms) dispatches both; the lane drains and is released
+    assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    assert!(!h.saturation.is_saturated(1));
 }

@@ -86,13 +86,3 @@ fn early_refusal_judges_each_request() {
     assert!(can_meet(now, now + MS * 7, 16, &m));
     assert!(!can_meet(now, now + MS * 5, 16, &m));
 }
-
-#[test]
-fn drain_rate_is_smoothed() {
-    let mut m = ServiceModel::new(MS);
-    assert_eq!(m.drain_rps(), None);
-    m.observe_drain(100, Duration::from_millis(100));
-    assert_eq!(m.drain_rps(), Some(1000.0));
-    m.observe_drain(0, Duration::from_millis(100));
-    assert_eq!(m.drain_rps(), Some(1000.0), "empty intervals are ignored");
-}
