@@ -94,6 +94,17 @@ pub async fn recommend(
     (status, json)
 }
 
+/// Status of `GET http://{addr}{path}`.
+pub async fn get_status(client: &reqwest::Client, addr: std::net::SocketAddr, path: &str) -> u16 {
+    client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("request sent")
+        .status()
+        .as_u16()
+}
+
 /// Polls `f` every 10 ms until it returns `Some`; panics after `secs` seconds.
 pub async fn poll<T, F, Fut>(secs: u64, mut f: F) -> T
 where

@@ -1,6 +1,6 @@
 //! The HTTP edge: answers, validation errors, admission, deadlines, readiness, metrics.
 
-use crate::common::{client, config, recommend, small_data};
+use crate::common::{client, config, get_status, recommend, small_data};
 use ractor::Actor;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::ingress::routes::IngressState;
@@ -318,23 +318,7 @@ async fn not_ready_answers_503_and_health_stays_200() {
     let (status, json) = recommend(&client, addr, r#"{"user_id":"u1"}"#, &[]).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(json["code"], "unavailable");
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&client, addr, "/readyz").await, 503);
+    assert_eq!(get_status(&client, addr, "/healthz").await, 200);
     ingress.stop_and_wait(None, None).await.unwrap();
 }

@@ -1,7 +1,7 @@
 //! Supervision under load: a panicking shard or ranker actor is restarted by its pool
 //! supervisor; requests meanwhile get a flagged fallback, never a 5xx.
 
-use crate::common::{client, config, poll, recommend, small_data};
+use crate::common::{client, config, get_status, poll, recommend, small_data};
 use recd_node::Node;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,15 +93,7 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
         degraded(j, "candidates") && j["coverage"] == 0.5
     })
     .await;
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(get_status(&client, addr, "/readyz").await, 503);
     until_answer(&client, addr, |j| j["coverage"] == 1.0).await;
 
     assert_eq!(inject(&client, addr, "features", 0).await, 202);
