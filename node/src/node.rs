@@ -162,7 +162,7 @@ impl Node {
         let gateway = PoolSlots::new(1);
         let gateway_args = GatewayArgs {
             config: config.gateway.clone(),
-            workers: pipeline,
+            workers: Arc::clone(&pipeline),
             metrics: Arc::clone(&metrics),
             saturation,
         };
@@ -172,6 +172,7 @@ impl Node {
         );
         let serving = Serving {
             gateway,
+            pipeline,
             faults: FaultTargets {
                 features,
                 index,

@@ -5,6 +5,7 @@ use crate::candidates::shard::IndexShardMessage;
 use crate::experiments::AbScenarios;
 use crate::features::shard::FeatureShardMessage;
 use crate::gateway::GatewayMessage;
+use crate::pipeline::PipelineMessage;
 use crate::ranker::actor::RankerMessage;
 use crate::request::PendingRequest;
 use axum::body::Body;
@@ -30,6 +31,8 @@ use std::time::Duration;
 pub struct Serving {
     /// The gateway requests go to (a supervised pool of one).
     pub gateway: Arc<PoolSlots<GatewayMessage>>,
+    /// The pipeline workers (readiness needs at least one).
+    pub pipeline: Arc<PoolSlots<PipelineMessage>>,
     /// Actors `/admin/fault` may target.
     pub faults: FaultTargets,
 }
@@ -178,13 +181,19 @@ async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
     if st.draining.load(Ordering::Relaxed) {
         return error(ErrorCode::Unavailable, "shutting down", None);
     }
-    match st.serving.get() {
-        Some(s) if s.faults.index.live() == s.faults.index.len() => {
-            Json(serde_json::json!({"status": "ready"})).into_response()
-        }
-        Some(_) => error(ErrorCode::Unavailable, "an index shard is restarting", None),
-        None => error(ErrorCode::Unavailable, "loading shards", None),
+    let Some(s) = st.serving.get() else {
+        return error(ErrorCode::Unavailable, "loading shards", None);
+    };
+    if s.gateway.live() == 0 {
+        return error(ErrorCode::Unavailable, "the gateway is restarting", None);
     }
+    if s.pipeline.live() == 0 {
+        return error(ErrorCode::Unavailable, "no pipeline worker is live", None);
+    }
+    if s.faults.index.live() < s.faults.index.len() {
+        return error(ErrorCode::Unavailable, "an index shard is restarting", None);
+    }
+    Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
 async fn metrics(State(st): State<Arc<IngressState>>) -> Response {
