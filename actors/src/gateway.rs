@@ -58,6 +58,10 @@ pub enum GatewayMessage {
     },
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for GatewayMessage {}
+
 /// Start arguments of the gateway (and its pool factory: a pool of one, so the gateway is
 /// supervised and restarted like every stage).
 #[derive(Clone)]

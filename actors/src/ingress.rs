@@ -27,6 +27,10 @@ pub enum IngressMessage {
     LocalAddr(RpcReplyPort<SocketAddr>),
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for IngressMessage {}
+
 /// Start arguments.
 pub struct IngressArgs {
     /// Address to bind.

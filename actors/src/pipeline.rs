@@ -53,6 +53,10 @@ pub enum PipelineMessage {
     },
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for PipelineMessage {}
+
 /// Stage timeouts and fan-out sizes.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {

@@ -9,11 +9,12 @@ use recd_actors::experiments::AbScenarios;
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::GatewayArgs;
-use recd_actors::ingress::routes::{FaultTargets, IngressState, Serving};
+use recd_actors::ingress::routes::{ClusterView, FaultTargets, IngressState, Serving};
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineSettings};
 use recd_actors::ranker::actor::RankerArgs;
 use recd_actors::ranker::model::Mlp;
+use recd_runtime::cluster::{Cluster, Membership};
 use recd_runtime::compute::ComputePool;
 use recd_runtime::config::Config;
 use recd_runtime::lanes::LaneSaturation;
@@ -35,6 +36,8 @@ pub struct Node {
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     ingress: ActorRef<IngressMessage>,
+    /// The cluster endpoint, when this node runs in a cluster.
+    cluster: Option<Cluster>,
     /// Pools in shutdown order: gateway, pipeline, then the shards.
     pools: Vec<ActorRef<PoolMessage>>,
     ingress_state: Arc<IngressState>,
@@ -55,12 +58,29 @@ impl Node {
             .parse()
             .context("node.http_listen")?;
         let saturation = Arc::new(LaneSaturation::new(config.gateway.lanes.len()));
+        let cluster = match config.cluster.listen {
+            Some(_) => Some(Cluster::start(&config.cluster).await?),
+            None => None,
+        };
+        let membership = cluster.as_ref().map_or_else(
+            || {
+                let me = format!("{}@{}", config.cluster.node_name, config.cluster.hostname);
+                Membership::new(me, config.cluster.replicas)
+            },
+            |c| Arc::clone(&c.membership),
+        );
+        let view = ClusterView {
+            membership,
+            index_shards: config.index.shards,
+            feature_shards: config.features.shards,
+        };
         let ingress_state = Arc::new(IngressState::new(
             config.ingress.clone(),
             config.gateway.clone(),
             ab,
             Arc::clone(&metrics),
             Arc::clone(&saturation),
+            view,
             config.admin.fault_injection,
         ));
         let (ingress, _) = Actor::spawn(
@@ -187,12 +207,14 @@ impl Node {
             http_addr,
             metrics,
             ingress,
+            cluster,
             pools,
             ingress_state,
         })
     }
 
-    /// Stops the node: not ready, HTTP drained, then gateway, pipeline and shard pools.
+    /// Stops the node: not ready, HTTP drained, then gateway, pipeline and shard pools, then
+    /// it leaves the cluster.
     pub async fn shutdown(self) {
         self.ingress_state
             .draining
@@ -201,6 +223,9 @@ impl Node {
         let _ = self.ingress.stop_and_wait(None, wait).await;
         for pool in self.pools {
             let _ = pool.stop_and_wait(None, wait).await;
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await;
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`pool`]: supervised actor pools whose workers routers find in `PoolSlots`.
 //! - [`compute`]: the bounded thread pool where ANN search and scoring run, off the
 //!   tokio workers.
+//! - [`cluster`]: the ractor_cluster node server, seed joining with reconnects, and the
+//!   live member list.
 //! - [`placement`]: shard → replica nodes by rendezvous hashing over the member list,
 //!   identical on every node (the cluster's map; no leader).
 //! - [`protocol`]: versioned envelopes and the bincode codec for remote messages, with
@@ -24,6 +26,7 @@ pub mod admission;
 pub mod api;
 pub mod batching;
 pub mod clock;
+pub mod cluster;
 pub mod compute;
 pub mod config;
 pub mod error;

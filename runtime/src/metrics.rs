@@ -46,6 +46,8 @@ pub struct Metrics {
     pub slo_burn_rate: GaugeVec,
     /// Predicted pipeline time of a full batch (the deadline batcher's model).
     pub predicted_batch_seconds: prometheus::Gauge,
+    /// Live cluster members this node sees (itself included).
+    pub cluster_members: IntGauge,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -160,6 +162,11 @@ impl Metrics {
             "Predicted pipeline time of a full micro-batch",
         )
         .expect("metric");
+        let cluster_members = IntGauge::new(
+            "recd_cluster_members",
+            "Live cluster members seen by this node",
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -178,6 +185,7 @@ impl Metrics {
             Box::new(compute_expired.clone()),
             Box::new(slo_burn_rate.clone()),
             Box::new(predicted_batch_seconds.clone()),
+            Box::new(cluster_members.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -200,6 +208,7 @@ impl Metrics {
             compute_expired,
             slo_burn_rate,
             predicted_batch_seconds,
+            cluster_members,
         }
     }
 

@@ -118,6 +118,10 @@ pub enum PoolMessage {
     },
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for PoolMessage {}
+
 /// The supervisor actor of one pool.
 pub struct PoolSupervisor<F>(PhantomData<fn() -> F>);
 

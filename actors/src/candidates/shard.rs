@@ -30,6 +30,10 @@ pub enum IndexShardMessage {
     InjectPanic,
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for IndexShardMessage {}
+
 /// Start arguments (and pool factory) of an index shard.
 #[derive(Clone)]
 pub struct IndexShardArgs {

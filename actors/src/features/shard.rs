@@ -33,6 +33,10 @@ pub enum FeatureShardMessage {
     InjectPanic,
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for FeatureShardMessage {}
+
 /// Start arguments (and the pool factory) of a feature shard.
 #[derive(Clone)]
 pub struct FeatureShardArgs {

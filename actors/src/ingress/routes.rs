@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use recd_runtime::admission::Admission;
 use recd_runtime::api::{ErrorBody, RecommendRequest};
+use recd_runtime::cluster::Membership;
 use recd_runtime::config::{GatewayConfig, IngressConfig};
 use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
@@ -47,6 +48,16 @@ pub struct FaultTargets {
     pub ranker: Arc<PoolSlots<RankerMessage>>,
 }
 
+/// What `GET /cluster` shows: live members and the shard placement derived from them.
+pub struct ClusterView {
+    /// Live members (this node alone when it runs without a cluster).
+    pub membership: Arc<Membership>,
+    /// Index shards placed.
+    pub index_shards: usize,
+    /// Feature shards placed.
+    pub feature_shards: usize,
+}
+
 /// Shared state of the HTTP handlers.
 pub struct IngressState {
     /// Limits.
@@ -63,6 +74,8 @@ pub struct IngressState {
     pub slo: SloTracker,
     /// Lanes the gateway reports saturated: refused before the body is read.
     pub saturation: Arc<LaneSaturation>,
+    /// Members and placement for `/cluster`.
+    pub cluster: ClusterView,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Set when the node is ready.
@@ -86,6 +99,7 @@ impl IngressState {
         ab: AbScenarios,
         metrics: Arc<Metrics>,
         saturation: Arc<LaneSaturation>,
+        cluster: ClusterView,
         fault_injection: bool,
     ) -> Self {
         let admission = Admission::new(config.rate_limit_rps, config.rate_limit_burst);
@@ -124,6 +138,7 @@ impl IngressState {
             lane_admission,
             slo,
             saturation,
+            cluster,
             metrics,
             serving: OnceLock::new(),
             fault_injection,
@@ -153,6 +168,7 @@ pub fn router(state: Arc<IngressState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/fault", post(fault))
+        .route("/cluster", get(cluster))
         .fallback(|| async { error(ErrorCode::NotFound, "no such route", None) })
         .method_not_allowed_fallback(|| async {
             let mut r = error(
@@ -196,7 +212,20 @@ async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
     Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
+async fn cluster(State(st): State<Arc<IngressState>>) -> Response {
+    let c = &st.cluster;
+    let placement = c.membership.placement(c.index_shards, c.feature_shards);
+    Json(serde_json::json!({
+        "self": c.membership.me(),
+        "members": c.membership.members(),
+        "placement": placement.map,
+    }))
+    .into_response()
+}
+
 async fn metrics(State(st): State<Arc<IngressState>>) -> Response {
+    let members = st.cluster.membership.members().len() as i64;
+    st.metrics.cluster_members.set(members);
     let now = recd_runtime::clock::now();
     for (i, lane) in st.gateway_config.lanes.iter().enumerate() {
         for (window, buckets) in WINDOWS {

@@ -36,6 +36,10 @@ pub enum RankerMessage {
     InjectPanic,
 }
 
+// Local messages only (ractor's cluster feature needs every message type to opt in;
+// the remote ones carry a serialised form)
+impl ractor::Message for RankerMessage {}
+
 /// Start arguments (and pool factory) of a ranker.
 #[derive(Clone)]
 pub struct RankerArgs {

@@ -301,6 +301,11 @@ async fn not_ready_answers_503_and_health_stays_200() {
         Arc::new(recd_runtime::lanes::LaneSaturation::new(
             c.gateway.lanes.len(),
         )),
+        recd_actors::ingress::routes::ClusterView {
+            membership: recd_runtime::cluster::Membership::new("recd-0@127.0.0.1".into(), 2),
+            index_shards: 2,
+            feature_shards: 2,
+        },
         false,
     ));
     let (ingress, _) = Actor::spawn(

@@ -8,6 +8,8 @@ enum FlakyMsg {
     Crash,
 }
 
+impl ractor::Message for FlakyMsg {}
+
 impl Actor for Flaky {
     type Msg = FlakyMsg;
     type State = usize;

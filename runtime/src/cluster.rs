@@ -1,0 +1,204 @@
+//! Cluster membership over ractor_cluster: this node's `NodeServer`, the seeds it joins
+//! (and re-joins with backoff: ractor_cluster never reconnects by itself), and the live
+//! member list every node derives the same shard placement from.
+//!
+//! ```text
+//! NodeServer ── session events ──► Membership (names of authenticated peers + self)
+//!     ▲                                   │
+//!     └── seed loop: connect, back off ◄──┘ (reconnects whenever a seed is not a member)
+//! ```
+//!
+//! A peer with another cookie never authenticates and so never becomes a member.
+
+use crate::config::ClusterConfig;
+use crate::placement::{Placement, ShardKind};
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Live members of the cluster, by `name@host`, this node included. Tracked per
+/// authenticated session: a peer stays a member while any session to it is open
+/// (ractor_cluster closes duplicate sessions between the same two nodes).
+pub struct Membership {
+    me: String,
+    sessions: RwLock<HashMap<u64, String>>,
+    replicas: usize,
+}
+
+impl Membership {
+    /// Membership of a node called `me` with no peers yet.
+    pub fn new(me: String, replicas: usize) -> Arc<Self> {
+        Arc::new(Self {
+            me,
+            sessions: RwLock::new(HashMap::new()),
+            replicas,
+        })
+    }
+
+    /// This node's member name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// All live members, sorted, this node included.
+    pub fn members(&self) -> Vec<String> {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: BTreeSet<String> = sessions.values().cloned().collect();
+        all.insert(self.me.clone());
+        all.into_iter().collect()
+    }
+
+    /// The placement of `index` and `features` shards over the live members.
+    pub fn placement(&self, index: usize, features: usize) -> Placement {
+        Placement::compute(
+            &self.members(),
+            &[(ShardKind::Index, index), (ShardKind::Features, features)],
+            self.replicas,
+        )
+    }
+
+    fn opened(&self, session: u64, peer: &str) {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let new = !sessions.values().any(|n| n == peer);
+        sessions.insert(session, peer.to_owned());
+        if new {
+            tracing::info!(peer, "cluster member joined");
+        }
+    }
+
+    fn closed(&self, session: u64) {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(peer) = sessions.remove(&session) {
+            if !sessions.values().any(|n| *n == peer) {
+                tracing::warn!(peer, "cluster member left");
+            }
+        }
+    }
+}
+
+struct Events(Arc<Membership>);
+
+fn peer_name(ses: &NodeServerSessionInformation) -> Option<String> {
+    ses.peer_name.as_ref().map(|n| n.name.clone())
+}
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        self.0.closed(ses.node_id);
+    }
+
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        if let Some(name) = peer_name(&ses) {
+            self.0.opened(ses.node_id, &name);
+        }
+    }
+}
+
+/// A running cluster endpoint: the node server and its seed loops.
+pub struct Cluster {
+    /// Live members.
+    pub membership: Arc<Membership>,
+    server: ActorRef<NodeServerMessage>,
+    seeders: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Starts the node server on `cluster.listen` and joins the seeds.
+    pub async fn start(config: &ClusterConfig) -> anyhow::Result<Self> {
+        let listen: SocketAddr = config
+            .listen
+            .as_deref()
+            .context("cluster.listen is not set")?
+            .parse()
+            .context("cluster.listen")?;
+        let me = format!("{}@{}", config.node_name, config.hostname);
+        let membership = Membership::new(me, config.replicas);
+        let server = NodeServer::new(
+            listen.port(),
+            config.cookie.clone(),
+            config.node_name.clone(),
+            config.hostname.clone(),
+            None,
+            Some(NodeConnectionMode::Transitive),
+        )
+        .with_listen_addr(listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .context("starting the cluster node server")?;
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "recd-membership".into(),
+                subscription: Box::new(Events(Arc::clone(&membership))),
+            })
+            .context("subscribing to cluster events")?;
+        let seeders = config
+            .seeds
+            .iter()
+            .filter(|s| s.as_str() != listen.to_string())
+            .map(|seed| {
+                tokio::spawn(join_loop(
+                    server.clone(),
+                    Arc::clone(&membership),
+                    seed.clone(),
+                ))
+            })
+            .collect();
+        tracing::info!(%listen, node = membership.me(), "cluster listening");
+        Ok(Self {
+            membership,
+            server,
+            seeders,
+        })
+    }
+
+    /// Leaves the cluster: stops the seed loops and the node server.
+    pub async fn stop(self) {
+        for s in self.seeders {
+            s.abort();
+        }
+        let _ = self
+            .server
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+/// Keeps a session to `seed` open: connects, and reconnects with capped exponential
+/// backoff whenever the seed is not a member. The seed's member name is learned from
+/// the session this loop opened, so a session the seed opened to us also counts.
+async fn join_loop(server: ActorRef<NodeServerMessage>, membership: Arc<Membership>, seed: String) {
+    let mut backoff = Duration::from_millis(100);
+    let mut name: Option<String> = None;
+    loop {
+        let sessions =
+            ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
+        if let Some(s) = sessions.values().find(|s| s.peer_addr == seed) {
+            name = peer_name(s).or(name);
+        }
+        let member = name
+            .as_ref()
+            .is_some_and(|n| membership.members().contains(n));
+        if member || sessions.values().any(|s| s.peer_addr == seed) {
+            backoff = Duration::from_millis(100);
+        } else {
+            let connect = ractor_cluster::client_connect(&server, seed.as_str());
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%seed, error = %e, "seed not reachable"),
+                Err(_) => tracing::debug!(%seed, "seed connect timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
