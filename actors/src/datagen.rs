@@ -72,7 +72,7 @@ pub fn generate(
     };
     let mut sums = std::collections::BTreeMap::new();
     let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-        let p = dir.join(format!("{name}.tmp"));
+        let p = dir.join(format!("{name}.tmp.{}", std::process::id()));
         Ok(std::io::BufWriter::new(
             std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?,
         ))
@@ -134,7 +134,10 @@ pub fn generate(
     sums.insert("item_feats.f32", hex(&hf.finalize()));
 
     for name in crate::data::FILES {
-        std::fs::rename(dir.join(format!("{name}.tmp")), dir.join(name))?;
+        // per-process temporary names: nodes started together on an empty data folder
+        // each generate the same bytes and rename atomically
+        let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
+        std::fs::rename(tmp, dir.join(name))?;
     }
     let meta = serde_json::json!({
         "n_items": n_items, "dim": DIM, "feat_dim": FEAT_DIM, "n_centers": N_CENTERS,

@@ -27,6 +27,15 @@ struct ConfigFlags {
     /// HTTP listen address (node.http_listen).
     #[arg(long)]
     http_listen: Option<String>,
+    /// This node's name in the cluster (cluster.node_name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Cluster listen address; joins a cluster when set (cluster.listen).
+    #[arg(long)]
+    cluster_listen: Option<String>,
+    /// Comma-separated seeds host:port (cluster.seeds).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +77,18 @@ fn load_config(flags: &ConfigFlags) -> anyhow::Result<recd_runtime::config::Conf
     }
     if let Some(a) = &flags.http_listen {
         overrides.push(("node.http_listen".to_string(), a.clone()));
+    }
+    if let Some(n) = &flags.node_name {
+        overrides.push(("cluster.node_name".to_string(), n.clone()));
+    }
+    if let Some(l) = &flags.cluster_listen {
+        overrides.push(("cluster.listen".to_string(), l.clone()));
+    }
+    if !flags.seeds.is_empty() {
+        overrides.push((
+            "cluster.seeds".to_string(),
+            format!("[{}]", flags.seeds.join(", ")),
+        ));
     }
     recd_runtime::config::load(flags.config.as_deref(), &overrides, std::env::vars())
 }
