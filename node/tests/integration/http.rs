@@ -269,6 +269,8 @@ async fn token_bucket_answers_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spent_budget_answers_504() {
     let mut c = config(small_data());
+    // fixed-delay batching ignores deadlines: the request sits out the 300 ms batch timer
+    c.gateway.batching = recd_runtime::config::BatchingMode::Fixed;
     c.gateway.eager_when_idle = false;
     c.gateway.max_wait_us = 300_000;
     c.gateway.max_batch = 64;
