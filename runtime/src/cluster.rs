@@ -54,13 +54,13 @@ impl Membership {
         all.into_iter().collect()
     }
 
-    /// The placement of `index` and `features` shards over the live members.
-    pub fn placement(&self, index: usize, features: usize) -> Placement {
-        Placement::compute(
-            &self.members(),
-            &[(ShardKind::Index, index), (ShardKind::Features, features)],
-            self.replicas,
-        )
+    /// The live members and the placement of `index` and `features` shards over exactly
+    /// those members (one snapshot: the two always agree).
+    pub fn placement(&self, index: usize, features: usize) -> (Vec<String>, Placement) {
+        let members = self.members();
+        let shards = [(ShardKind::Index, index), (ShardKind::Features, features)];
+        let placement = Placement::compute(&members, &shards, self.replicas);
+        (members, placement)
     }
 
     fn opened(&self, session: u64, peer: &str) {

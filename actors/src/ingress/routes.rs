@@ -214,10 +214,10 @@ async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
 
 async fn cluster(State(st): State<Arc<IngressState>>) -> Response {
     let c = &st.cluster;
-    let placement = c.membership.placement(c.index_shards, c.feature_shards);
+    let (members, placement) = c.membership.placement(c.index_shards, c.feature_shards);
     Json(serde_json::json!({
         "self": c.membership.me(),
-        "members": c.membership.members(),
+        "members": members,
         "placement": placement.map,
     }))
     .into_response()
