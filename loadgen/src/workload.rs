@@ -1,6 +1,7 @@
 //! Seeded per-request choices: which user, which lane, when, and whether to cancel.
 
 use crate::cli::{parse_pairs, Args, Arrivals};
+use recd_runtime::api::RecommendRequest;
 use std::time::Duration;
 
 /// Valid workload ids are u0 .. u9999999 (WORKLOAD.md §2).
@@ -166,7 +167,12 @@ impl Workload {
             let budget = self.lanes[lane].budget_ms.unwrap_or(50).max(1) as f64;
             Duration::from_secs_f64(budget * self.rng.next_f64() / 1e3)
         });
-        let body = format!(r#"{{"user_id":"u{user}","topk":{}}}"#, self.topk);
+        let request = RecommendRequest {
+            user_id: format!("u{user}"),
+            topk: self.topk,
+            context: None,
+        };
+        let body = serde_json::to_string(&request).expect("a request always serialises");
         Pick {
             lane,
             body,
