@@ -146,11 +146,6 @@ impl Catalogue {
         &self.item_feats[id * FEAT_DIM..(id + 1) * FEAT_DIM]
     }
 
-    /// Mixture centre `c`.
-    pub fn center(&self, c: usize) -> &[f32] {
-        &self.centers[c * DIM..(c + 1) * DIM]
-    }
-
     /// A short fingerprint of the item vectors (for snapshot validity).
     pub fn fingerprint(&self) -> String {
         self.meta.sha256.get("items.f32").map_or_else(

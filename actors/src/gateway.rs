@@ -89,6 +89,9 @@ pub struct GatewayState {
     flush_at: Option<Instant>,
     policy: BatchPolicy,
     model: ServiceModel,
+    /// Per-lane metric handles, resolved once: these are touched on every request.
+    depth: Vec<prometheus::IntGauge>,
+    wait: Vec<prometheus::Histogram>,
 }
 
 impl Actor for Gateway {
@@ -115,7 +118,18 @@ impl Actor for Gateway {
                 max_wait,
             },
         };
+        let names: Vec<&str> = c.lanes.iter().map(|l| l.name.as_str()).collect();
+        let depth = names
+            .iter()
+            .map(|n| args.metrics.queue_depth.with_label_values(&[n]))
+            .collect();
+        let wait = names
+            .iter()
+            .map(|n| args.metrics.queue_wait.with_label_values(&[n]))
+            .collect();
         Ok(GatewayState {
+            depth,
+            wait,
             busy: vec![None; args.workers.len()],
             queues,
             flush_at: None,
@@ -214,12 +228,7 @@ impl GatewayState {
             let config = &self.args.config.lanes[lane];
             let full = self.queues.lane_len(lane) >= config.capacity;
             self.args.saturation.set(lane, full);
-            let depth = self.queues.lane_len(lane) as i64;
-            self.args
-                .metrics
-                .queue_depth
-                .with_label_values(&[self.lane_name(lane)])
-                .set(depth);
+            self.depth[lane].set(self.queues.lane_len(lane) as i64);
         }
     }
 
@@ -270,11 +279,7 @@ impl GatewayState {
                 let waited = now
                     .saturating_duration_since(entry.enqueued_at)
                     .as_secs_f64();
-                self.args
-                    .metrics
-                    .queue_wait
-                    .with_label_values(&[self.lane_name(lane)])
-                    .observe(waited);
+                self.wait[lane].observe(waited);
                 if self.deadline_mode() && !can_meet(now, entry.deadline, 1, &self.model) {
                     self.shed(lane, "cannot_meet_deadline");
                     entry.item.answer(Err(RecdError::deadline(format!(

@@ -180,25 +180,25 @@ async fn join_loop(server: ActorRef<NodeServerMessage>, membership: Arc<Membersh
     loop {
         let sessions =
             ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
-        if let Some(s) = sessions.values().find(|s| s.peer_addr == seed) {
+        let direct = sessions.values().find(|s| s.peer_addr == seed);
+        if let Some(s) = direct {
             name = peer_name(s).or(name);
         }
         let member = name
             .as_ref()
             .is_some_and(|n| membership.members().contains(n));
-        if member || sessions.values().any(|s| s.peer_addr == seed) {
+        if member || direct.is_some() {
             backoff = Duration::from_millis(100);
-        } else {
-            let connect = ractor_cluster::client_connect(&server, seed.as_str());
-            match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%seed, error = %e, "seed not reachable"),
-                Err(_) => tracing::debug!(%seed, "seed connect timed out"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let connect = ractor_cluster::client_connect(&server, seed.as_str());
+        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%seed, error = %e, "seed not reachable"),
+            Err(_) => tracing::debug!(%seed, "seed connect timed out"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }

@@ -148,34 +148,34 @@ pub fn top_k(ids: &[u64], scores: &[f32], k: usize) -> Vec<(u64, f32)> {
     pairs
 }
 
-/// Reference forward pass with plain loops (tests compare the SGEMM path against it).
-pub fn forward_naive(mlp: &Mlp, x: &[f32], rows: usize) -> Vec<f32> {
-    let layer = |inp: &[f32], k: usize, w: &[f32], b: &[f32], n: usize| -> Vec<f32> {
-        let mut out = vec![0f32; rows * n];
-        for r in 0..rows {
-            for j in 0..n {
-                let mut acc = b[j];
-                for t in 0..k {
-                    acc += inp[r * k + t] * w[t * n + j];
-                }
-                out[r * n + j] = acc.max(0.0);
-            }
-        }
-        out
-    };
-    let h1 = layer(x, MLP_IN, &mlp.w1, &mlp.b1, H1);
-    let h2 = layer(&h1, H1, &mlp.w2, &mlp.b2, H2);
-    (0..rows)
-        .map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>())
-        .collect()
-}
-
 const _: () = assert!(MLP_IN == DIM + 2 * FEAT_DIM);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_data::catalogue;
+
+    /// Reference forward pass with plain loops (tests compare the SGEMM path against it).
+    fn forward_naive(mlp: &Mlp, x: &[f32], rows: usize) -> Vec<f32> {
+        let layer = |inp: &[f32], k: usize, w: &[f32], b: &[f32], n: usize| -> Vec<f32> {
+            let mut out = vec![0f32; rows * n];
+            for r in 0..rows {
+                for j in 0..n {
+                    let mut acc = b[j];
+                    for t in 0..k {
+                        acc += inp[r * k + t] * w[t * n + j];
+                    }
+                    out[r * n + j] = acc.max(0.0);
+                }
+            }
+            out
+        };
+        let h1 = layer(x, MLP_IN, &mlp.w1, &mlp.b1, H1);
+        let h2 = layer(&h1, H1, &mlp.w2, &mlp.b2, H2);
+        (0..rows)
+            .map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>())
+            .collect()
+    }
 
     #[test]
     fn sgemm_path_matches_naive_loops() {

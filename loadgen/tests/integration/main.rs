@@ -4,8 +4,9 @@
 use axum::routing::post;
 use axum::Router;
 use clap::Parser;
-use recd_loadgen::cli::Args;
+use recd_loadgen::cli::{Args, Mode};
 use recd_loadgen::client::Client;
+use recd_loadgen::stats::Summary;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,19 +67,28 @@ fn args(addr: SocketAddr, out: &std::path::Path, extra: &[&str]) -> Args {
     Args::parse_from(argv)
 }
 
+/// Serves `server`, runs the generator with `extra` flags in the mode they name (open by
+/// default), and returns its summary.
+async fn run(server: Server, extra: &[&str]) -> Summary {
+    let addr = serve(server).await;
+    let out = tempfile::tempdir().unwrap();
+    let a = args(addr, out.path(), extra);
+    let client = Client::new(&a.url, a.timeout).unwrap();
+    let run = match a.mode {
+        Mode::Closed => recd_loadgen::closed_loop::run(&a, &client).await,
+        _ => recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration).await,
+    };
+    run.summary(&a)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_keeps_the_offered_rate() {
-    let addr = serve(plain()).await;
-    let out = tempfile::tempdir().unwrap();
-    let a = args(
-        addr,
-        out.path(),
-        &["--rate", "300", "--duration", "2s", "--connections", "64"],
-    );
-    let client = Client::new(&a.url, a.timeout).unwrap();
     let started = Instant::now();
-    let run = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration).await;
-    let s = run.summary(&a);
+    let s = run(
+        plain(),
+        &["--rate", "300", "--duration", "2s", "--connections", "64"],
+    )
+    .await;
     assert_eq!(s.scheduled, 600, "2 s at 300/s");
     assert_eq!(s.finished, 600);
     assert!(
@@ -102,18 +112,12 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
         stall_for: Duration::from_millis(400),
         ..plain()
     };
-    let addr = serve(server).await;
-    let out = tempfile::tempdir().unwrap();
     // one connection: requests due during the stall wait for it (as behind a stuck server)
-    let a = args(
-        addr,
-        out.path(),
+    let s = run(
+        server,
         &["--rate", "100", "--duration", "2s", "--connections", "1"],
-    );
-    let client = Client::new(&a.url, a.timeout).unwrap();
-    let s = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration)
-        .await
-        .summary(&a);
+    )
+    .await;
     assert_eq!(s.error_rate, 0.0);
     assert!(
         s.max_ms >= 350.0,
@@ -135,15 +139,12 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_requests_are_counted_as_cancelled() {
-    let addr = serve(Server {
+    let server = Server {
         delay: Duration::from_millis(300),
         ..plain()
-    })
-    .await;
-    let out = tempfile::tempdir().unwrap();
-    let a = args(
-        addr,
-        out.path(),
+    };
+    let s = run(
+        server,
         &[
             "--rate",
             "50",
@@ -154,11 +155,8 @@ async fn cancelled_requests_are_counted_as_cancelled() {
             "--deadlines",
             "default=100",
         ],
-    );
-    let client = Client::new(&a.url, a.timeout).unwrap();
-    let s = recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration)
-        .await
-        .summary(&a);
+    )
+    .await;
     assert_eq!(
         s.errors.get("cancelled").copied(),
         Some(50),
@@ -170,21 +168,15 @@ async fn cancelled_requests_are_counted_as_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_runs_its_clients() {
-    let addr = serve(Server {
+    let server = Server {
         delay: Duration::from_millis(5),
         ..plain()
-    })
-    .await;
-    let out = tempfile::tempdir().unwrap();
-    let a = args(
-        addr,
-        out.path(),
+    };
+    let s = run(
+        server,
         &["--mode", "closed", "--connections", "4", "--duration", "1s"],
-    );
-    let client = Client::new(&a.url, a.timeout).unwrap();
-    let s = recd_loadgen::closed_loop::run(&a, &client)
-        .await
-        .summary(&a);
+    )
+    .await;
     // 4 clients × ~1 s / ≥5 ms each: at most ~800 requests, well over 100
     assert!((100..=800).contains(&s.finished), "{}", s.finished);
     assert_eq!(s.offered_rps, 0.0);
