@@ -11,6 +11,7 @@
 //! gracefully in `post_stop` (in-flight requests finish). Until the node marks itself
 //! ready (`Serving` set), `/recommend` and `/readyz` answer 503.
 
+pub mod ops;
 pub mod routes;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};

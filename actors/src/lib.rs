@@ -15,6 +15,8 @@
 //! - [`gateway`], [`pipeline`], [`request`]: lanes and batching, the per-batch flow with
 //!   its fallbacks, and the request/answer types between them.
 //! - [`ingress`]: the HTTP edge.
+//! - [`remote`]: calls across nodes: wire messages, the endpoint peers call, the router
+//!   that picks a replica per shard call (local first), the heartbeat.
 //!
 //! CPU-heavy work (search, scoring) runs on `recd_runtime::compute::ComputePool`; the
 //! pools are supervised by `recd_runtime::pool::PoolSupervisor`.
@@ -30,6 +32,7 @@ pub mod ingress;
 pub mod kernel;
 pub mod pipeline;
 pub mod ranker;
+pub mod remote;
 pub mod request;
 #[cfg(test)]
 mod test_data;

@@ -18,13 +18,11 @@
 pub mod ladder;
 mod stages;
 
-use crate::candidates::shard::IndexShardMessage;
 use crate::data::{dot, Catalogue};
 use crate::features::profile::{Profile, ProfileSource};
-use crate::features::shard::FeatureShardMessage;
 use crate::gateway::GatewayMessage;
-use crate::ranker::actor::RankerMessage;
 use crate::ranker::model::top_k;
+use crate::remote::router::Router;
 use crate::request::{Answer, PendingRequest, StageTimings};
 use ladder::{RankPlan, StageModels};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -32,9 +30,8 @@ use recd_runtime::api::{RecommendResponse, ScoredItem};
 use recd_runtime::clock::now;
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
-use recd_runtime::pool::{PoolSlots, WorkerFactory};
+use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,12 +75,8 @@ pub struct PipelineSettings {
 
 /// What every pipeline worker shares.
 pub struct PipelineCtx {
-    /// Feature shards by shard number.
-    pub features: Arc<PoolSlots<FeatureShardMessage>>,
-    /// Index shards by shard number.
-    pub index: Arc<PoolSlots<IndexShardMessage>>,
-    /// The ranker pool.
-    pub ranker: Arc<PoolSlots<RankerMessage>>,
+    /// Where shard and ranker calls go (local actors or peers).
+    pub router: Arc<Router>,
     /// Items (for the ANN-order fallback scores).
     pub catalogue: Arc<Catalogue>,
     /// The default profile for fallbacks.
@@ -93,30 +86,24 @@ pub struct PipelineCtx {
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     models: Mutex<StageModels>,
-    next_ranker: AtomicUsize,
 }
 
 impl PipelineCtx {
     /// Bundles the pipeline's dependencies.
     pub fn new(
-        features: Arc<PoolSlots<FeatureShardMessage>>,
-        index: Arc<PoolSlots<IndexShardMessage>>,
-        ranker: Arc<PoolSlots<RankerMessage>>,
+        router: Arc<Router>,
         catalogue: Arc<Catalogue>,
         source: ProfileSource,
         settings: PipelineSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            features,
-            index,
-            ranker,
+            router,
             catalogue,
             source,
             settings,
             metrics,
             models: Mutex::new(StageModels::default()),
-            next_ranker: AtomicUsize::new(0),
         }
     }
 

@@ -1,20 +1,26 @@
 //! recd-node: starts the roles of one node and shuts them down in order.
 //!
-//! [`Node::start`] brings a node up in this order: the HTTP ingress (so `/healthz`
-//! answers and `/readyz` says 503 while loading) → the catalogue (generated first if
-//! the data folder is empty) → index shards (snapshot loaded, or built and saved) →
-//! the supervised pools (feature shards, index shards, rankers, pipeline workers) →
-//! the gateway → ready. [`Node::shutdown`] reverses it: not ready → HTTP drained →
-//! gateway → pipeline → shard pools.
+//! [`Node::start`] brings a node up in this order: the cluster endpoint (node server,
+//! seed loops) when `cluster.listen` is set → the placement of shards over the roster →
+//! the HTTP ingress (so `/healthz` answers and `/readyz` says 503 while loading) → the
+//! catalogue (generated first if the data folder is empty) → the index shards placed
+//! here (snapshot loaded, or built and saved) → the supervised pools of this node's
+//! roles (feature shards, index shards, rankers) → the remote endpoint and heartbeat
+//! (peers find the shards once the endpoint joins their process groups) → pipeline
+//! workers and gateway (ingress role) → ready. [`Node::shutdown`] reverses it: not
+//! ready → HTTP drained → gateway → pipeline → heartbeat, endpoint (leaving the groups)
+//! → shard pools → the cluster.
 //!
 //! Supervision tree (each pool restarts its workers, see `recd_runtime::pool`):
 //! ```text
-//! node ─┬─ Ingress            (HTTP listener task)
-//!       ├─ PoolSupervisor("gateway")  ── Gateway × 1 (lanes, batching)
-//!       ├─ PoolSupervisor("pipeline") ── PipelineWorker × gateway.pipeline_workers
-//!       ├─ PoolSupervisor("features") ── FeatureShard × features.shards
-//!       ├─ PoolSupervisor("index")    ── IndexShard × index.shards
-//!       └─ PoolSupervisor("ranker")   ── Ranker × ranker.workers
+//! node ─┬─ Ingress            (HTTP listener task; every node, for probes and /cluster)
+//!       ├─ PoolSupervisor("gateway")   ── Gateway × 1            (ingress role)
+//!       ├─ PoolSupervisor("pipeline")  ── PipelineWorker × n     (ingress role)
+//!       ├─ PoolSupervisor("heartbeat") ── Heartbeat × 1          (in a cluster)
+//!       ├─ PoolSupervisor("endpoint")  ── Endpoint × 1           (in a cluster)
+//!       ├─ PoolSupervisor("features")  ── FeatureShard × shards placed here
+//!       ├─ PoolSupervisor("index")     ── IndexShard × shards placed here
+//!       └─ PoolSupervisor("ranker")    ── Ranker × ranker.workers (ranker role)
 //! ```
 
 pub mod commands;

@@ -9,22 +9,32 @@ use recd_actors::experiments::AbScenarios;
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::GatewayArgs;
-use recd_actors::ingress::routes::{ClusterView, FaultTargets, IngressState, Serving};
+use recd_actors::ingress::ops::{ClusterView, FaultTargets};
+use recd_actors::ingress::routes::{IngressState, Serving};
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineSettings};
 use recd_actors::ranker::actor::RankerArgs;
 use recd_actors::ranker::model::Mlp;
+use recd_actors::remote::endpoint::Served;
+use recd_actors::remote::heartbeat::HeartbeatArgs;
+use recd_actors::remote::router::{Remote, Router};
+use recd_actors::remote::LocalShards;
 use recd_runtime::cluster::{Cluster, Membership};
 use recd_runtime::compute::ComputePool;
 use recd_runtime::config::Config;
+use recd_runtime::config::Role;
 use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
+use recd_runtime::peers::Peers;
+use recd_runtime::placement::{Placement, ShardKind};
 use recd_runtime::pool::{
     PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
 };
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Jobs the compute pool queues before refusing (backpressure to the stages).
 const COMPUTE_QUEUE: usize = 1024;
@@ -58,21 +68,56 @@ impl Node {
             .parse()
             .context("node.http_listen")?;
         let saturation = Arc::new(LaneSaturation::new(config.gateway.lanes.len()));
-        let cluster = match config.cluster.listen {
-            Some(_) => Some(Cluster::start(&config.cluster).await?),
+        let cc = &config.cluster;
+        let cluster = match cc.listen {
+            Some(_) => Some(Cluster::start(cc).await?),
             None => None,
         };
-        let membership = cluster.as_ref().map_or_else(
-            || {
-                let me = format!("{}@{}", config.cluster.node_name, config.cluster.hostname);
-                Membership::new(me, config.cluster.replicas)
-            },
-            |c| Arc::clone(&c.membership),
+        let (membership, peers) = match &cluster {
+            Some(c) => (Arc::clone(&c.membership), Arc::clone(&c.peers)),
+            None => (
+                Membership::new(cc.node_name.clone()),
+                Peers::new(Duration::from_millis(cc.heartbeat_timeout_ms), 1),
+            ),
+        };
+        let placement = Placement::for_cluster(cc, config.index.shards, config.features.shards);
+        let held = |kind, role| {
+            if cc.has_role(role) {
+                placement.shards_of(kind, &cc.node_name)
+            } else {
+                Vec::new()
+            }
+        };
+        let features = LocalShards::new(
+            held(ShardKind::Features, Role::Features),
+            config.features.shards,
         );
+        let index = LocalShards::new(held(ShardKind::Index, Role::Index), config.index.shards);
+        let ranker = cc
+            .has_role(Role::Ranker)
+            .then(|| PoolSlots::new(config.ranker.workers));
+        let remote = Remote {
+            membership: Arc::clone(&membership),
+            peers: Arc::clone(&peers),
+            clustered: cluster.is_some(),
+            hedge_delay: cc.hedge_delay_ms.map(Duration::from_millis),
+        };
+        let router = Arc::new(Router::new(
+            features.clone(),
+            index.clone(),
+            ranker.clone(),
+            remote,
+            Arc::clone(&metrics),
+        ));
+        let roles: Vec<Role> = Role::ALL.into_iter().filter(|r| cc.has_role(*r)).collect();
+        tracing::info!(?roles, index = ?index.held(), features = ?features.held(), "placement");
         let view = ClusterView {
-            membership,
-            index_shards: config.index.shards,
-            feature_shards: config.features.shards,
+            membership: Arc::clone(&membership),
+            peers: Arc::clone(&peers),
+            placement,
+            router: Arc::clone(&router),
+            roles,
+            covered: AtomicBool::new(false),
         };
         let ingress_state = Arc::new(IngressState::new(
             config.ingress.clone(),
@@ -104,9 +149,10 @@ impl Node {
         let (catalogue, indexes) = {
             let config = config.clone();
             let threads = compute.threads();
-            tokio::task::spawn_blocking(move || load_data(&config, threads)).await??
+            let held = index.held().to_vec();
+            tokio::task::spawn_blocking(move || load_data(&config, &held, threads)).await??
         };
-        for (s, idx) in indexes.iter().enumerate() {
+        for (&s, idx) in index.held().iter().zip(&indexes) {
             metrics
                 .shard_items
                 .with_label_values(&[&s.to_string()])
@@ -120,28 +166,62 @@ impl Node {
         };
 
         let mut pools = Vec::new();
-        let features = PoolSlots::new(config.features.shards);
-        let index = PoolSlots::new(config.index.shards);
-        let ranker = PoolSlots::new(config.ranker.workers);
-        let pipeline = PoolSlots::new(config.gateway.pipeline_workers);
         let feature_args = FeatureShardArgs {
             source: source.clone(),
             ttl: Duration::from_secs(config.features.cache_ttl_secs),
             max_entries: config.features.cache_max_entries,
             metrics: Arc::clone(&metrics),
         };
-        pools.push(start_pool("features", feature_args, &features, policy, &metrics).await?);
+        if !features.held().is_empty() {
+            let p = start_pool("features", feature_args, &features.slots, policy, &metrics);
+            pools.push(p.await?);
+        }
         let index_args = IndexShardArgs {
             indexes: Arc::new(indexes),
             compute: compute.clone(),
         };
-        pools.push(start_pool("index", index_args, &index, policy, &metrics).await?);
+        if !index.held().is_empty() {
+            pools.push(start_pool("index", index_args, &index.slots, policy, &metrics).await?);
+        }
         let ranker_args = RankerArgs {
             model: Arc::new(Mlp::from_flat(&catalogue.mlp)?),
             catalogue: Arc::clone(&catalogue),
             compute: compute.clone(),
         };
-        pools.push(start_pool("ranker", ranker_args, &ranker, policy, &metrics).await?);
+        if let Some(slots) = &ranker {
+            pools.push(start_pool("ranker", ranker_args, slots, policy, &metrics).await?);
+        }
+        if cluster.is_some() {
+            // peers find this node's shards once the endpoint joins their groups
+            let served = Served {
+                features: features.clone(),
+                index: index.clone(),
+                ranker: ranker.clone(),
+                items: catalogue.len(),
+                permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
+                metrics: Arc::clone(&metrics),
+                next_ranker: Arc::new(AtomicUsize::new(0)),
+            };
+            let slots = PoolSlots::new(1);
+            pools.insert(
+                0,
+                start_pool("endpoint", served, &slots, policy, &metrics).await?,
+            );
+            let beat = HeartbeatArgs {
+                interval: Duration::from_millis(cc.heartbeat_interval_ms),
+                timeout: Duration::from_millis(cc.heartbeat_timeout_ms),
+                peers: Arc::clone(&peers),
+                membership: Arc::clone(&membership),
+                router: Arc::clone(&router),
+                shards: (config.index.shards, config.features.shards),
+                metrics: Arc::clone(&metrics),
+            };
+            let slots = PoolSlots::new(1);
+            pools.insert(
+                0,
+                start_pool("heartbeat", beat, &slots, policy, &metrics).await?,
+            );
+        }
         let settings = PipelineSettings {
             features_timeout: Duration::from_millis(config.features.timeout_ms),
             index_timeout: Duration::from_millis(config.index.timeout_ms),
@@ -159,44 +239,37 @@ impl Node {
                 })
                 .collect(),
         };
-        let ctx = PipelineCtx::new(
-            Arc::clone(&features),
-            Arc::clone(&index),
-            Arc::clone(&ranker),
-            catalogue,
-            source,
-            settings,
-            Arc::clone(&metrics),
-        );
-        pools.insert(
-            0,
-            start_pool(
-                "pipeline",
-                PipelineArgs(Arc::new(ctx)),
-                &pipeline,
-                policy,
-                &metrics,
-            )
-            .await?,
-        );
-        let gateway = PoolSlots::new(1);
-        let gateway_args = GatewayArgs {
-            config: config.gateway.clone(),
-            workers: Arc::clone(&pipeline),
-            metrics: Arc::clone(&metrics),
-            saturation,
-        };
-        pools.insert(
-            0,
-            start_pool("gateway", gateway_args, &gateway, policy, &metrics).await?,
-        );
+        let ctx = PipelineCtx::new(router, catalogue, source, settings, Arc::clone(&metrics));
+        let takes_requests = cc.has_role(Role::Ingress);
+        let pipeline = PoolSlots::new(if takes_requests {
+            config.gateway.pipeline_workers
+        } else {
+            0
+        });
+        let gateway = PoolSlots::new(usize::from(takes_requests));
+        if takes_requests {
+            let args = PipelineArgs(Arc::new(ctx));
+            pools.insert(
+                0,
+                start_pool("pipeline", args, &pipeline, policy, &metrics).await?,
+            );
+            let gateway_args = GatewayArgs {
+                config: config.gateway.clone(),
+                workers: Arc::clone(&pipeline),
+                metrics: Arc::clone(&metrics),
+                saturation,
+            };
+            let p = start_pool("gateway", gateway_args, &gateway, policy, &metrics);
+            pools.insert(0, p.await?);
+        }
         let serving = Serving {
+            takes_requests,
             gateway,
             pipeline,
             faults: FaultTargets {
-                features,
-                index,
-                ranker,
+                features: features.slots,
+                index: index.slots,
+                ranker: ranker.unwrap_or_else(|| PoolSlots::new(0)),
             },
         };
         if ingress_state.serving.set(serving).is_err() {
@@ -251,9 +324,10 @@ async fn start_pool<F: WorkerFactory>(
 }
 
 /// Generates the catalogue if the data folder is empty (and allowed), loads it, and
-/// loads or builds every index shard. Blocking.
+/// loads or builds the index shards placed on this node (`held`). Blocking.
 fn load_data(
     config: &Config,
+    held: &[usize],
     threads: usize,
 ) -> anyhow::Result<(Arc<Catalogue>, Vec<Arc<ShardIndex>>)> {
     let dir = &config.node.data_dir;
@@ -272,8 +346,8 @@ fn load_data(
     tracing::info!(items = catalogue.len(), "catalogue loaded");
     let build_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shards = config.index.shards;
-    let mut indexes = Vec::with_capacity(shards);
-    for s in 0..shards {
+    let mut indexes = Vec::with_capacity(held.len());
+    for &s in held {
         let started = std::time::Instant::now();
         let progress =
             |done: usize, total: usize| tracing::info!(shard = s, done, total, "indexing");

@@ -1,6 +1,8 @@
 //! Cluster membership over ractor_cluster: this node's `NodeServer`, the seeds it joins
 //! (and re-joins with backoff: ractor_cluster never reconnects by itself), and the live
-//! member list every node derives the same shard placement from.
+//! member list (`/cluster`, `recd_cluster_members`). Placement does not follow it: it
+//! comes from the configured roster ([`crate::placement`]); routing follows the process
+//! groups and the heartbeat ([`crate::peers`]).
 //!
 //! ```text
 //! NodeServer ── session events ──► Membership (names of authenticated peers + self)
@@ -11,7 +13,7 @@
 //! A peer with another cookie never authenticates and so never becomes a member.
 
 use crate::config::ClusterConfig;
-use crate::placement::{Placement, ShardKind};
+use crate::peers::Peers;
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
@@ -22,22 +24,20 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// Live members of the cluster, by `name@host`, this node included. Tracked per
+/// Live members of the cluster, by node name (`cluster.node_name`), this node included. Tracked per
 /// authenticated session: a peer stays a member while any session to it is open
 /// (ractor_cluster closes duplicate sessions between the same two nodes).
 pub struct Membership {
     me: String,
     sessions: RwLock<HashMap<u64, String>>,
-    replicas: usize,
 }
 
 impl Membership {
     /// Membership of a node called `me` with no peers yet.
-    pub fn new(me: String, replicas: usize) -> Arc<Self> {
+    pub fn new(me: String) -> Arc<Self> {
         Arc::new(Self {
             me,
             sessions: RwLock::new(HashMap::new()),
-            replicas,
         })
     }
 
@@ -54,13 +54,10 @@ impl Membership {
         all.into_iter().collect()
     }
 
-    /// The live members and the placement of `index` and `features` shards over exactly
-    /// those members (one snapshot: the two always agree).
-    pub fn placement(&self, index: usize, features: usize) -> (Vec<String>, Placement) {
-        let members = self.members();
-        let shards = [(ShardKind::Index, index), (ShardKind::Features, features)];
-        let placement = Placement::compute(&members, &shards, self.replicas);
-        (members, placement)
+    /// The member name of session `node` (a ractor_cluster node id).
+    pub fn name_of(&self, node: u64) -> Option<String> {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        sessions.get(&node).cloned()
     }
 
     fn opened(&self, session: u64, peer: &str) {
@@ -82,10 +79,16 @@ impl Membership {
     }
 }
 
-struct Events(Arc<Membership>);
+struct Events(Arc<Membership>, Arc<Peers>);
 
+/// The peer's node name (ractor_cluster announces `name@host`).
 fn peer_name(ses: &NodeServerSessionInformation) -> Option<String> {
-    ses.peer_name.as_ref().map(|n| n.name.clone())
+    let full = &ses.peer_name.as_ref()?.name;
+    Some(
+        full.split_once('@')
+            .map_or(full.as_str(), |(n, _)| n)
+            .to_owned(),
+    )
 }
 
 impl NodeEventSubscription for Events {
@@ -93,6 +96,7 @@ impl NodeEventSubscription for Events {
 
     fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
         self.0.closed(ses.node_id);
+        self.1.forget(ses.node_id);
     }
 
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
@@ -106,6 +110,8 @@ impl NodeEventSubscription for Events {
 pub struct Cluster {
     /// Live members.
     pub membership: Arc<Membership>,
+    /// Health and load of the peers (the heartbeat and routing share it).
+    pub peers: Arc<Peers>,
     server: ActorRef<NodeServerMessage>,
     seeders: Vec<JoinHandle<()>>,
 }
@@ -119,8 +125,11 @@ impl Cluster {
             .context("cluster.listen is not set")?
             .parse()
             .context("cluster.listen")?;
-        let me = format!("{}@{}", config.node_name, config.hostname);
-        let membership = Membership::new(me, config.replicas);
+        let membership = Membership::new(config.node_name.clone());
+        let peers = Peers::new(
+            Duration::from_millis(config.heartbeat_timeout_ms),
+            config.max_in_flight_per_peer,
+        );
         let server = NodeServer::new(
             listen.port(),
             config.cookie.clone(),
@@ -136,7 +145,7 @@ impl Cluster {
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "recd-membership".into(),
-                subscription: Box::new(Events(Arc::clone(&membership))),
+                subscription: Box::new(Events(Arc::clone(&membership), Arc::clone(&peers))),
             })
             .context("subscribing to cluster events")?;
         let seeders = config
@@ -154,6 +163,7 @@ impl Cluster {
         tracing::info!(%listen, node = membership.me(), "cluster listening");
         Ok(Self {
             membership,
+            peers,
             server,
             seeders,
         })

@@ -33,6 +33,7 @@ pub mod error;
 pub mod hash;
 pub mod lanes;
 pub mod metrics;
+pub mod peers;
 pub mod placement;
 pub mod pool;
 pub mod protocol;

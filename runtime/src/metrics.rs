@@ -48,6 +48,19 @@ pub struct Metrics {
     pub predicted_batch_seconds: prometheus::Gauge,
     /// Live cluster members this node sees (itself included).
     pub cluster_members: IntGauge,
+    /// Calls to other nodes by kind (`features`, `index`, `ranker`, `ping`) and outcome
+    /// (`ok`, `error`, `timeout`, `closed`, `malformed`).
+    pub remote_calls: IntCounterVec,
+    /// Latency of successful calls to other nodes, by kind.
+    pub remote_call_duration: HistogramVec,
+    /// Second-replica (hedged) calls, by kind.
+    pub remote_hedges: IntCounterVec,
+    /// Calls this node served for others, by kind and outcome.
+    pub remote_served: IntCounterVec,
+    /// Peers by name: 1 while answering heartbeats, 0 when down.
+    pub peer_up: IntGaugeVec,
+    /// Live replicas (this node's, and peers that are up) per shard.
+    pub shard_live_replicas: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -167,6 +180,43 @@ impl Metrics {
             "Live cluster members seen by this node",
         )
         .expect("metric");
+        let remote_calls = IntCounterVec::new(
+            Opts::new("recd_remote_calls_total", "Calls to other nodes"),
+            &["kind", "outcome"],
+        )
+        .expect("metric");
+        let remote_call_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "recd_remote_call_seconds",
+                "Latency of successful calls to other nodes",
+            )
+            .buckets(lat()),
+            &["kind"],
+        )
+        .expect("metric");
+        let remote_hedges = IntCounterVec::new(
+            Opts::new(
+                "recd_remote_hedges_total",
+                "Calls hedged to a second replica",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
+        let remote_served = IntCounterVec::new(
+            Opts::new("recd_remote_served_total", "Calls served for other nodes"),
+            &["kind", "outcome"],
+        )
+        .expect("metric");
+        let peer_up = IntGaugeVec::new(
+            Opts::new("recd_peer_up", "1 while the peer answers heartbeats"),
+            &["peer"],
+        )
+        .expect("metric");
+        let shard_live_replicas = IntGaugeVec::new(
+            Opts::new("recd_shard_live_replicas", "Live replicas per shard"),
+            &["kind", "shard"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -186,6 +236,12 @@ impl Metrics {
             Box::new(slo_burn_rate.clone()),
             Box::new(predicted_batch_seconds.clone()),
             Box::new(cluster_members.clone()),
+            Box::new(remote_calls.clone()),
+            Box::new(remote_call_duration.clone()),
+            Box::new(remote_hedges.clone()),
+            Box::new(remote_served.clone()),
+            Box::new(peer_up.clone()),
+            Box::new(shard_live_replicas.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -209,6 +265,12 @@ impl Metrics {
             slo_burn_rate,
             predicted_batch_seconds,
             cluster_members,
+            remote_calls,
+            remote_call_duration,
+            remote_hedges,
+            remote_served,
+            peer_up,
+            shard_live_replicas,
         }
     }
 

@@ -1,4 +1,7 @@
-//! Shard placement computed from membership, identically on every node: no leader.
+//! Shard placement computed from the roster (`cluster.nodes`, the StatefulSet's stable
+//! names), identically on every node: no leader. A node loads the shards placed on it;
+//! which replicas are live at a moment is the routing's business, not placement's (see
+//! docs/adr/0010).
 //!
 //! Rendezvous (highest-random-weight) hashing: for shard `s` every member gets the score
 //! `h(kind, s, member)`; the `replicas` highest-scoring members hold it, in score order
@@ -6,6 +9,7 @@
 //! computes the same map, whatever order it learned the members in; when a member
 //! leaves, only the shards it held move, and each to the next member in its ranking.
 
+use crate::config::{ClusterConfig, Role};
 use crate::hash::{fnv1a64, fnv1a64_from, mix64};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,6 +63,20 @@ impl Placement {
                 (kind, sets)
             })
             .collect();
+        Self { map }
+    }
+
+    /// The placement of `index` and `features` shards over the roster of `cluster`:
+    /// each kind over the nodes with its role.
+    pub fn for_cluster(cluster: &ClusterConfig, index: usize, features: usize) -> Self {
+        let mut map = BTreeMap::new();
+        for (kind, role, n) in [
+            (ShardKind::Index, Role::Index, index),
+            (ShardKind::Features, Role::Features, features),
+        ] {
+            let nodes = cluster.nodes_with(role);
+            map.extend(Self::compute(&nodes, &[(kind, n)], cluster.replicas).map);
+        }
         Self { map }
     }
 

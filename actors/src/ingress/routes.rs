@@ -1,12 +1,11 @@
-//! HTTP routes: `/recommend`, `/healthz`, `/readyz`, `/metrics`, `/admin/fault`.
+//! HTTP routes: `/recommend` and `/healthz` here; the operator routes (`/readyz`,
+//! `/metrics`, `/cluster`, `/admin/fault`) in `ops`.
 //! Every refusal is a JSON `ErrorBody` with the status of its `ErrorCode`.
 
-use crate::candidates::shard::IndexShardMessage;
+use super::ops::{self, ClusterView, FaultTargets};
 use crate::experiments::AbScenarios;
-use crate::features::shard::FeatureShardMessage;
 use crate::gateway::GatewayMessage;
 use crate::pipeline::PipelineMessage;
-use crate::ranker::actor::RankerMessage;
 use crate::request::PendingRequest;
 use axum::body::Body;
 use axum::extract::State;
@@ -16,46 +15,26 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use recd_runtime::admission::Admission;
 use recd_runtime::api::{ErrorBody, RecommendRequest};
-use recd_runtime::cluster::Membership;
 use recd_runtime::config::{GatewayConfig, IngressConfig};
 use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::PoolSlots;
-use recd_runtime::slo::{SloTarget, SloTracker, WINDOWS};
+use recd_runtime::slo::{SloTarget, SloTracker};
 use recd_runtime::{ErrorCode, RecdError};
-use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// What the ingress needs once the node is ready to serve.
 pub struct Serving {
-    /// The gateway requests go to (a supervised pool of one).
+    /// Whether this node runs the ingress role (takes `/recommend`).
+    pub takes_requests: bool,
+    /// The gateway requests go to (a supervised pool of one; empty without the role).
     pub gateway: Arc<PoolSlots<GatewayMessage>>,
     /// The pipeline workers (readiness needs at least one).
     pub pipeline: Arc<PoolSlots<PipelineMessage>>,
     /// Actors `/admin/fault` may target.
     pub faults: FaultTargets,
-}
-
-/// Pools reachable by the fault-injection endpoint.
-pub struct FaultTargets {
-    /// Feature shards.
-    pub features: Arc<PoolSlots<FeatureShardMessage>>,
-    /// Index shards.
-    pub index: Arc<PoolSlots<IndexShardMessage>>,
-    /// Rankers.
-    pub ranker: Arc<PoolSlots<RankerMessage>>,
-}
-
-/// What `GET /cluster` shows: live members and the shard placement derived from them.
-pub struct ClusterView {
-    /// Live members (this node alone when it runs without a cluster).
-    pub membership: Arc<Membership>,
-    /// Index shards placed.
-    pub index_shards: usize,
-    /// Feature shards placed.
-    pub feature_shards: usize,
 }
 
 /// Shared state of the HTTP handlers.
@@ -165,10 +144,10 @@ pub fn router(state: Arc<IngressState>) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/admin/fault", post(fault))
-        .route("/cluster", get(cluster))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/admin/fault", post(ops::fault))
+        .route("/cluster", get(ops::cluster))
         .fallback(|| async { error(ErrorCode::NotFound, "no such route", None) })
         .method_not_allowed_fallback(|| async {
             let mut r = error(
@@ -182,7 +161,11 @@ pub fn router(state: Arc<IngressState>) -> Router {
         .with_state(state)
 }
 
-fn error(code: ErrorCode, message: impl Into<String>, request_id: Option<&str>) -> Response {
+pub(super) fn error(
+    code: ErrorCode,
+    message: impl Into<String>,
+    request_id: Option<&str>,
+) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ErrorBody {
@@ -191,56 +174,6 @@ fn error(code: ErrorCode, message: impl Into<String>, request_id: Option<&str>) 
         request_id: request_id.map(str::to_owned),
     };
     (status, Json(body)).into_response()
-}
-
-async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
-    if st.draining.load(Ordering::Relaxed) {
-        return error(ErrorCode::Unavailable, "shutting down", None);
-    }
-    let Some(s) = st.serving.get() else {
-        return error(ErrorCode::Unavailable, "loading shards", None);
-    };
-    if s.gateway.live() == 0 {
-        return error(ErrorCode::Unavailable, "the gateway is restarting", None);
-    }
-    if s.pipeline.live() == 0 {
-        return error(ErrorCode::Unavailable, "no pipeline worker is live", None);
-    }
-    if s.faults.index.live() < s.faults.index.len() {
-        return error(ErrorCode::Unavailable, "an index shard is restarting", None);
-    }
-    Json(serde_json::json!({"status": "ready"})).into_response()
-}
-
-async fn cluster(State(st): State<Arc<IngressState>>) -> Response {
-    let c = &st.cluster;
-    let (members, placement) = c.membership.placement(c.index_shards, c.feature_shards);
-    Json(serde_json::json!({
-        "self": c.membership.me(),
-        "members": members,
-        "placement": placement.map,
-    }))
-    .into_response()
-}
-
-async fn metrics(State(st): State<Arc<IngressState>>) -> Response {
-    let members = st.cluster.membership.members().len() as i64;
-    st.metrics.cluster_members.set(members);
-    let now = recd_runtime::clock::now();
-    for (i, lane) in st.gateway_config.lanes.iter().enumerate() {
-        for (window, buckets) in WINDOWS {
-            let burn = st.slo.burn_rate(i, buckets, now);
-            st.metrics
-                .slo_burn_rate
-                .with_label_values(&[&lane.name, window])
-                .set(burn);
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.encode(),
-    )
-        .into_response()
 }
 
 /// What the request header checks produced.
@@ -420,6 +353,10 @@ async fn recommend(
     if st.draining.load(Ordering::Relaxed) {
         return refuse(lane, &variant, RecdError::unavailable("shutting down"));
     }
+    if !serving.takes_requests {
+        let e = RecdError::unavailable("this node does not run the ingress role");
+        return refuse(lane, &variant, e);
+    }
     // the lane's bucket first: a lane over its own limit must not spend global tokens
     let admitted = st.lane_admission[checked.lane]
         .check()
@@ -496,68 +433,4 @@ async fn recommend(
         h.insert("x-request-id", v);
     }
     r
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultRequest {
-    pool: String,
-    slot: usize,
-}
-
-async fn fault(State(st): State<Arc<IngressState>>, body: axum::body::Bytes) -> Response {
-    if !st.fault_injection {
-        return error(
-            ErrorCode::NotFound,
-            "fault injection is disabled (admin.fault_injection)",
-            None,
-        );
-    }
-    let Some(serving) = st.serving.get() else {
-        return error(ErrorCode::Unavailable, "not ready", None);
-    };
-    let req: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                ErrorCode::BadRequest,
-                format!("invalid json body: {e}"),
-                None,
-            )
-        }
-    };
-    let f = &serving.faults;
-    let sent = match req.pool.as_str() {
-        "features" => f
-            .features
-            .get(req.slot)
-            .map(|a| a.cast(FeatureShardMessage::InjectPanic).is_ok()),
-        "index" => f
-            .index
-            .get(req.slot)
-            .map(|a| a.cast(IndexShardMessage::InjectPanic).is_ok()),
-        "ranker" => f
-            .ranker
-            .get(req.slot)
-            .map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
-        other => {
-            return error(
-                ErrorCode::BadRequest,
-                format!("unknown pool {other:?} (features, index, ranker)"),
-                None,
-            )
-        }
-    };
-    match sent {
-        Some(true) => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"injected": req.pool, "slot": req.slot})),
-        )
-            .into_response(),
-        _ => error(
-            ErrorCode::Unavailable,
-            format!("{} slot {} is not live", req.pool, req.slot),
-            None,
-        ),
-    }
 }

@@ -1,15 +1,13 @@
 //! The stage calls of a batch: one lookup per owning feature shard, one search per index
-//! shard (scatter) with the merge (gather), one scoring call per batch.
+//! shard (scatter) with the merge (gather), one scoring call per batch. Each goes through
+//! the `Router`, which picks a local or remote replica.
 
 use super::{PipelineCtx, Work};
 use crate::candidates::index::{merge, Candidate};
-use crate::candidates::shard::IndexShardMessage;
 use crate::features::profile::Profile;
-use crate::features::{shard::FeatureShardMessage, shard_of};
-use crate::ranker::actor::{RankerMessage, ScoreRequest};
-use ractor::rpc::CallResult;
+use crate::features::shard_of;
+use crate::ranker::actor::ScoreRequest;
 use recd_runtime::compute::Priority;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +21,7 @@ pub(super) async fn fetch_profiles(
     deadline: Instant,
     timeout: Duration,
 ) {
-    let shards = ctx.features.len();
+    let shards = ctx.router.features.total();
     let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards];
     for (i, w) in work.iter().enumerate() {
         by_shard[shard_of(&w.req.user_id, shards)].push(i);
@@ -42,21 +40,11 @@ pub(super) async fn fetch_profiles(
                     )
                 })
                 .collect();
-            let actor = ctx.features.get(s);
             async move {
-                let Some(actor) = actor else { return (s, None) };
-                let r = actor
-                    .call(
-                        |reply| FeatureShardMessage::Lookup {
-                            users,
-                            fetch,
-                            deadline,
-                            reply,
-                        },
-                        Some(timeout),
-                    )
+                let r = (ctx.router)
+                    .lookup(s, users, fetch, deadline, timeout)
                     .await;
-                (s, success(r))
+                (s, r)
             }
         });
     for (s, result) in futures_util::future::join_all(calls).await {
@@ -85,27 +73,10 @@ pub(super) async fn fetch_candidates(
     }
     let queries = Arc::new(queries);
     let k = ctx.settings.per_shard_k;
-    let shards = ctx.index.len();
+    let shards = ctx.router.index.total();
     let calls = (0..shards).map(|s| {
-        let actor = ctx.index.get(s);
         let queries = Arc::clone(&queries);
-        async move {
-            let actor = actor?;
-            let r = actor
-                .call(
-                    |reply| IndexShardMessage::Search {
-                        queries,
-                        k,
-                        priority,
-                        reply,
-                    },
-                    Some(timeout),
-                )
-                .await;
-            success(r)?
-                .ok()
-                .filter(|lists: &Vec<Vec<Candidate>>| lists.len() == work.len())
-        }
+        async move { ctx.router.search(s, queries, k, priority, timeout).await }
     });
     let answered: Vec<Vec<Vec<Candidate>>> = futures_util::future::join_all(calls)
         .await
@@ -138,8 +109,6 @@ pub(super) async fn rank(
     priority: Priority,
     timeout: Duration,
 ) -> Option<Vec<Vec<f32>>> {
-    let hint = ctx.next_ranker.fetch_add(1, Ordering::Relaxed);
-    let actor = ctx.ranker.pick(hint)?;
     let requests: Vec<ScoreRequest> = work
         .iter()
         .zip(candidates)
@@ -148,25 +117,7 @@ pub(super) async fn rank(
             candidates: c.clone(),
         })
         .collect();
-    let requests = Arc::new(requests);
-    let r = actor
-        .call(
-            |reply| RankerMessage::Score {
-                requests,
-                priority,
-                reply,
-            },
-            Some(timeout),
-        )
-        .await;
-    success(r)?
-        .ok()
-        .filter(|s: &Vec<Vec<f32>>| s.len() == work.len())
-}
-
-fn success<T, M>(r: Result<CallResult<T>, ractor::MessagingErr<M>>) -> Option<T> {
-    match r {
-        Ok(CallResult::Success(v)) => Some(v),
-        _ => None,
-    }
+    ctx.router
+        .score(Arc::new(requests), priority, timeout)
+        .await
 }

@@ -1,21 +1,46 @@
-//! Real `recd-node` processes on loopback forming a cluster: membership from seeds,
-//! the same placement on every node, a peer with the wrong cookie refused, and a
-//! kill -9 leaving the survivors with a consistent map.
+//! Real `recd-node` processes on loopback forming a cluster from configs/local-cluster.yaml
+//! (3 nodes, R = 2): membership from seeds, the same placement on every node, the same
+//! top-k as one node, a peer with the wrong cookie refused, garbage on the cluster port
+//! survived. Failover under load is in `failover.rs`.
 
 use crate::common::{client, poll, small_data};
-use std::net::TcpListener;
+use recd_node::Node;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-struct NodeProc {
-    name: String,
-    child: Child,
-    http: u16,
+/// Cluster tests run one at a time: nine node processes at once on two cores would
+/// starve heartbeats and test the machine, not recd.
+pub(crate) static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One `recd-node run` process.
+pub(crate) struct NodeProc {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) http: SocketAddr,
 }
 
 impl Drop for NodeProc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl NodeProc {
+    /// Sends a signal (`STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
     }
 }
 
@@ -25,7 +50,7 @@ fn log_file(name: &str) -> Stdio {
     std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,54 +58,107 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(name: &str, cookie: &str, cluster_port: u16, seeds: &[u16]) -> NodeProc {
-    let http = free_port();
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Environment every node of a test cluster gets on top of local-cluster.yaml.
+fn test_env(name: &str, cookie: &str) -> Vec<(String, String)> {
+    [
+        ("RECD__DATA__GENERATE_IF_MISSING", "false"),
+        ("RECD__NODE__LOG_FORMAT", "text"),
+        ("RECD__GATEWAY__PIPELINE_WORKERS", "2"),
+        ("RECD__RANKER__WORKERS", "1"),
+        ("RECD__COMPUTE__THREADS", "1"),
+        ("RECD__CLUSTER__COOKIE", cookie),
+        ("RECD__CLUSTER__NODE_NAME", name),
+        ("RUST_LOG", "info"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Starts `name` of configs/local-cluster.yaml on `cluster_port`, joining `seeds`.
+pub(crate) fn spawn(name: &str, cookie: &str, cluster_port: u16, seeds: &[u16]) -> NodeProc {
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_recd-node"))
-        .args(["run", "--http-listen", &format!("127.0.0.1:{http}")])
+        .current_dir(workspace())
+        .args(["run", "--config", "configs/local-cluster.yaml"])
+        .args(["--http-listen", &http.to_string()])
+        .args(["--cluster-listen", &format!("127.0.0.1:{cluster_port}")])
         .arg("--data-dir")
         .arg(small_data())
-        .env("RECD__DATA__GENERATE_IF_MISSING", "false")
-        .env("RECD__INDEX__SHARDS", "2")
-        .env("RECD__FEATURES__SHARDS", "2")
-        .env("RECD__NODE__LOG_FORMAT", "text")
-        .env("RECD__CLUSTER__NODE_NAME", name)
-        .env("RECD__CLUSTER__HOSTNAME", "127.0.0.1")
-        .env("RECD__CLUSTER__LISTEN", format!("127.0.0.1:{cluster_port}"))
-        .env("RECD__CLUSTER__SEEDS", format!("[{}]", seeds.join(", ")))
-        .env("RECD__CLUSTER__COOKIE", cookie)
-        .env("RUST_LOG", "info")
+        .args(if seeds.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--seeds".to_owned(), seeds.join(",")]
+        })
+        .envs(test_env(name, cookie))
         .stdout(Stdio::null())
         .stderr(log_file(name))
         .spawn()
         .expect("starting recd-node");
     NodeProc {
-        name: format!("{name}@127.0.0.1"),
+        name: name.to_owned(),
         child,
         http,
     }
 }
 
-async fn cluster_view(client: &reqwest::Client, node: &NodeProc) -> Option<serde_json::Value> {
+/// Starts recd-0..2 (each seeded with the ones before it) and waits until all are ready.
+pub(crate) async fn three_nodes(ports: &[u16]) -> Vec<NodeProc> {
+    let nodes = vec![
+        spawn("recd-0", "s3cret", ports[0], &[]),
+        spawn("recd-1", "s3cret", ports[1], &[ports[0]]),
+        spawn("recd-2", "s3cret", ports[2], &[ports[0], ports[1]]),
+    ];
+    let c = client();
+    for n in &nodes {
+        poll(120, || async {
+            let r = c
+                .get(format!("http://{}/readyz", n.http))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+    nodes
+}
+
+pub(crate) async fn cluster_view(
+    client: &reqwest::Client,
+    node: &NodeProc,
+) -> Option<serde_json::Value> {
     let resp = client
-        .get(format!("http://127.0.0.1:{}/cluster", node.http))
+        .get(format!("http://{}/cluster", node.http))
         .send()
         .await
         .ok()?;
     resp.json().await.ok()
 }
 
-fn members(view: &serde_json::Value) -> Vec<String> {
-    view["members"]
-        .as_array()
+pub(crate) fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
         .unwrap()
         .iter()
         .map(|m| m.as_str().unwrap().to_owned())
         .collect()
 }
 
+/// Whether `peer` is up in `node`'s view.
+pub(crate) async fn peer_up(client: &reqwest::Client, node: &NodeProc, peer: &str) -> Option<bool> {
+    let v = cluster_view(client, node).await?;
+    let peers = v["peers"].as_array()?;
+    let p = peers.iter().find(|p| p["name"] == peer)?;
+    p["up"].as_bool()
+}
+
 /// Polls until every node in `nodes` sees exactly `want` as members; returns the views.
-async fn converge(
+pub(crate) async fn converge(
     client: &reqwest::Client,
     nodes: &[&NodeProc],
     want: &[&str],
@@ -93,7 +171,7 @@ async fn converge(
             let mut views = Vec::new();
             for n in nodes {
                 let v = cluster_view(client, n).await?;
-                if members(&v) != want {
+                if names(&v["members"]) != want {
                     return None;
                 }
                 views.push(v);
@@ -104,20 +182,57 @@ async fn converge(
     .await
 }
 
+/// The top-k ids a node answers for `user`.
+pub(crate) async fn top_ids(
+    client: &reqwest::Client,
+    http: SocketAddr,
+    user: &str,
+) -> (Vec<u64>, f64) {
+    let body = format!(r#"{{"user_id":"{user}","topk":10}}"#);
+    let (status, json) = crate::common::recommend(client, http, &body, &[]).await;
+    assert_eq!(status, 200, "{json}");
+    let ids = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
+    (ids, json["coverage"].as_f64().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_join_agree_on_placement_refuse_a_wrong_cookie_and_survive_a_kill() {
+async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_survive_garbage() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let client = client();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let a = spawn("recd-0", "s3cret", ports[0], &[]);
-    let b = spawn("recd-1", "s3cret", ports[1], &[ports[0]]);
-    // seeds list the members started before (as a StatefulSet lists every pod): the
-    // join loops then also re-dial a peer whose transitive connection lost a race
-    let c = spawn("recd-2", "s3cret", ports[2], &[ports[0], ports[1]]);
-    let names = [a.name.clone(), b.name.clone(), c.name.clone()];
+    // one node with the same shards over the same data; it also builds the index
+    // snapshots every cluster node then loads (replicas built apart from each other
+    // would be different HNSW graphs, each with its own approximation)
+    let file = workspace().join("configs/local-cluster.yaml");
+    let env = test_env("recd-0", "unused");
+    let mut config = recd_runtime::config::load(Some(&file), &[], env).unwrap();
+    config.cluster.nodes.clear();
+    config.cluster.listen = None;
+    config.node.data_dir = small_data().to_path_buf();
+    config.node.http_listen = "127.0.0.1:0".into();
+    config.experiments.scenarios_file = Some(workspace().join("configs/ab_scenarios.yaml"));
+    let single = Node::start(config).await.unwrap();
+    let users = ["u1", "u42", "u123", "u9999", "nobody"];
+    let mut expected = Vec::new();
+    for user in users {
+        expected.push(top_ids(&client, single.http_addr, user).await);
+    }
+    single.shutdown().await;
 
-    let views = converge(&client, &[&a, &b, &c], &[&names[0], &names[1], &names[2]]).await;
+    let nodes = three_nodes(&ports).await;
+    let views = converge(
+        &client,
+        &nodes.iter().collect::<Vec<_>>(),
+        &["recd-0", "recd-1", "recd-2"],
+    )
+    .await;
     let placement = &views[0]["placement"];
-    assert_eq!(placement["index"].as_array().unwrap().len(), 2);
+    assert_eq!(placement["index"].as_array().unwrap().len(), 4);
     for v in &views[1..] {
         assert_eq!(
             &v["placement"], placement,
@@ -125,28 +240,68 @@ async fn nodes_join_agree_on_placement_refuse_a_wrong_cookie_and_survive_a_kill(
         );
     }
     for replicas in placement["index"].as_array().unwrap() {
-        let r: Vec<_> = replicas.as_array().unwrap().iter().collect();
+        let r = names(replicas);
         assert_eq!(r.len(), 2, "two replicas per shard");
         assert_ne!(r[0], r[1], "on distinct nodes");
     }
+    // every replica placed is live once all nodes are ready
+    let live = poll(30, || async {
+        let v = cluster_view(&client, &nodes[0]).await?;
+        let live = v["live"]["index"].clone();
+        let all = (0..4).all(|s| names(&live[s]).len() == 2);
+        all.then_some(live)
+    })
+    .await;
+    for s in 0..4 {
+        let mut want = names(&placement["index"][s]);
+        want.sort();
+        assert_eq!(names(&live[s]), want);
+    }
+
+    // the cluster answers as the single node did, through every node
+    for (user, want) in users.iter().zip(&expected) {
+        for n in &nodes {
+            assert_eq!(
+                &top_ids(&client, n.http, user).await,
+                want,
+                "{user} via {}",
+                n.name
+            );
+        }
+    }
 
     // a node with another cookie reaches the seed but never becomes a member
-    let intruder = spawn("recd-9", "wrong", ports[3], &[ports[0]]);
+    let intruder = spawn("recd-2", "wrong", ports[3], &[ports[0]]);
     poll(60, || async {
         cluster_view(&client, &intruder).await.map(|_| ())
     })
     .await;
     for _ in 0..20 {
-        let v = cluster_view(&client, &a).await.unwrap();
-        assert!(!members(&v).contains(&intruder.name), "{v}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let v = cluster_view(&client, &nodes[0]).await.unwrap();
+        assert_eq!(names(&v["members"]).len(), 3, "{v}");
+        assert!(v["peers"].as_array().unwrap().len() <= 2, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(intruder);
 
-    // kill -9 of a member: the survivors drop it and agree on the new map
-    let victim = c.name.clone();
-    drop(c);
-    let views = converge(&client, &[&a, &b], &[&names[0], &names[1]]).await;
-    assert_eq!(views[0]["placement"], views[1]["placement"]);
-    assert!(!views[0]["placement"].to_string().contains(&victim));
+    // garbage, a huge length prefix and a truncated frame on the cluster port
+    for junk in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff; 8 * 1024],
+        u64::MAX.to_be_bytes().to_vec(),
+        [&(64u64 << 20).to_be_bytes()[..], &[7u8; 100]].concat(),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+        let _ = s.write_all(&junk);
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    converge(
+        &client,
+        &nodes.iter().collect::<Vec<_>>(),
+        &["recd-0", "recd-1", "recd-2"],
+    )
+    .await;
+    let (_, coverage) = top_ids(&client, nodes[0].http, "u7").await;
+    assert_eq!(coverage, 1.0, "the node still serves every shard");
 }

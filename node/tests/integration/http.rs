@@ -3,10 +3,14 @@
 use crate::common::{client, config, get_status, recommend, small_data};
 use ractor::Actor;
 use recd_actors::experiments::AbScenarios;
+use recd_actors::ingress::ops::ClusterView;
 use recd_actors::ingress::routes::IngressState;
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
 use recd_node::Node;
+use recd_runtime::config::Role;
 use recd_runtime::metrics::Metrics;
+use recd_runtime::placement::Placement;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -292,6 +296,35 @@ async fn spent_budget_answers_504() {
     node.shutdown().await;
 }
 
+/// The `/cluster` view of a node alone that holds no shards yet.
+fn standalone_view(c: &recd_runtime::config::Config) -> ClusterView {
+    use recd_actors::remote::router::{Remote, Router};
+    use recd_actors::remote::LocalShards;
+    let membership = recd_runtime::cluster::Membership::new("recd-0".into());
+    let peers = recd_runtime::peers::Peers::new(Duration::from_secs(1), 1);
+    let remote = Remote {
+        membership: Arc::clone(&membership),
+        peers: Arc::clone(&peers),
+        clustered: false,
+        hedge_delay: None,
+    };
+    let router = Router::new(
+        LocalShards::new(Vec::new(), c.features.shards),
+        LocalShards::new(Vec::new(), c.index.shards),
+        None,
+        remote,
+        Arc::new(Metrics::new()),
+    );
+    ClusterView {
+        membership,
+        peers,
+        placement: Placement::for_cluster(&c.cluster, c.index.shards, c.features.shards),
+        router: Arc::new(router),
+        roles: Role::ALL.to_vec(),
+        covered: AtomicBool::new(false),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_answers_503_and_health_stays_200() {
     let c = config(small_data());
@@ -303,11 +336,7 @@ async fn not_ready_answers_503_and_health_stays_200() {
         Arc::new(recd_runtime::lanes::LaneSaturation::new(
             c.gateway.lanes.len(),
         )),
-        recd_actors::ingress::routes::ClusterView {
-            membership: recd_runtime::cluster::Membership::new("recd-0@127.0.0.1".into(), 2),
-            index_shards: 2,
-            feature_shards: 2,
-        },
+        standalone_view(&c),
         false,
     ));
     let (ingress, _) = Actor::spawn(

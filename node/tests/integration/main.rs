@@ -4,6 +4,7 @@
 mod cluster;
 mod common;
 mod configs;
+mod failover;
 mod golden;
 mod http;
 mod supervision;

@@ -5,6 +5,8 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+pub use super::cluster::{ClusterConfig, NodeSpec, Role};
+
 /// The whole node configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,59 +35,6 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Cluster membership (off unless `cluster.listen` is set).
     pub cluster: ClusterConfig,
-}
-
-/// Cluster membership: this node's name, where it listens for peers, who to join.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// This node's name (unique in the cluster; a StatefulSet's pod name).
-    pub node_name: String,
-    /// Host name peers reach this node by.
-    pub hostname: String,
-    /// Cluster listen address; none runs the node alone.
-    pub listen: Option<String>,
-    /// Peers to join (`host:port`); any live member will do.
-    pub seeds: Vec<String>,
-    /// Shared secret of the cluster (set it with `RECD__CLUSTER__COOKIE`; never logged).
-    #[serde(skip_serializing)]
-    pub cookie: String,
-    /// Replicas per shard (capped by the number of members).
-    pub replicas: usize,
-}
-
-impl std::fmt::Debug for ClusterConfig {
-    /// The cookie is never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterConfig")
-            .field("node_name", &self.node_name)
-            .field("hostname", &self.hostname)
-            .field("listen", &self.listen)
-            .field("seeds", &self.seeds)
-            .field(
-                "cookie",
-                &if self.cookie.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("replicas", &self.replicas)
-            .finish()
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            node_name: "recd-0".into(),
-            hostname: "127.0.0.1".into(),
-            listen: None,
-            seeds: Vec::new(),
-            cookie: String::new(),
-            replicas: 2,
-        }
-    }
 }
 
 /// Node identity and listeners.
@@ -476,18 +425,7 @@ impl Config {
         if !matches!(self.node.log_format.as_str(), "json" | "text") {
             bail!("node.log_format: expected json or text");
         }
-        if let Some(listen) = &self.cluster.listen {
-            listen
-                .parse::<std::net::SocketAddr>()
-                .map_err(|e| anyhow::anyhow!("cluster.listen: {e}"))?;
-            if self.cluster.cookie.is_empty() {
-                bail!("cluster.cookie must be set when cluster.listen is (RECD__CLUSTER__COOKIE)");
-            }
-        }
-        if self.cluster.node_name.is_empty() || self.cluster.node_name.contains('@') {
-            bail!("cluster.node_name must be non-empty and without '@'");
-        }
-        positive("cluster.replicas", self.cluster.replicas)?;
+        self.cluster.validate()?;
         self.node
             .http_listen
             .parse::<std::net::SocketAddr>()
