@@ -1,5 +1,5 @@
 # Common tasks. CI runs .ci/run (fmt, clippy, tests); `make ci` runs the same.
-.PHONY: build release test lint fmt ci run bench overload clean-data
+.PHONY: build release test lint fmt ci run bench overload cluster-bench clean-data
 
 build:
 	cargo build --workspace
@@ -30,6 +30,10 @@ bench:
 # overload (0.5x..3x the knee of `make bench`) and bursts, deadline vs fixed batching
 overload:
 	bash loadgen/scripts/overload.sh
+
+# three nodes (configs/local-cluster.yaml) vs one on the same data and load
+cluster-bench:
+	bash loadgen/scripts/cluster.sh
 
 clean-data:
 	rm -rf data

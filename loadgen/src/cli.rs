@@ -34,7 +34,8 @@ pub enum Arrivals {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "recd-loadgen", version)]
 pub struct Args {
-    /// Base URL of the node, e.g. http://127.0.0.1:8080 (the only target).
+    /// Base URL of the node, e.g. http://127.0.0.1:8080; several, comma-separated, are
+    /// used in turn (a cluster's ingress nodes).
     #[arg(long, default_value = "")]
     pub url: String,
     /// open | closed | sweep.
@@ -112,9 +113,10 @@ pub struct Args {
     /// Tokio worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// PID of the server on this machine: its CPU use per run is reported beside ours.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// PIDs of the servers on this machine (comma-separated): their CPU use per run is
+    /// reported beside ours, summed.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Label written into summary.json.
     #[arg(long, default_value = "")]
     pub label: String,

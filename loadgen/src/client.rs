@@ -1,4 +1,5 @@
-//! One `POST {url}/recommend` over a pooled HTTP/1.1 client, classified.
+//! One `POST {url}/recommend` over a pooled HTTP/1.1 client, classified; several URLs
+//! are used in turn.
 
 use anyhow::{bail, Context};
 use http_body_util::{BodyExt, Full};
@@ -7,6 +8,8 @@ use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a request ended.
@@ -22,24 +25,29 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// A pooled client bound to one node.
+/// A pooled client bound to one node, or round-robin over several.
 #[derive(Clone)]
 pub struct Client {
     inner: HyperClient<HttpConnector, Full<Bytes>>,
-    uri: Uri,
+    uris: Arc<[Uri]>,
+    next: Arc<AtomicUsize>,
     timeout: Duration,
 }
 
 impl Client {
-    /// A client for `base` (http only, e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let base = base.trim_end_matches('/');
-        if !base.starts_with("http://") {
-            bail!("--url must start with http:// (got {base:?})");
+    /// A client for `bases`: comma-separated base URLs (http only, e.g.
+    /// `http://127.0.0.1:8080`).
+    pub fn new(bases: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let mut uris = Vec::new();
+        for base in bases.split(',').map(|b| b.trim().trim_end_matches('/')) {
+            if !base.starts_with("http://") {
+                bail!("--url must start with http:// (got {base:?})");
+            }
+            let uri: Uri = format!("{base}/recommend")
+                .parse()
+                .with_context(|| format!("bad --url {base:?}"))?;
+            uris.push(uri);
         }
-        let uri: Uri = format!("{base}/recommend")
-            .parse()
-            .with_context(|| format!("bad --url {base:?}"))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let inner = HyperClient::builder(TokioExecutor::new())
@@ -48,14 +56,16 @@ impl Client {
             .build(connector);
         Ok(Self {
             inner,
-            uri,
+            uris: uris.into(),
+            next: Arc::new(AtomicUsize::new(0)),
             timeout,
         })
     }
 
     /// Sends one request and reads the whole answer.
     pub async fn send(&self, body: String, lane: &str, budget_ms: Option<u64>) -> Outcome {
-        let mut req = hyper::Request::post(self.uri.clone())
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.uris.len();
+        let mut req = hyper::Request::post(self.uris[turn].clone())
             .header("content-type", "application/json")
             .header("x-priority", lane);
         if let Some(ms) = budget_ms {

@@ -24,8 +24,7 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) ->
     let run = Arc::new(Mutex::new(Run::new(&workload.lanes, rate)));
     let slots = Arc::new(Semaphore::new(args.connections.max(1)));
     let cpu0 = process_cpu_seconds();
-    let server_pid = args.server_pid.map(|p| p.to_string());
-    let server0 = server_pid.as_deref().and_then(cpu_seconds_of);
+    let server0 = servers_cpu(&args.server_pid);
     let start = Instant::now();
     let progress = tokio::spawn(crate::report::progress(
         Arc::clone(&run),
@@ -89,9 +88,17 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) ->
     run.elapsed = duration;
     run.cpu_seconds = process_cpu_seconds() - cpu0;
     run.server_cpu_seconds = server0
-        .zip(server_pid.as_deref().and_then(cpu_seconds_of))
+        .zip(servers_cpu(&args.server_pid))
         .map(|(a, b)| b - a);
     run
+}
+
+/// CPU seconds of all `pids` together; `None` without pids or when one is gone.
+fn servers_cpu(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_seconds_of(&p.to_string())).sum()
 }
 
 /// Takes the record out of the mutex (the progress task may still hold a reference).

@@ -1,5 +1,6 @@
 //! The non-serving subcommands: `gen-data` and `bench-kernel`.
 
+use anyhow::Context;
 use recd_actors::candidates::index::{brute_force, merge};
 use recd_actors::features::profile::SplitMix64;
 use recd_actors::kernel::{Kernel, StageCost};
@@ -155,4 +156,29 @@ pub fn bench_kernel(
         recall_at_candidates: hit as f64 / (recall_queries * k).max(1) as f64,
         recall_queries,
     })
+}
+
+/// Status code of `GET url` (plain `http://host:port/path`, HTTP/1.0, one connection),
+/// within `timeout` for connecting, writing and reading each.
+pub fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .context("probe URL must start with http://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} has no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {line:?}"))
 }

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +55,16 @@ enum Command {
         #[arg(long, default_value_t = 20240611)]
         seed: u64,
     },
+    /// GET a URL on this host and exit 0 on a 2xx answer (a container HEALTHCHECK that
+    /// needs no shell or curl in the image).
+    Probe {
+        /// `http://host:port/path`.
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Measure the in-process kernel (no HTTP, no actors) on every core; prints JSON.
     BenchKernel {
         #[command(flatten)]
@@ -97,6 +108,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::GenData { out, items, seed } => recd_node::commands::gen_data(&out, items, seed),
+        Command::Probe { url, timeout_ms } => {
+            let status = recd_node::commands::probe(&url, Duration::from_millis(timeout_ms))?;
+            anyhow::ensure!((200..300).contains(&status), "{url} answered {status}");
+            Ok(())
+        }
         Command::BenchKernel {
             flags,
             requests,

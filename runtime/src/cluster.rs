@@ -106,7 +106,7 @@ impl NodeEventSubscription for Events {
     }
 }
 
-/// A running cluster endpoint: the node server and its seed loops.
+/// A running cluster endpoint: the node server, its seed loops and the evictor.
 pub struct Cluster {
     /// Live members.
     pub membership: Arc<Membership>,
@@ -141,13 +141,15 @@ impl Cluster {
         .with_listen_addr(listen.ip());
         let (server, _) = Actor::spawn(None, server, ())
             .await
-            .context("starting the cluster node server")?;
+            .map_err(|e| anyhow::anyhow!("starting the cluster node server on {listen}: {e:?}"))?;
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "recd-membership".into(),
                 subscription: Box::new(Events(Arc::clone(&membership), Arc::clone(&peers))),
             })
             .context("subscribing to cluster events")?;
+        let evict_after = Duration::from_millis(config.heartbeat_timeout_ms * EVICT_AFTER_TIMEOUTS);
+        let evictor = tokio::spawn(evict_loop(server.clone(), Arc::clone(&peers), evict_after));
         let seeders = config
             .seeds
             .iter()
@@ -159,6 +161,7 @@ impl Cluster {
                     seed.clone(),
                 ))
             })
+            .chain(std::iter::once(evictor))
             .collect();
         tracing::info!(%listen, node = membership.me(), "cluster listening");
         Ok(Self {
@@ -178,6 +181,31 @@ impl Cluster {
             .server
             .stop_and_wait(None, Some(Duration::from_secs(5)))
             .await;
+    }
+}
+
+/// A session whose peer has answered no heartbeat for this many heartbeat timeouts is
+/// closed, so that the seed loops (ours or the peer's) open a fresh one: a partition
+/// that heals leaves the old TCP connection hung, and ractor_cluster never notices.
+const EVICT_AFTER_TIMEOUTS: u64 = 4;
+
+/// Closes sessions to peers silent for longer than `after` (see [`EVICT_AFTER_TIMEOUTS`]).
+async fn evict_loop(server: ActorRef<NodeServerMessage>, peers: Arc<Peers>, after: Duration) {
+    loop {
+        tokio::time::sleep(after / 4).await;
+        let sessions =
+            ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
+        for s in sessions.values() {
+            let Some(silent) = peers.silent_for(s.node_id) else {
+                continue;
+            };
+            if silent > after {
+                let peer = peer_name(s).unwrap_or_default();
+                tracing::warn!(%peer, silent_ms = silent.as_millis() as u64, "closing the session of a silent peer");
+                s.actor.stop(Some("no heartbeat answered".into()));
+                peers.forget(s.node_id);
+            }
+        }
     }
 }
 

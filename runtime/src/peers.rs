@@ -94,6 +94,18 @@ impl Peers {
             .remove(&node);
     }
 
+    /// Starts tracking the peer (its silence counts from now) if it is not tracked yet.
+    pub fn track(&self, node: u64) {
+        self.get(node);
+    }
+
+    /// How long a tracked peer has not answered a ping; `None` for a peer not tracked.
+    pub fn silent_for(&self, node: u64) -> Option<Duration> {
+        let p = Arc::clone(self.read().get(&node)?);
+        let seen = *p.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        Some(now().saturating_duration_since(seen))
+    }
+
     /// Whether the peer answered a ping within the timeout.
     pub fn is_up(&self, node: u64) -> bool {
         let p = self.get(node);

@@ -136,6 +136,37 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_is_placed_over_the_nodes_with_its_role() {
+        use crate::config::{ClusterConfig, NodeSpec, Role};
+        let node = |name: &str, roles: &[Role]| NodeSpec {
+            name: name.into(),
+            roles: roles.to_vec(),
+        };
+        let cluster = ClusterConfig {
+            nodes: vec![
+                node("gw", &[Role::Ingress, Role::Ranker]),
+                node("a", &[Role::Index, Role::Features]),
+                node("b", &[Role::Index]),
+                node("c", &[Role::Index, Role::Features]),
+            ],
+            ..ClusterConfig::default()
+        };
+        let p = Placement::for_cluster(&cluster, 16, 8);
+        assert!(p.shards_of(ShardKind::Index, "gw").is_empty());
+        assert!(p.shards_of(ShardKind::Features, "b").is_empty());
+        for s in 0..8 {
+            let mut r = p.replicas(ShardKind::Features, s).to_vec();
+            r.sort();
+            assert_eq!(r, ["a", "c"]);
+        }
+        let held: usize = ["a", "b", "c"]
+            .iter()
+            .map(|m| p.shards_of(ShardKind::Index, m).len())
+            .sum();
+        assert_eq!(held, 32, "16 index shards, 2 replicas each");
+    }
+
+    #[test]
     fn load_is_spread_over_members() {
         let p = Placement::compute(&names(4), &[(ShardKind::Index, 400)], 2);
         for m in names(4) {

@@ -354,3 +354,86 @@ fn truncate(s: &str) -> &str {
         .unwrap_or(0);
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FEAT_DIM;
+
+    fn served(metrics: &Arc<Metrics>) -> Served {
+        Served {
+            features: LocalShards::new(Vec::new(), 2),
+            index: LocalShards::new(Vec::new(), 2),
+            ranker: None,
+            items: 100,
+            permits: Arc::new(Semaphore::new(4)),
+            metrics: Arc::clone(metrics),
+            next_ranker: Arc::default(),
+        }
+    }
+
+    fn code(r: &Reply) -> &str {
+        match r {
+            Reply::Error { code, .. } => code,
+            _ => "ok",
+        }
+    }
+
+    #[tokio::test]
+    async fn untrusted_calls_get_errors_not_panics() {
+        let metrics = Arc::new(Metrics::new());
+        let s = served(&metrics);
+        assert_eq!(code(&s.serve(b"\x01\x00garbage").await), "bad_request");
+        assert_eq!(code(&s.serve(&[]).await), "bad_request");
+        let malformed = metrics
+            .remote_served
+            .with_label_values(&["any", "malformed"]);
+        assert_eq!(malformed.get(), 2);
+        assert_eq!(s.serve(&encode(&Request::Ping).unwrap()).await, Reply::Pong);
+
+        let search = |queries: Vec<f32>, k| Request::Search {
+            shard: 0,
+            queries,
+            k,
+            lane: 0,
+            budget_us: 10_000,
+        };
+        for (request, want) in [
+            (search(vec![0.1; DIM + 1], 10), "bad_request"),
+            (search(vec![f32::NAN; DIM], 10), "bad_request"),
+            (search(vec![0.1; DIM], 0), "bad_request"),
+            (search(vec![0.1; DIM], 10), "unavailable"),
+        ] {
+            let reply = s.serve(&encode(&request).unwrap()).await;
+            assert_eq!(code(&reply), want, "{request:?}");
+        }
+        let profile = WireProfile {
+            emb: vec![0.1; DIM],
+            feats: vec![0.0; FEAT_DIM],
+            known: true,
+        };
+        let score = |ids: Vec<u64>| Request::Score {
+            requests: vec![(profile.clone(), ids)],
+            lane: 0,
+            budget_us: 10_000,
+        };
+        let out_of_range = s.serve(&encode(&score(vec![3, 100])).unwrap()).await;
+        assert_eq!(code(&out_of_range), "bad_request");
+        let no_ranker = s.serve(&encode(&score(vec![3, 99])).unwrap()).await;
+        assert_eq!(code(&no_ranker), "unavailable");
+        let lookup = Request::Lookup {
+            shard: 1,
+            users: vec![("u1".into(), 1000)],
+            fetch: true,
+            budget_us: 10_000,
+        };
+        let owner = shard_of("u1", 2);
+        let reply = s.serve(&encode(&lookup).unwrap()).await;
+        let want = if owner == 1 {
+            "unavailable"
+        } else {
+            "bad_request"
+        };
+        assert_eq!(code(&reply), want, "u1 belongs to shard {owner}");
+    }
+}

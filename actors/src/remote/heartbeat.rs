@@ -93,6 +93,7 @@ impl Actor for Heartbeat {
                 continue;
             }
             let node = id.node();
+            st.args.peers.track(node);
             if !st
                 .pinging
                 .lock()

@@ -50,12 +50,18 @@ fn log_file(name: &str) -> Stdio {
     std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
+/// A port free now, below Linux's ephemeral range (32768+), so no outgoing connection
+/// of this machine takes it before the node binds it.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn workspace() -> &'static Path {
@@ -81,6 +87,17 @@ fn test_env(name: &str, cookie: &str) -> Vec<(String, String)> {
 
 /// Starts `name` of configs/local-cluster.yaml on `cluster_port`, joining `seeds`.
 pub(crate) fn spawn(name: &str, cookie: &str, cluster_port: u16, seeds: &[u16]) -> NodeProc {
+    spawn_with(name, cookie, cluster_port, seeds, &[])
+}
+
+/// [`spawn`] with extra environment (config overrides).
+pub(crate) fn spawn_with(
+    name: &str,
+    cookie: &str,
+    cluster_port: u16,
+    seeds: &[u16],
+    env: &[(&str, &str)],
+) -> NodeProc {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_recd-node"))
@@ -96,6 +113,7 @@ pub(crate) fn spawn(name: &str, cookie: &str, cluster_port: u16, seeds: &[u16]) 
             vec!["--seeds".to_owned(), seeds.join(",")]
         })
         .envs(test_env(name, cookie))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log_file(name))
         .spawn()
@@ -109,10 +127,15 @@ pub(crate) fn spawn(name: &str, cookie: &str, cluster_port: u16, seeds: &[u16]) 
 
 /// Starts recd-0..2 (each seeded with the ones before it) and waits until all are ready.
 pub(crate) async fn three_nodes(ports: &[u16]) -> Vec<NodeProc> {
+    three_nodes_with(ports, &[]).await
+}
+
+/// [`three_nodes`] with extra environment for every node.
+pub(crate) async fn three_nodes_with(ports: &[u16], env: &[(&str, &str)]) -> Vec<NodeProc> {
     let nodes = vec![
-        spawn("recd-0", "s3cret", ports[0], &[]),
-        spawn("recd-1", "s3cret", ports[1], &[ports[0]]),
-        spawn("recd-2", "s3cret", ports[2], &[ports[0], ports[1]]),
+        spawn_with("recd-0", "s3cret", ports[0], &[], env),
+        spawn_with("recd-1", "s3cret", ports[1], &[ports[0]], env),
+        spawn_with("recd-2", "s3cret", ports[2], &[ports[0], ports[1]], env),
     ];
     let c = client();
     for n in &nodes {

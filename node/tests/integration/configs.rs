@@ -15,7 +15,8 @@ fn every_config_file_loads_and_validates() {
         if path.file_name().unwrap() == "ab_scenarios.yaml" {
             AbScenarios::load(&path).unwrap();
         } else {
-            let env: Vec<(String, String)> = Vec::new();
+            // cluster profiles take the cookie from the environment (a Secret), never the file
+            let env = vec![("RECD__CLUSTER__COOKIE".to_string(), "test".to_string())];
             recd_runtime::config::load(Some(&path), &[], env)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         }

@@ -7,4 +7,5 @@ mod configs;
 mod failover;
 mod golden;
 mod http;
+mod roles;
 mod supervision;

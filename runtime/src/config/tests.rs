@@ -50,6 +50,41 @@ fn invalid_values_name_the_field() {
     assert!(format!("{err:#}").contains("default_lane"), "{err:#}");
 }
 
+#[test]
+fn the_roster_is_checked_and_roles_default_to_all() {
+    let listen = ("RECD__CLUSTER__LISTEN", "127.0.0.1:7700");
+    let cookie = ("RECD__CLUSTER__COOKIE", "c");
+    let roster = |nodes: &str| env(&[listen, cookie, ("RECD__CLUSTER__NODES", nodes)]);
+    let c = load(
+        None,
+        &[],
+        roster("[{name: recd-0}, {name: recd-1, roles: [index]}]"),
+    )
+    .unwrap();
+    assert!(Role::ALL.iter().all(|r| c.cluster.has_role(*r)));
+    assert_eq!(c.cluster.nodes_with(Role::Ingress), ["recd-0"]);
+    assert_eq!(c.cluster.nodes_with(Role::Index), ["recd-0", "recd-1"]);
+    for (nodes, needle) in [
+        ("[{name: recd-0}, {name: recd-0}]", "listed twice"),
+        ("[{name: recd-1}]", "not in cluster.nodes"),
+        (
+            "[{name: recd-0, roles: [index, features, ranker]}]",
+            "Ingress",
+        ),
+        ("[{name: recd-0, roles: []}]", "at least one role"),
+        ("[{name: recd-0, roles: [cook]}]", "cook"),
+    ] {
+        let err = load(None, &[], roster(nodes)).unwrap_err();
+        assert!(format!("{err:#}").contains(needle), "{nodes}: {err:#}");
+    }
+    let no_listen = env(&[("RECD__CLUSTER__NODES", "[{name: recd-0}, {name: recd-1}]")]);
+    let err = load(None, &[], no_listen).unwrap_err();
+    assert!(format!("{err:#}").contains("cluster.listen"), "{err:#}");
+    let slow = env(&[("RECD__CLUSTER__HEARTBEAT_TIMEOUT_MS", "100")]);
+    let err = load(None, &[], slow).unwrap_err();
+    assert!(format!("{err:#}").contains("heartbeat"), "{err:#}");
+}
+
 fn tempfile_in() -> (std::path::PathBuf, std::fs::File) {
     let dir = std::env::temp_dir().join(format!("recd-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

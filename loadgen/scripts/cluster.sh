@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# recd as three nodes vs one node on this machine: the same data (gen_data.py, 200k
+# items), the same shards (configs/local-cluster.yaml: S = 4, F = 4; R = 2 for the
+# cluster), the same open-loop load. On a 2-core machine the three nodes share the two
+# cores, so this measures what clustering costs, not what it scales to.
+#
+#   1. a sweep of each for its knee (p99 <= 50 ms, <= 1 % errors)
+#   2. a fixed rate both sustain (CLUSTER_RATE, default 800/s) for p99 and server CPU per
+#      request, and the remote calls per request (recd_remote_calls_total) → CPU per
+#      remote call = (cluster CPU/request − single CPU/request) / remote calls per request
+#
+# Load goes round-robin to the cluster's three ingress nodes (as a Service would).
+# Results: $OUT/cluster/{sweep,fixed}-{single,three}/summary.json, $OUT/cluster/result.txt
+# Env: BENCH_ITEMS, BENCH_DATA, BENCH_OUT, BENCH_STEP, CLUSTER_RATE, RECD_WORKLOAD_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source loadgen/scripts/lib.sh
+
+STEP=${BENCH_STEP:-8s}
+RATE=${CLUSTER_RATE:-800}
+C="$OUT/cluster"
+mkdir -p "$C"
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap stop_all EXIT
+
+# node NAME HTTP_PORT CLUSTER_PORT [VAR=value ...]
+node() {
+  local name=$1 http=$2 cport=$3
+  shift 3
+  env RECD__CLUSTER__NODE_NAME="$name" "$@" "$BIN/recd-node" run \
+    --config configs/local-cluster.yaml --data-dir "$DATA" \
+    --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
+    --seeds 127.0.0.1:17700,127.0.0.1:17701 >"$C/node-$name.log" 2>&1 &
+  PIDS+=("$!")
+}
+
+wait_ready() {
+  for port in "$@"; do
+    for _ in $(seq 1 1200); do
+      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+      sleep 0.5
+    done
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "port $port not ready" >&2; exit 1; }
+  done
+}
+
+# remote_calls PORT...: successful remote calls so far, summed over nodes
+remote_calls() {
+  local total=0
+  for port in "$@"; do
+    n=$(curl -sf "http://127.0.0.1:$port/metrics" |
+      awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}')
+    total=$((total + n))
+  done
+  echo "$total"
+}
+
+# run NAME URLS PORTS...
+run() {
+  local name=$1 urls=$2
+  shift 2
+  local pids
+  pids=$(IFS=,; echo "${PIDS[*]}")
+  echo "== $name: sweep"
+  "$BIN/recd-loadgen" --url "$urls" --mode sweep --sweep-start 400 --sweep-factor 1.25 \
+    --duration "$STEP" --lanes critical=5,default=25,background=70 --server-pid "$pids" \
+    --label "$name" --out "$C/sweep-$name" 2>&1 | grep -E '^(sweep|knee)' | tee -a "$C/result.txt"
+  echo "== $name: $RATE/s fixed" | tee -a "$C/result.txt"
+  local before after
+  before=$(remote_calls "$@")
+  "$BIN/recd-loadgen" --url "$urls" --mode open --rate "$RATE" --duration 20s \
+    --lanes critical=5,default=25,background=70 --server-pid "$pids" --label "$name" \
+    --out "$C/fixed-$name" 2>&1 | grep -E '^offered' | tee -a "$C/result.txt"
+  after=$(remote_calls "$@")
+  python3 - "$C/fixed-$name/summary.json" "$((after - before))" <<'PY' | tee -a "$C/result.txt"
+import json, sys
+s = json.load(open(sys.argv[1]))
+calls = int(sys.argv[2])
+ok = s["achieved_rps"] * 20
+print(f"server cpu {s['server_cpu_us_per_request']:.0f} us/request, p99 {s['p99_ms']:.2f} ms, "
+      f"remote calls {calls} = {calls / max(ok, 1):.2f}/request")
+PY
+}
+
+: >"$C/result.txt"
+# one node: the same file, without the roster and the cluster listener; it also builds the
+# index snapshots the cluster nodes then load
+node single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
+wait_ready 18080
+run single "http://127.0.0.1:18080" 18080
+stop_all
+
+node recd-0 18080 17700
+node recd-1 18081 17701
+node recd-2 18082 17702
+wait_ready 18080 18081 18082
+curl -s http://127.0.0.1:18080/cluster >"$C/cluster.json"
+run three "http://127.0.0.1:18080,http://127.0.0.1:18081,http://127.0.0.1:18082" 18080 18081 18082
+stop_all
+cat "$C/result.txt"
