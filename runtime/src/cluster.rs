@@ -155,10 +155,12 @@ impl Cluster {
             .iter()
             .filter(|s| s.as_str() != listen.to_string())
             .map(|seed| {
+                let me = format!("{}:{}", config.hostname, listen.port());
                 tokio::spawn(join_loop(
                     server.clone(),
                     Arc::clone(&membership),
                     seed.clone(),
+                    me,
                 ))
             })
             .chain(std::iter::once(evictor))
@@ -211,14 +213,31 @@ async fn evict_loop(server: ActorRef<NodeServerMessage>, peers: Arc<Peers>, afte
 
 /// Keeps a session to `seed` open: connects, and reconnects with capped exponential
 /// backoff whenever the seed is not a member. The seed's member name is learned from
-/// the session this loop opened, so a session the seed opened to us also counts.
-async fn join_loop(server: ActorRef<NodeServerMessage>, membership: Arc<Membership>, seed: String) {
+/// the session this loop opened, so a session the seed opened to us also counts. A seed
+/// given by name (a StatefulSet's `recd-0.recd-cluster:7700`) is resolved on every
+/// round, and a seed that resolves to this node (`me`: `cluster.hostname` and the
+/// listen port) is left alone.
+async fn join_loop(
+    server: ActorRef<NodeServerMessage>,
+    membership: Arc<Membership>,
+    seed: String,
+    me: String,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut name: Option<String> = None;
     loop {
+        let addrs = resolve(&seed).await;
+        let mine = resolve(&me).await;
+        if addrs.iter().any(|a| mine.contains(a)) {
+            tracing::debug!(%seed, "seed is this node");
+            return;
+        }
         let sessions =
             ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
-        let direct = sessions.values().find(|s| s.peer_addr == seed);
+        let direct = sessions.values().find(|s| {
+            s.peer_addr == seed
+                || (s.peer_addr.parse::<SocketAddr>()).is_ok_and(|a| addrs.contains(&a))
+        });
         if let Some(s) = direct {
             name = peer_name(s).or(name);
         }
@@ -238,5 +257,14 @@ async fn join_loop(server: ActorRef<NodeServerMessage>, membership: Arc<Membersh
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The addresses `host:port` resolves to (none when it does not resolve within 1 s).
+async fn resolve(host_port: &str) -> Vec<SocketAddr> {
+    let lookup = tokio::net::lookup_host(host_port.to_owned());
+    match tokio::time::timeout(Duration::from_secs(1), lookup).await {
+        Ok(Ok(addrs)) => addrs.collect(),
+        _ => Vec::new(),
     }
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Three recd-node containers (the image of build.sh, configs/prod.yaml as in Kubernetes)
+# on a private Docker network, under load through recd-0:
+#   1. they form the cluster and answer /recommend with full coverage
+#   2. `docker kill recd-2`: ≤ 0.1 % failed requests, traffic moved within 2 s
+#   3. `docker start recd-2`: it rejoins and serves its shards again
+#   4. `docker network disconnect` of recd-1: detected by recd-0 within 3 s (the 1.5 s
+#      heartbeat timeout plus the disconnect command and polling), ≤ 0.1 %
+#      failed; `docker network connect`: it heals (sessions to the silent peer are
+#      closed and re-dialled)
+# Prints each figure; exits non-zero when a bound is missed. Usage: cluster-test.sh
+# Env: IMAGE (default recd-node:0.1.0).
+set -euo pipefail
+cd "$(dirname "$0")"
+IMAGE=${IMAGE:-recd-node:0.1.0}
+NET=recd-test-$$
+WORK=$(mktemp -d)
+cleanup() {
+  for i in 0 1 2; do docker rm -f "$NET-recd-$i" >/dev/null 2>&1 || true; done
+  docker network rm "$NET" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for i in 0 1 2; do docker logs --tail 20 "$NET-recd-$i" 2>&1 | sed "s/^/recd-$i: /" >&2 || true; done; exit 1; }
+
+docker network create "$NET" >/dev/null
+start() {
+  docker run -d --name "$NET-recd-$1" --network "$NET" --network-alias "recd-$1" \
+    --hostname "recd-$1" \
+    -e RECD__CLUSTER__NODE_NAME="recd-$1" -e RECD__CLUSTER__HOSTNAME="recd-$1" \
+    -e RECD__CLUSTER__COOKIE=container-test-cookie \
+    -e "RECD__CLUSTER__SEEDS=[recd-0:7700, recd-1:7700]" \
+    -e RECD__DATA__ITEMS=5000 -e TOKIO_WORKER_THREADS=2 \
+    "$IMAGE" >/dev/null
+}
+ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NET-recd-$1"; }
+ready() {
+  [ "$(docker inspect -f '{{.State.Running}}' "$NET-recd-$1")" = true ] || fail "recd-$1 exited"
+  curl -sf -m 2 "http://$(ip_of "$1"):8080/readyz" >/dev/null 2>&1
+}
+wait_for() { # SECONDS CMD...: polls CMD every 0.1 s
+  local until=$(($(date +%s) + $1)); shift
+  until "$@"; do [ "$(date +%s)" -lt "$until" ] || return 1; sleep 0.1; done
+}
+# cluster JSON of recd-0, and a check on it (python expression over `v`)
+view() { curl -sf -m 2 "http://$(ip_of 0):8080/cluster"; }
+check_view() { view | python3 -c "import json,sys; v=json.load(sys.stdin); sys.exit(0 if ($1) else 1)" 2>/dev/null; }
+# failed and last partial answer (s after T) among answers after T in the load log
+tally() {
+  python3 - "$WORK/load.log" "$1" <<'PY'
+import sys
+log, t0 = sys.argv[1], float(sys.argv[2])
+rows = [l.split() for l in open(log)]
+rows = [(float(t), int(s), float(c)) for t, s, c in rows if float(t) >= t0]
+failed = sum(1 for _, s, _ in rows if s != 200)
+bad = [t - t0 for t, s, c in rows if s != 200 or c < 1.0]
+print(len(rows), failed, f"{max(bad) if bad else 0.0:.3f}")
+PY
+}
+
+for i in 0 1 2; do start "$i"; done
+for i in 0 1 2; do wait_for 300 ready "$i" || fail "recd-$i not ready"; done
+wait_for 60 check_view "sorted(v['members']) == ['recd-0', 'recd-1', 'recd-2']" || fail "no 3-node membership"
+echo "ok: three containers formed the cluster: $(view | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"])')"
+code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -H 'content-type: application/json' \
+  -d '{"user_id":"u1","topk":10}' "http://$(ip_of 0):8080/recommend")
+[ "$code" = 200 ] || fail "/recommend answered $code"
+python3 -c "import json; r=json.load(open('$WORK/first.json')); assert len(r['items'])==10 and r['coverage']==1.0, r"
+echo "ok: /recommend answered 200 with 10 items and coverage 1.0"
+
+python3 drive.py "http://$(ip_of 0):8080" 30 "$WORK/load.log" 4 &
+LOAD=$!
+sleep 2
+t_kill=$(date +%s.%N)
+docker kill "$NET-recd-2" >/dev/null
+sleep 3
+read -r total failed moved < <(tally "$t_kill")
+echo "docker kill recd-2: $total requests after the kill, $failed failed, last partial/failed answer ${moved}s after"
+[ "$total" -gt 50 ] || fail "too little load ($total)"
+[ $((failed * 1000)) -le "$total" ] || fail "$failed of $total failed"
+python3 -c "import sys; sys.exit(0 if $moved <= 2.0 else 1)" || fail "traffic moved after ${moved}s"
+
+t_start=$(date +%s.%N)
+docker start "$NET-recd-2" >/dev/null
+wait_for 120 check_view "all('recd-2' in l for k in ('index', 'features') for s, l in enumerate(v['live'][k]) if 'recd-2' in v['placement'][k][s])" ||
+  fail "recd-2 did not rejoin"
+echo "docker start recd-2: serving its shards again after $(python3 -c "import time; print(f'{time.time() - $t_start:.2f}')")s"
+
+t_cut=$(date +%s.%N)
+docker network disconnect "$NET" "$NET-recd-1"
+wait_for 10 check_view "any(p['name'] == 'recd-1' and not p['up'] for p in v['peers']) or 'recd-1' not in v['members']" ||
+  fail "recd-0 never noticed recd-1 was cut off"
+detected=$(python3 -c "import time; print(f'{time.time() - $t_cut:.2f}')")
+sleep 2
+read -r total failed _ < <(tally "$t_cut")
+echo "docker network disconnect recd-1: detected after ${detected}s; $total requests since, $failed failed"
+# 1.5 s heartbeat timeout + the time `docker network disconnect` takes + polling
+python3 -c "import sys; sys.exit(0 if $detected <= 3.0 else 1)" || fail "detection took ${detected}s"
+[ $((failed * 1000)) -le "$total" ] || fail "$failed of $total failed during the partition"
+
+t_heal=$(date +%s.%N)
+docker network connect --alias recd-1 "$NET" "$NET-recd-1"
+wait_for 60 check_view "any(p['name'] == 'recd-1' and p['up'] for p in v['peers'])" || fail "recd-1 did not come back"
+echo "docker network connect recd-1: healed after $(python3 -c "import time; print(f'{time.time() - $t_heal:.2f}')")s"
+kill "$LOAD" 2>/dev/null || true
+wait "$LOAD" 2>/dev/null || true
+read -r total failed _ < <(tally 0)
+echo "ok: container cluster test passed ($total requests in all, $failed failed)"
