@@ -1,5 +1,6 @@
-# Common tasks. CI runs .ci/run (fmt, clippy, tests); `make ci` runs the same.
-.PHONY: build release test lint fmt ci run bench overload cluster-bench clean-data
+# Common tasks. CI runs .ci/run (fmt, clippy, tests, deployment checks); `make ci` runs
+# the same.
+.PHONY: build release test lint fmt ci run bench overload cluster-bench deploy-check image container-test scrape-test clean-data
 
 build:
 	cargo build --workspace
@@ -30,6 +31,23 @@ bench:
 # overload (0.5x..3x the knee of `make bench`) and bursts, deadline vs fixed batching
 overload:
 	bash loadgen/scripts/overload.sh
+
+# manifests (kubernetes-validate, yamllint), rules (promtool check + unit tests),
+# dashboard, shell scripts, Dockerfile (hadolint); installs the tools it needs
+deploy-check:
+	bash deploy/check.sh
+
+# the recd-node image, FROM scratch (no registry needed)
+image:
+	bash deploy/docker/build.sh
+
+# three containers on a private network: kill, restart, partition, heal
+container-test: image
+	bash deploy/docker/cluster-test.sh
+
+# a real Prometheus scraping a real node
+scrape-test: release
+	bash deploy/observability/scrape-test.sh $${CARGO_TARGET_DIR:-target}/release/recd-node
 
 # three nodes (configs/local-cluster.yaml) vs one on the same data and load
 cluster-bench:

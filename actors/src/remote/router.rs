@@ -19,7 +19,7 @@ use crate::features::shard::FeatureShardMessage;
 use crate::ranker::actor::{RankerMessage, ScoreRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use ractor::rpc::CallResult;
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 use recd_runtime::clock::now;
 use recd_runtime::cluster::Membership;
 use recd_runtime::compute::Priority;
@@ -152,20 +152,13 @@ impl Router {
         let n = users.len();
         let local = self.features.get(s).map(|actor| {
             let users = users.clone();
-            timed(async move {
-                let r = actor
-                    .call(
-                        |reply| FeatureShardMessage::Lookup {
-                            users,
-                            fetch,
-                            deadline,
-                            reply,
-                        },
-                        Some(timeout),
-                    )
-                    .await;
-                success(r)
-            })
+            let msg = move |reply| FeatureShardMessage::Lookup {
+                users,
+                fetch,
+                deadline,
+                reply,
+            };
+            local_call(actor, msg, timeout, Some)
         });
         let request = || Request::Lookup {
             shard: s as u32,
@@ -203,20 +196,13 @@ impl Router {
         let n = queries.len() / crate::data::DIM;
         let local = self.index.get(s).map(|actor| {
             let queries = Arc::clone(&queries);
-            timed(async move {
-                let r = actor
-                    .call(
-                        |reply| IndexShardMessage::Search {
-                            queries,
-                            k,
-                            priority,
-                            reply,
-                        },
-                        Some(timeout),
-                    )
-                    .await;
-                success(r).and_then(Result::ok)
-            })
+            let msg = move |reply| IndexShardMessage::Search {
+                queries,
+                k,
+                priority,
+                reply,
+            };
+            local_call(actor, msg, timeout, Result::ok)
         });
         let request = || {
             let (lane, budget_us) = priority_to_wire(priority);
@@ -254,19 +240,12 @@ impl Router {
             .and_then(|r| r.pick(hint))
             .map(|actor| {
                 let requests = Arc::clone(&requests);
-                timed(async move {
-                    let r = actor
-                        .call(
-                            |reply| RankerMessage::Score {
-                                requests,
-                                priority,
-                                reply,
-                            },
-                            Some(timeout),
-                        )
-                        .await;
-                    success(r).and_then(Result::ok)
-                })
+                let msg = move |reply| RankerMessage::Score {
+                    requests,
+                    priority,
+                    reply,
+                };
+                local_call(actor, msg, timeout, Result::ok)
             });
         let request = || {
             let (lane, budget_us) = priority_to_wire(priority);
@@ -467,6 +446,20 @@ impl Router {
             .with_label_values(&[kind.label(), outcome])
             .inc();
     }
+}
+
+/// A typed call to a local actor, its reply mapped by `map`, as a timed attempt.
+fn local_call<'a, M, R, T>(
+    actor: ActorRef<M>,
+    msg: impl FnOnce(RpcReplyPort<R>) -> M + Send + 'a,
+    timeout: Duration,
+    map: impl FnOnce(R) -> Option<T> + Send + 'a,
+) -> Attempt<'a, T>
+where
+    M: ractor::Message,
+    R: Send + 'static,
+{
+    timed(async move { success(actor.call(msg, Some(timeout)).await).and_then(map) })
 }
 
 fn timed<'a, T>(f: impl Future<Output = Option<T>> + Send + 'a) -> Attempt<'a, T> {

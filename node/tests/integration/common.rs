@@ -94,6 +94,25 @@ pub async fn recommend(
     (status, json)
 }
 
+/// The Prometheus text of `GET http://{addr}/metrics`.
+pub async fn metrics_text(client: &reqwest::Client, addr: std::net::SocketAddr) -> String {
+    let resp = client.get(format!("http://{addr}/metrics")).send().await;
+    resp.expect("metrics scraped")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+/// Sum of the samples of `name` whose labels include every one of `labels`
+/// (`kind="index"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Status of `GET http://{addr}{path}`.
 pub async fn get_status(client: &reqwest::Client, addr: std::net::SocketAddr, path: &str) -> u16 {
     client

@@ -4,7 +4,7 @@
 //! recd-0 throughout; the counts and times are printed for the issue notes.
 
 use crate::cluster::{cluster_view, free_port, names, peer_up, spawn, three_nodes};
-use crate::common::{client, poll};
+use crate::common::{client, metric_sum, metrics_text, poll};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,19 +63,19 @@ fn tally(log: &Log, from: Instant, to: Instant) -> (usize, usize, Duration) {
     (window.len(), failed, last_bad)
 }
 
+/// Calls `node` served for its peers (pings not counted).
 async fn served_ok(client: &reqwest::Client, node: &crate::cluster::NodeProc) -> u64 {
-    let text = client
-        .get(format!("http://{}/metrics", node.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("recd_remote_served_total") && l.contains("outcome=\"ok\""))
-        .filter(|l| !l.contains("kind=\"ping\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    let text = metrics_text(client, node.http).await;
+    ["index", "features", "ranker"]
+        .iter()
+        .map(|k| {
+            let kind = format!("kind=\"{k}\"");
+            metric_sum(
+                &text,
+                "recd_remote_served_total",
+                &[&kind, "outcome=\"ok\""],
+            )
+        })
         .sum::<f64>() as u64
 }
 

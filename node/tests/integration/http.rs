@@ -219,14 +219,7 @@ async fn bad_input_gets_a_clear_error() {
     // the node still serves after all of that
     let (status, _) = recommend(&client, node.http_addr, r#"{"user_id":"u1"}"#, &[]).await;
     assert_eq!(status, 200);
-    let metrics = client
-        .get(format!("http://{}/metrics", node.http_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::common::metrics_text(&client, node.http_addr).await;
     assert!(
         metrics.contains(r#"recd_requests_total{lane="default",status="413",variant="none"} 1"#),
         "{metrics}"

@@ -3,19 +3,19 @@
 //! nothing (every shard has its second replica on the other).
 
 use crate::cluster::{cluster_view, free_port, names, three_nodes_with, ONE_CLUSTER_AT_A_TIME};
-use crate::common::{client, recommend};
+use crate::common::{client, metric_sum, metrics_text, recommend};
 
 const ROSTER: &str = "[{name: recd-0, roles: [ingress, ranker]}, \
                       {name: recd-1, roles: [features, index]}, \
                       {name: recd-2, roles: [features, index, ranker]}]";
 
 fn counter(metrics: &str, kind: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("recd_remote_calls_total"))
-        .filter(|l| l.contains(&format!("kind=\"{kind}\"")) && l.contains("outcome=\"ok\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let kind = format!("kind=\"{kind}\"");
+    metric_sum(
+        metrics,
+        "recd_remote_calls_total",
+        &[&kind, "outcome=\"ok\""],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,14 +45,7 @@ async fn an_ingress_only_node_serves_from_data_nodes_and_survives_losing_one() {
     assert_eq!(json["items"].as_array().unwrap().len(), 10);
     assert_eq!(json["coverage"], 1.0, "{json}");
     assert_eq!(json["degraded"], serde_json::json!([]), "{json}");
-    let metrics = client
-        .get(format!("http://{}/metrics", nodes[0].http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, nodes[0].http).await;
     assert!(
         counter(&metrics, "index") >= 4.0,
         "one search per index shard went remote"
