@@ -1,6 +1,6 @@
 # Common tasks. CI runs .ci/run (fmt, clippy, tests, deployment checks); `make ci` runs
 # the same.
-.PHONY: build release test lint fmt ci run bench overload cluster-bench deploy-check image container-test scrape-test clean-data
+.PHONY: build release test lint fmt ci run bench overload cluster-bench remote-cost deploy-check image container-test scrape-test clean-data
 
 build:
 	cargo build --workspace
@@ -52,6 +52,10 @@ scrape-test: release
 # three nodes (configs/local-cluster.yaml) vs one on the same data and load
 cluster-bench:
 	bash loadgen/scripts/cluster.sh
+
+# CPU per remote call: one node vs an ingress node calling a data-only node
+remote-cost:
+	bash loadgen/scripts/remote-cost.sh
 
 clean-data:
 	rm -rf data

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The CPU cost of a remote call, isolated: the same load (CLUSTER_RATE, default 800/s,
+# 20 s) on (a) one node holding everything and (b) an ingress+ranker node whose every
+# feature lookup and index search goes to a second, data-only node. One gateway in both,
+# so batches are the same size; the difference in server CPU (both processes) per
+# request, divided by the remote calls per request, is what a remote call costs
+# (encode, ractor_cluster's TCP hop both ways, decode, checks, the endpoint's task).
+# Results: $OUT/remote-cost/result.txt.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source loadgen/scripts/lib.sh
+
+RATE=${CLUSTER_RATE:-800}
+R="$OUT/remote-cost"
+mkdir -p "$R"
+: >"$R/result.txt"
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap stop_all EXIT
+ROSTER='[{name: recd-0, roles: [ingress, ranker]}, {name: recd-1, roles: [features, index]}]'
+
+node() { # NAME HTTP CLUSTER [VAR=value ...]
+  local name=$1 http=$2 cport=$3
+  shift 3
+  env RECD__CLUSTER__NODE_NAME="$name" RECD__CLUSTER__COOKIE=bench "$@" "$BIN/recd-node" run \
+    --config configs/local-cluster.yaml --data-dir "$DATA" \
+    --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
+    --seeds 127.0.0.1:17700 >"$R/node-$name.log" 2>&1 &
+  PIDS+=("$!")
+}
+ready() { for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.5; done; return 1; }
+calls() {
+  curl -sf http://127.0.0.1:18080/metrics |
+    awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}'
+}
+measure() { # NAME
+  local pids before after
+  pids=$(IFS=,; echo "${PIDS[*]}")
+  # warm the caches and the latency estimates first
+  "$BIN/recd-loadgen" --url http://127.0.0.1:18080 --mode open --rate "$RATE" --duration 5s \
+    --out "$R/warm-$1" >/dev/null 2>&1
+  before=$(calls)
+  "$BIN/recd-loadgen" --url http://127.0.0.1:18080 --mode open --rate "$RATE" --duration 20s \
+    --lanes critical=5,default=25,background=70 --server-pid "$pids" --out "$R/$1" 2>&1 |
+    grep '^offered' | sed "s/^/$1: /" | tee -a "$R/result.txt"
+  after=$(calls)
+  python3 - "$R/$1/summary.json" "$((after - before))" "$1" <<'PY' | tee -a "$R/result.txt"
+import json, sys
+s = json.load(open(sys.argv[1]))
+calls = int(sys.argv[2]) / max(s["achieved_rps"] * 20, 1)
+print(f"{sys.argv[3]}: server cpu {s['server_cpu_us_per_request']:.0f} us/request, "
+      f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, remote calls {calls:.2f}/request")
+PY
+}
+
+node single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
+ready 18080
+measure local
+stop_all
+node recd-1 18081 17701 "RECD__CLUSTER__NODES=$ROSTER"
+node recd-0 18080 17700 "RECD__CLUSTER__NODES=$ROSTER"
+ready 18081
+ready 18080
+measure remote
+stop_all
+python3 - "$R/result.txt" <<'PY' | tee -a "$R/result.txt"
+import re, sys
+v = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\w+): server cpu (\d+) us/request.*remote calls ([\d.]+)/request", line)
+    if m:
+        v[m.group(1)] = (int(m.group(2)), float(m.group(3)))
+(l, _), (r, c) = v["local"], v["remote"]
+print(f"remote call cost: ({r} - {l}) us / {c:.2f} calls = {(r - l) / c:.0f} us of CPU per remote call")
+PY
