@@ -81,6 +81,15 @@ impl Node {
             ),
         };
         let placement = Placement::for_cluster(cc, config.index.shards, config.features.shards);
+        for (kind, sets) in &placement.map {
+            let kind = format!("{kind:?}").to_lowercase();
+            for (s, nodes) in sets.iter().enumerate() {
+                for n in nodes {
+                    let labels = [kind.as_str(), &s.to_string(), n.as_str()];
+                    metrics.shard_placement.with_label_values(&labels).set(1);
+                }
+            }
+        }
         let held = |kind, role| {
             if cc.has_role(role) {
                 placement.shards_of(kind, &cc.node_name)

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub peer_up: IntGaugeVec,
     /// Live replicas (this node's, and peers that are up) per shard.
     pub shard_live_replicas: IntGaugeVec,
+    /// The placement: 1 for each node a shard is placed on.
+    pub shard_placement: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -217,6 +219,14 @@ impl Metrics {
             &["kind", "shard"],
         )
         .expect("metric");
+        let shard_placement = IntGaugeVec::new(
+            Opts::new(
+                "recd_shard_placement",
+                "1 for each node a shard is placed on",
+            ),
+            &["kind", "shard", "node"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -242,6 +252,7 @@ impl Metrics {
             Box::new(remote_served.clone()),
             Box::new(peer_up.clone()),
             Box::new(shard_live_replicas.clone()),
+            Box::new(shard_placement.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -271,6 +282,7 @@ impl Metrics {
             remote_served,
             peer_up,
             shard_live_replicas,
+            shard_placement,
         }
     }
 

@@ -267,6 +267,21 @@ async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_surviv
         assert_eq!(r.len(), 2, "two replicas per shard");
         assert_ne!(r[0], r[1], "on distinct nodes");
     }
+    // the same map in the metrics: one sample per replica placed
+    let text = crate::common::metrics_text(&client, nodes[1].http).await;
+    for (s, replicas) in placement["index"].as_array().unwrap().iter().enumerate() {
+        for node in names(replicas) {
+            let labels = [format!("shard=\"{s}\""), format!("node=\"{node}\"")];
+            let labels = ["kind=\"index\"", &labels[0], &labels[1]];
+            assert_eq!(
+                crate::common::metric_sum(&text, "recd_shard_placement", &labels),
+                1.0
+            );
+        }
+    }
+    let placed = crate::common::metric_sum(&text, "recd_shard_placement", &["kind=\"index\""]);
+    assert_eq!(placed, 8.0, "4 index shards x 2 replicas");
+
     // every replica placed is live once all nodes are ready
     let live = poll(30, || async {
         let v = cluster_view(&client, &nodes[0]).await?;
