@@ -132,6 +132,12 @@ async fn kill_restart_and_hang_of_nodes_under_load() {
     .await;
     let detected = hung.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // calls still out to the hung peer stay under the per-peer cap (local-cluster.yaml: 64)
+    let view = cluster_view(&client, &nodes[0]).await.unwrap();
+    let stuck = view["peers"].as_array().unwrap().iter();
+    let stuck = stuck.find(|p| p["name"] == "recd-1").unwrap()["in_flight"].clone();
+    println!("SIGSTOP: {stuck} calls in flight to the hung peer");
+    assert!(stuck.as_u64().unwrap() <= 64, "{view}");
     let (total, failed, _) = tally(&log, hung, Instant::now());
     println!("SIGSTOP: detected after {detected:?}; {total} requests meanwhile, {failed} failed");
     assert!(
