@@ -21,35 +21,6 @@ STEP=${BENCH_STEP:-8s}
 RATE=${CLUSTER_RATE:-800}
 C="$OUT/cluster"
 mkdir -p "$C"
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop_all EXIT
-
-# node NAME HTTP_PORT CLUSTER_PORT [VAR=value ...]
-node() {
-  local name=$1 http=$2 cport=$3
-  shift 3
-  env RECD__CLUSTER__NODE_NAME="$name" "$@" "$BIN/recd-node" run \
-    --config configs/local-cluster.yaml --data-dir "$DATA" \
-    --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
-    --seeds 127.0.0.1:17700,127.0.0.1:17701 >"$C/node-$name.log" 2>&1 &
-  PIDS+=("$!")
-}
-
-wait_ready() {
-  for port in "$@"; do
-    for _ in $(seq 1 1200); do
-      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-      sleep 0.5
-    done
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "port $port not ready" >&2; exit 1; }
-  done
-}
-
 # remote_calls PORT...: successful remote calls so far, summed over nodes
 remote_calls() {
   local total=0
@@ -91,14 +62,14 @@ PY
 : >"$C/result.txt"
 # one node: the same file, without the roster and the cluster listener; it also builds the
 # index snapshots the cluster nodes then load
-node single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
+cluster_node "$C" single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
 wait_ready 18080
 run single "http://127.0.0.1:18080" 18080
 stop_all
 
-node recd-0 18080 17700
-node recd-1 18081 17701
-node recd-2 18082 17702
+cluster_node "$C" recd-0 18080 17700
+cluster_node "$C" recd-1 18081 17701
+cluster_node "$C" recd-2 18082 17702
 wait_ready 18080 18081 18082
 curl -s http://127.0.0.1:18080/cluster >"$C/cluster.json"
 run three "http://127.0.0.1:18080,http://127.0.0.1:18081,http://127.0.0.1:18082" 18080 18081 18082

@@ -1,5 +1,7 @@
-# Shared by bench.sh and overload.sh: settings, the build, the reference data, and a
-# node on it. Source it from the repository root.
+# shellcheck shell=bash
+# Shared by bench.sh, overload.sh, cluster.sh and remote-cost.sh: settings, the build,
+# the reference data, and nodes on it (one, or a cluster). Source it from the
+# repository root.
 
 ITEMS=${BENCH_ITEMS:-200000}
 DATA=${BENCH_DATA:-/tmp/recd-bench/data-$ITEMS}
@@ -24,7 +26,39 @@ stop_node() {
     NODE=""
   fi
 }
-trap stop_node EXIT
+
+# the cluster scripts' nodes (cluster_node), stopped together
+PIDS=()
+stop_all() {
+  stop_node
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap stop_all EXIT
+
+# cluster_node LOGDIR NAME HTTP_PORT CLUSTER_PORT [VAR=value ...]: a node of
+# configs/local-cluster.yaml on the reference data, seeded with 17700 and 17701
+cluster_node() {
+  local dir=$1 name=$2 http=$3 cport=$4
+  shift 4
+  env RECD__CLUSTER__NODE_NAME="$name" "$@" "$BIN/recd-node" run \
+    --config configs/local-cluster.yaml --data-dir "$DATA" \
+    --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
+    --seeds 127.0.0.1:17700,127.0.0.1:17701 >"$dir/node-$name.log" 2>&1 &
+  PIDS+=("$!")
+}
+
+# wait_ready PORT...: until each /readyz answers 200 (10 min at most)
+wait_ready() {
+  for port in "$@"; do
+    for _ in $(seq 1 1200); do
+      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+      sleep 0.5
+    done
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "port $port not ready" >&2; exit 1; }
+  done
+}
 
 # start_node NAME [VAR=value ...]: a node on the reference data with env overrides,
 # waited on until /readyz answers

@@ -15,25 +15,8 @@ RATE=${CLUSTER_RATE:-800}
 R="$OUT/remote-cost"
 mkdir -p "$R"
 : >"$R/result.txt"
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop_all EXIT
 ROSTER='[{name: recd-0, roles: [ingress, ranker]}, {name: recd-1, roles: [features, index]}]'
 
-node() { # NAME HTTP CLUSTER [VAR=value ...]
-  local name=$1 http=$2 cport=$3
-  shift 3
-  env RECD__CLUSTER__NODE_NAME="$name" RECD__CLUSTER__COOKIE=bench "$@" "$BIN/recd-node" run \
-    --config configs/local-cluster.yaml --data-dir "$DATA" \
-    --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
-    --seeds 127.0.0.1:17700 >"$R/node-$name.log" 2>&1 &
-  PIDS+=("$!")
-}
-ready() { for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.5; done; return 1; }
 calls() {
   curl -sf http://127.0.0.1:18080/metrics |
     awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}'
@@ -58,14 +41,13 @@ print(f"{sys.argv[3]}: server cpu {s['server_cpu_us_per_request']:.0f} us/reques
 PY
 }
 
-node single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
-ready 18080
+cluster_node "$R" single 18080 17700 "RECD__CLUSTER__NODES=[]" RECD__CLUSTER__LISTEN=null
+wait_ready 18080
 measure local
 stop_all
-node recd-1 18081 17701 "RECD__CLUSTER__NODES=$ROSTER"
-node recd-0 18080 17700 "RECD__CLUSTER__NODES=$ROSTER"
-ready 18081
-ready 18080
+cluster_node "$R" recd-1 18081 17701 "RECD__CLUSTER__NODES=$ROSTER"
+cluster_node "$R" recd-0 18080 17700 "RECD__CLUSTER__NODES=$ROSTER"
+wait_ready 18081 18080
 measure remote
 stop_all
 python3 - "$R/result.txt" <<'PY' | tee -a "$R/result.txt"
