@@ -353,7 +353,11 @@ fn load_data(
     }
     let catalogue = Arc::new(Catalogue::load(dir)?);
     tracing::info!(items = catalogue.len(), "catalogue loaded");
-    let build_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let build_threads = match config.index.build_threads {
+        0 => cores,
+        n => n,
+    };
     let shards = config.index.shards;
     let mut indexes = Vec::with_capacity(held.len());
     for &s in held {
@@ -366,7 +370,7 @@ fn load_data(
             s,
             shards,
             &config.index,
-            threads.max(build_threads),
+            (threads.max(cores), build_threads),
             &progress,
         )?;
         tracing::info!(

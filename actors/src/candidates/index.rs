@@ -30,20 +30,21 @@ pub struct ShardIndex {
 impl ShardIndex {
     /// Loads the shard's snapshot from `dir` if one matches the catalogue and the
     /// parameters, else builds it and saves a snapshot. Returns the index and whether it
-    /// was loaded. `threads` is the number of threads that may search at once.
+    /// was loaded. `threads`: how many threads may search at once, and how many build
+    /// (one: the same graph every time).
     pub fn load_or_build(
         dir: &Path,
         cat: &Catalogue,
         shard: usize,
         shards: usize,
         cfg: &IndexConfig,
-        threads: usize,
+        threads: (usize, usize),
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<(Self, bool)> {
         let path = snapshot_path(dir, cat, shard, shards, cfg);
         let options = options(cfg);
         if path.is_file() {
-            match Self::load(&path, &options, cfg, shard, threads) {
+            match Self::load(&path, &options, cfg, shard, threads.0) {
                 Ok(me) if me.len() == partition_len(cat.len(), shard, shards) => {
                     return Ok((me, true))
                 }
@@ -90,20 +91,21 @@ impl ShardIndex {
         })
     }
 
-    /// Builds the shard from the catalogue with `threads` threads.
+    /// Builds the shard from the catalogue: `threads.1` threads add the items (one:
+    /// in id order, the same graph every time), `threads.0` may search it afterwards.
     pub fn build(
         cat: &Catalogue,
         shard: usize,
         shards: usize,
         cfg: &IndexConfig,
-        threads: usize,
+        (search_threads, threads): (usize, usize),
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<Self> {
         let n = partition_len(cat.len(), shard, shards);
         let index = Index::new(&options(cfg)).context("creating index")?;
         let threads = threads.max(1);
         index
-            .reserve_capacity_and_threads(n, threads)
+            .reserve_capacity_and_threads(n, threads.max(search_threads))
             .context("reserving index")?;
         let me = Self {
             index,

@@ -228,9 +228,8 @@ async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_surviv
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let client = client();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    // one node with the same shards over the same data; it also builds the index
-    // snapshots every cluster node then loads (replicas built apart from each other
-    // would be different HNSW graphs, each with its own approximation)
+    // one node with the same shards over the same data (and the same single-threaded
+    // index builds, so the same graphs)
     let file = workspace().join("configs/local-cluster.yaml");
     let env = test_env("recd-0", "unused");
     let mut config = recd_runtime::config::load(Some(&file), &[], env).unwrap();

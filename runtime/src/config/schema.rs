@@ -282,6 +282,11 @@ pub struct IndexConfig {
     pub per_shard_factor: f32,
     /// Brute-force search instead of HNSW (small catalogues, correctness checks).
     pub exact: bool,
+    /// Threads that build a shard's index when no snapshot exists; 0 means one per core.
+    /// 1 builds the same graph every time (insertion order and level draws are fixed), so
+    /// replicas of a shard built on different nodes answer identically; more threads
+    /// build faster but every build is a slightly different graph.
+    pub build_threads: usize,
     /// Per-call timeout; late shards are left out and `coverage` drops.
     pub timeout_ms: u64,
 }
@@ -321,6 +326,7 @@ impl Default for IndexConfig {
             candidates: 200,
             per_shard_factor: 1.0,
             exact: false,
+            build_threads: 0,
             timeout_ms: 50,
         }
     }

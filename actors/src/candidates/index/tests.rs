@@ -16,7 +16,8 @@ fn build_all(cat: &Catalogue, cfg: &IndexConfig, dir: &Path) -> (Vec<ShardIndex>
     let shards = (0..cfg.shards)
         .map(|s| {
             let (idx, l) =
-                ShardIndex::load_or_build(dir, cat, s, cfg.shards, cfg, 2, &|_, _| {}).unwrap();
+                ShardIndex::load_or_build(dir, cat, s, cfg.shards, cfg, (2, 2), &|_, _| {})
+                    .unwrap();
             loaded &= l;
             idx
         })
@@ -115,4 +116,25 @@ fn merge_orders_by_distance_then_id() {
         merged.iter().map(|c| c.id).collect::<Vec<_>>(),
         vec![2, 5, 7]
     );
+}
+
+#[test]
+fn a_single_threaded_build_is_the_same_graph_every_time() {
+    // what lets replicas of a shard built on different nodes answer identically
+    let (_dir, cat) = catalogue(5_000);
+    let c = cfg(2);
+    let snapshots: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            ShardIndex::load_or_build(dir.path(), &cat, 1, 2, &c, (2, 1), &|_, _| {}).unwrap();
+            let file = std::fs::read_dir(dir.path())
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+            std::fs::read(file.path()).unwrap()
+        })
+        .collect();
+    assert!(snapshots[0].len() > 10_000);
+    assert!(snapshots[0] == snapshots[1], "two builds differ");
 }
