@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Three recd-node containers (the image of build.sh, configs/prod.yaml as in Kubernetes)
 # on a private Docker network, under load through recd-0:
-#   1. they form the cluster and answer /recommend with full coverage
+#   1. they form the cluster (and stop dialling), answer /recommend with full coverage
 #   2. `docker kill recd-2`: ≤ 0.1 % failed requests, traffic moved within 2 s
 #   3. `docker start recd-2`: it rejoins and serves its shards again
 #   4. `docker network disconnect` of recd-1: detected by recd-0 within 3 s (the 1.5 s
@@ -67,6 +67,13 @@ code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -H 'content-type: applica
 [ "$code" = 200 ] || fail "/recommend answered $code"
 python3 -c "import json; r=json.load(open('$WORK/first.json')); assert len(r['items'])==10 and r['coverage']==1.0, r"
 echo "ok: /recommend answered 200 with 10 items and coverage 1.0"
+# a formed cluster dials nobody: seeds given by name are recognised (and not re-dialled)
+opened() { for i in 0 1 2; do docker logs "$NET-recd-$i" 2>&1 | grep -c 'TCP Session opened' || true; done | awk '{s += $1} END {print s}'; }
+before=$(opened)
+sleep 3
+after=$(opened)
+[ "$before" = "$after" ] || fail "sessions keep being opened in a formed cluster ($before then $after)"
+echo "ok: no re-dialling once formed ($after sessions opened in all)"
 
 python3 drive.py "http://$(ip_of 0):8080" 30 "$WORK/load.log" 4 &
 LOAD=$!

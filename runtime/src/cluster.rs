@@ -226,6 +226,15 @@ async fn join_loop(
     let mut backoff = Duration::from_millis(100);
     let mut name: Option<String> = None;
     loop {
+        // the common case costs no DNS: the seed is known and a member
+        let member = |name: &Option<String>| {
+            (name.as_ref()).is_some_and(|n| membership.members().contains(n))
+        };
+        if member(&name) {
+            backoff = Duration::from_millis(100);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         let addrs = resolve(&seed).await;
         let mine = resolve(&me).await;
         if addrs.iter().any(|a| mine.contains(a)) {
@@ -234,18 +243,15 @@ async fn join_loop(
         }
         let sessions =
             ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
-        let direct = sessions.values().find(|s| {
-            s.peer_addr == seed
-                || (s.peer_addr.parse::<SocketAddr>()).is_ok_and(|a| addrs.contains(&a))
-        });
+        let mut direct = None;
+        for s in sessions.values() {
+            if is_seed(s, &seed, &addrs).await {
+                direct = Some(s);
+                break;
+            }
+        }
         if let Some(s) = direct {
             name = peer_name(s).or(name);
-        }
-        let member = name
-            .as_ref()
-            .is_some_and(|n| membership.members().contains(n));
-        if member || direct.is_some() {
-            backoff = Duration::from_millis(100);
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
@@ -258,6 +264,21 @@ async fn join_loop(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Whether session `s` is with `seed` (resolved to `addrs`): dialled at that address, or
+/// opened by the seed itself, which announces its `hostname:port` (a session the seed
+/// opened counts, else both sides would keep dialling and ractor_cluster would keep
+/// closing the duplicate).
+async fn is_seed(s: &NodeServerSessionInformation, seed: &str, addrs: &[SocketAddr]) -> bool {
+    let dialled = |a: &str| a == seed || a.parse::<SocketAddr>().is_ok_and(|a| addrs.contains(&a));
+    if dialled(&s.peer_addr) {
+        return true;
+    }
+    let Some(announced) = s.peer_name.as_ref().map(|n| n.connection_string.as_str()) else {
+        return false;
+    };
+    dialled(announced) || resolve(announced).await.iter().any(|a| addrs.contains(a))
 }
 
 /// The addresses `host:port` resolves to (none when it does not resolve within 1 s).
