@@ -24,7 +24,7 @@ ci:
 run:
 	cargo run --release -p recd-node -- run --config configs/dev.yaml
 
-# reference data, kernel, HTTP sweep and ablations → docs/benchmarks.md (~10 min)
+# reference data, kernel, HTTP sweep and ablations → docs/benchmarks.md (~12 min)
 bench:
 	bash loadgen/scripts/bench.sh
 

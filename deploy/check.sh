@@ -121,22 +121,14 @@ check "dashboard is valid JSON" \
 # Every PromQL query of the dashboard parses: Grafana's variables replaced, written as
 # recording rules, and checked by promtool.
 dashboard_queries_parse() {
-  python3 - deploy/observability/grafana-dashboard.json "$tmp/dashboard-rules.yaml" <<'PY' &&
+  python3 deploy/observability/dashboard_queries.py deploy/observability/grafana-dashboard.json \
+    >"$tmp/dashboard-queries.json" &&
+    python3 - "$tmp/dashboard-queries.json" "$tmp/dashboard-rules.yaml" <<'PY' &&
 import json, sys
-dash = json.load(open(sys.argv[1]))
-exprs = []
-def walk(panels):
-    for p in panels:
-        exprs.extend(t["expr"] for t in p.get("targets", []) if t.get("expr"))
-        walk(p.get("panels", []))
-walk(dash["panels"])
-assert exprs, "no queries found"
-subst = {"$__rate_interval": "1m", "$instance": ".*"}
+exprs = json.load(open(sys.argv[1]))
 with open(sys.argv[2], "w") as f:
     f.write("groups:\n  - name: dashboard\n    rules:\n")
     for i, e in enumerate(exprs):
-        for k, v in subst.items():
-            e = e.replace(k, v)
         f.write(f"      - record: dashboard:query:{i}\n        expr: {json.dumps(e)}\n")
 print(f"{len(exprs)} queries")
 PY

@@ -71,8 +71,11 @@ pub fn generate(
         spare: None,
     };
     let mut sums = std::collections::BTreeMap::new();
+    // per-process temporary names: nodes started together on an empty data folder each
+    // generate the same bytes and rename them into place atomically
+    let tmp = |name: &str| dir.join(format!("{name}.tmp.{}", std::process::id()));
     let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-        let p = dir.join(format!("{name}.tmp.{}", std::process::id()));
+        let p = tmp(name);
         Ok(std::io::BufWriter::new(
             std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?,
         ))
@@ -134,10 +137,7 @@ pub fn generate(
     sums.insert("item_feats.f32", hex(&hf.finalize()));
 
     for name in crate::data::FILES {
-        // per-process temporary names: nodes started together on an empty data folder
-        // each generate the same bytes and rename atomically
-        let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
-        std::fs::rename(tmp, dir.join(name))?;
+        std::fs::rename(tmp(name), dir.join(name))?;
     }
     let meta = serde_json::json!({
         "n_items": n_items, "dim": DIM, "feat_dim": FEAT_DIM, "n_centers": N_CENTERS,
@@ -147,8 +147,10 @@ pub fn generate(
         "generator": "recd-node gen-data",
         "sha256": sums,
     });
-    // meta.json last: its presence marks a complete catalogue
-    std::fs::write(dir.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    // meta.json last, renamed like the others: its presence marks a complete catalogue,
+    // so a node starting meanwhile never reads it half-written
+    std::fs::write(tmp("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    std::fs::rename(tmp("meta.json"), dir.join("meta.json"))?;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ impl Kernel {
                     s,
                     config.index.shards,
                     &config.index,
-                    (threads, threads),
+                    (threads, config.index_build_threads()),
                     &|_, _| {},
                 )
                 .map(|(i, _)| Arc::new(i))

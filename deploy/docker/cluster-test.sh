@@ -70,6 +70,7 @@ echo "ok: /recommend answered 200 with 10 items and coverage 1.0"
 # a formed cluster dials nobody: seeds given by name are recognised (and not re-dialled)
 opened() { for i in 0 1 2; do docker logs "$NET-recd-$i" 2>&1 | grep -c 'TCP Session opened' || true; done | awk '{s += $1} END {print s}'; }
 before=$(opened)
+[ "$before" -gt 0 ] || fail "no session lines in the logs: the re-dial check would see nothing"
 sleep 3
 after=$(opened)
 [ "$before" = "$after" ] || fail "sessions keep being opened in a formed cluster ($before then $after)"

@@ -21,39 +21,28 @@ STEP=${BENCH_STEP:-8s}
 RATE=${CLUSTER_RATE:-800}
 C="$OUT/cluster"
 mkdir -p "$C"
-# remote_calls PORT...: successful remote calls so far, summed over nodes
-remote_calls() {
-  local total=0
-  for port in "$@"; do
-    n=$(curl -sf "http://127.0.0.1:$port/metrics" |
-      awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}')
-    total=$((total + n))
-  done
-  echo "$total"
-}
-
 # run NAME URLS PORTS...
 run() {
   local name=$1 urls=$2
   shift 2
   local pids
-  pids=$(IFS=,; echo "${PIDS[*]}")
+  pids=$(pid_list)
   echo "== $name: sweep"
   "$BIN/recd-loadgen" --url "$urls" --mode sweep --sweep-start 400 --sweep-factor 1.25 \
-    --duration "$STEP" --lanes critical=5,default=25,background=70 --server-pid "$pids" \
+    --duration "$STEP" --lanes "$LANES" --server-pid "$pids" \
     --label "$name" --out "$C/sweep-$name" 2>&1 | grep -E '^(sweep|knee)' | tee -a "$C/result.txt"
   echo "== $name: $RATE/s fixed" | tee -a "$C/result.txt"
   local before after
   before=$(remote_calls "$@")
-  "$BIN/recd-loadgen" --url "$urls" --mode open --rate "$RATE" --duration 20s \
-    --lanes critical=5,default=25,background=70 --server-pid "$pids" --label "$name" \
+  "$BIN/recd-loadgen" --url "$urls" --mode open --rate "$RATE" --duration "${FIXED_SECS}s" \
+    --lanes "$LANES" --server-pid "$pids" --label "$name" \
     --out "$C/fixed-$name" 2>&1 | grep -E '^offered' | tee -a "$C/result.txt"
   after=$(remote_calls "$@")
-  python3 - "$C/fixed-$name/summary.json" "$((after - before))" <<'PY' | tee -a "$C/result.txt"
+  python3 - "$C/fixed-$name/summary.json" "$((after - before))" "$FIXED_SECS" <<'PY' | tee -a "$C/result.txt"
 import json, sys
 s = json.load(open(sys.argv[1]))
 calls = int(sys.argv[2])
-ok = s["achieved_rps"] * 20
+ok = s["achieved_rps"] * int(sys.argv[3])
 print(f"server cpu {s['server_cpu_us_per_request']:.0f} us/request, p99 {s['p99_ms']:.2f} ms, "
       f"remote calls {calls} = {calls / max(ok, 1):.2f}/request")
 PY

@@ -49,6 +49,24 @@ cluster_node() {
   PIDS+=("$!")
 }
 
+# the lane mix and the length of the fixed-rate runs of the cluster scripts
+export LANES=critical=5,default=25,background=70
+export FIXED_SECS=20
+
+# remote_calls PORT...: successful remote calls so far, summed over those nodes
+remote_calls() {
+  local total=0 n
+  for port in "$@"; do
+    n=$(curl -sf "http://127.0.0.1:$port/metrics" |
+      awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}')
+    total=$((total + n))
+  done
+  echo "$total"
+}
+
+# pid_list: the cluster nodes' PIDs, comma-separated (recd-loadgen --server-pid)
+pid_list() { (IFS=,; echo "${PIDS[*]}"); }
+
 # wait_ready PORT...: until each /readyz answers 200 (10 min at most)
 wait_ready() {
   for port in "$@"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU cost of a remote call, isolated: the same load (CLUSTER_RATE, default 800/s,
-# 20 s) on (a) one node holding everything and (b) an ingress+ranker node whose every
+# FIXED_SECS = 20 s) on (a) one node holding everything and (b) an ingress+ranker node whose every
 # feature lookup and index search goes to a second, data-only node. One gateway in both,
 # so batches are the same size; the difference in server CPU (both processes) per
 # request, divided by the remote calls per request, is what a remote call costs
@@ -17,25 +17,21 @@ mkdir -p "$R"
 : >"$R/result.txt"
 ROSTER='[{name: recd-0, roles: [ingress, ranker]}, {name: recd-1, roles: [features, index]}]'
 
-calls() {
-  curl -sf http://127.0.0.1:18080/metrics |
-    awk '/^recd_remote_calls_total/ && /outcome="ok"/ {s += $2} END {printf "%d", s}'
-}
 measure() { # NAME
   local pids before after
-  pids=$(IFS=,; echo "${PIDS[*]}")
+  pids=$(pid_list)
   # warm the caches and the latency estimates first
   "$BIN/recd-loadgen" --url http://127.0.0.1:18080 --mode open --rate "$RATE" --duration 5s \
     --out "$R/warm-$1" >/dev/null 2>&1
-  before=$(calls)
-  "$BIN/recd-loadgen" --url http://127.0.0.1:18080 --mode open --rate "$RATE" --duration 20s \
-    --lanes critical=5,default=25,background=70 --server-pid "$pids" --out "$R/$1" 2>&1 |
+  before=$(remote_calls 18080)
+  "$BIN/recd-loadgen" --url http://127.0.0.1:18080 --mode open --rate "$RATE" --duration "${FIXED_SECS}s" \
+    --lanes "$LANES" --server-pid "$pids" --out "$R/$1" 2>&1 |
     grep '^offered' | sed "s/^/$1: /" | tee -a "$R/result.txt"
-  after=$(calls)
-  python3 - "$R/$1/summary.json" "$((after - before))" "$1" <<'PY' | tee -a "$R/result.txt"
+  after=$(remote_calls 18080)
+  python3 - "$R/$1/summary.json" "$((after - before))" "$1" "$FIXED_SECS" <<'PY' | tee -a "$R/result.txt"
 import json, sys
 s = json.load(open(sys.argv[1]))
-calls = int(sys.argv[2]) / max(s["achieved_rps"] * 20, 1)
+calls = int(sys.argv[2]) / max(s["achieved_rps"] * int(sys.argv[4]), 1)
 print(f"{sys.argv[3]}: server cpu {s['server_cpu_us_per_request']:.0f} us/request, "
       f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, remote calls {calls:.2f}/request")
 PY

@@ -31,7 +31,7 @@ use recd_runtime::pool::{
     PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
 };
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -82,7 +82,6 @@ impl Node {
         };
         let placement = Placement::for_cluster(cc, config.index.shards, config.features.shards);
         for (kind, sets) in &placement.map {
-            let kind = format!("{kind:?}").to_lowercase();
             for (s, nodes) in sets.iter().enumerate() {
                 for n in nodes {
                     let labels = [kind.as_str(), &s.to_string(), n.as_str()];
@@ -203,13 +202,10 @@ impl Node {
         if cluster.is_some() {
             // peers find this node's shards once the endpoint joins their groups
             let served = Served {
-                features: features.clone(),
-                index: index.clone(),
-                ranker: ranker.clone(),
+                router: Arc::clone(&router),
                 items: catalogue.len(),
                 permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
                 metrics: Arc::clone(&metrics),
-                next_ranker: Arc::new(AtomicUsize::new(0)),
             };
             let slots = PoolSlots::new(1);
             pools.insert(
@@ -354,10 +350,6 @@ fn load_data(
     let catalogue = Arc::new(Catalogue::load(dir)?);
     tracing::info!(items = catalogue.len(), "catalogue loaded");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let build_threads = match config.index.build_threads {
-        0 => cores,
-        n => n,
-    };
     let shards = config.index.shards;
     let mut indexes = Vec::with_capacity(held.len());
     for &s in held {
@@ -370,7 +362,7 @@ fn load_data(
             s,
             shards,
             &config.index,
-            (threads.max(cores), build_threads),
+            (threads.max(cores), config.index_build_threads()),
             &progress,
         )?;
         tracing::info!(

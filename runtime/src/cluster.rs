@@ -195,8 +195,9 @@ const EVICT_AFTER_TIMEOUTS: u64 = 4;
 async fn evict_loop(server: ActorRef<NodeServerMessage>, peers: Arc<Peers>, after: Duration) {
     loop {
         tokio::time::sleep(after / 4).await;
-        let sessions =
-            ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
+        let Some(sessions) = sessions(&server).await else {
+            continue;
+        };
         for s in sessions.values() {
             let Some(silent) = peers.silent_for(s.node_id) else {
                 continue;
@@ -241,8 +242,10 @@ async fn join_loop(
             tracing::debug!(%seed, "seed is this node");
             return;
         }
-        let sessions =
-            ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000).unwrap_or_default();
+        let Some(sessions) = sessions(&server).await else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
         let mut direct = None;
         for s in sessions.values() {
             if is_seed(s, &seed, &addrs).await {
@@ -279,6 +282,19 @@ async fn is_seed(s: &NodeServerSessionInformation, seed: &str, addrs: &[SocketAd
         return false;
     };
     dialled(announced) || resolve(announced).await.iter().any(|a| addrs.contains(a))
+}
+
+/// The node server's open sessions; `None` (logged) when it does not answer within 1 s.
+async fn sessions(
+    server: &ActorRef<NodeServerMessage>,
+) -> Option<HashMap<u64, NodeServerSessionInformation>> {
+    match ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "the cluster node server did not list its sessions");
+            None
+        }
+    }
 }
 
 /// The addresses `host:port` resolves to (none when it does not resolve within 1 s).

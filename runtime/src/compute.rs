@@ -71,9 +71,6 @@ pub enum ComputeError {
     /// The queue is full.
     #[error("compute queue full")]
     Full,
-    /// The pool's threads are gone.
-    #[error("compute pool closed")]
-    Closed,
 }
 
 /// Handle to the pool; cheap to clone.

@@ -18,7 +18,7 @@
 //! - [`placement`]: shard → replica nodes by rendezvous hashing over the member list,
 //!   identical on every node (the cluster's map; no leader).
 //! - [`protocol`]: versioned envelopes and the bincode codec for remote messages, with
-//!   size limits and chunking.
+//!   size limits.
 //! - [`metrics`], [`telemetry`]: the `recd_*` Prometheus registry and JSON logging.
 #![warn(missing_docs, unreachable_pub)]
 

@@ -35,6 +35,13 @@ impl Drop for InFlight {
     }
 }
 
+fn load(p: &Peer) -> (usize, u64) {
+    (
+        p.in_flight.load(Ordering::Relaxed),
+        p.ewma_us.load(Ordering::Relaxed),
+    )
+}
+
 /// A peer as `/cluster` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeerStatus {
@@ -108,9 +115,14 @@ impl Peers {
 
     /// Whether the peer answered a ping within the timeout.
     pub fn is_up(&self, node: u64) -> bool {
+        self.load_if_up(node).is_some()
+    }
+
+    /// The peer's routing sort key ([`Peers::load`]) if it is up, in one lookup.
+    pub fn load_if_up(&self, node: u64) -> Option<(usize, u64)> {
         let p = self.get(node);
         let seen = *p.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        now().saturating_duration_since(seen) <= self.timeout
+        (now().saturating_duration_since(seen) <= self.timeout).then(|| load(&p))
     }
 
     /// Takes an in-flight slot on the peer; `None` when it is at the cap.
@@ -135,11 +147,7 @@ impl Peers {
 
     /// Sort key of a peer for routing: fewer calls in flight first, then lower latency.
     pub fn load(&self, node: u64) -> (usize, u64) {
-        let p = self.get(node);
-        (
-            p.in_flight.load(Ordering::Relaxed),
-            p.ewma_us.load(Ordering::Relaxed),
-        )
+        load(&self.get(node))
     }
 
     /// Every known peer.

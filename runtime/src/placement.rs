@@ -24,6 +24,16 @@ pub enum ShardKind {
     Features,
 }
 
+impl ShardKind {
+    /// The lowercase name used in JSON, metric labels and process-group names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardKind::Index => "index",
+            ShardKind::Features => "features",
+        }
+    }
+}
+
 /// Replica sets per shard: `map[kind][s]` lists member names, preferred first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Placement {

@@ -1,8 +1,7 @@
 //! The wire contract between recd nodes: versioned message envelopes and the codec.
 //!
 //! - [`codec`]: serde + bincode 2 (legacy, bincode-1-compatible layout) with a size
-//!   check before sending and a decode limit for untrusted bytes; large payloads are
-//!   split into chunks and reassembled.
+//!   check before sending and a decode limit for untrusted bytes.
 //!
 //! Every remote message is wrapped in an [`Envelope`] carrying [`PROTOCOL_VERSION`]; a
 //! peer speaking another version is answered with an error, never misread.
@@ -21,14 +20,4 @@ pub struct Envelope<T> {
     pub version: u16,
     /// The message.
     pub body: T,
-}
-
-impl<T> Envelope<T> {
-    /// Wraps `body` with this build's protocol version.
-    pub fn new(body: T) -> Self {
-        Self {
-            version: PROTOCOL_VERSION,
-            body,
-        }
-    }
 }

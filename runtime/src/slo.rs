@@ -43,7 +43,7 @@ impl SloTracker {
         Self {
             targets,
             rings,
-            start: Instant::now(),
+            start: crate::clock::now(),
         }
     }
 

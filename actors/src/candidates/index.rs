@@ -244,8 +244,11 @@ fn snapshot_path(
         MetricConfig::Cos => "cos",
     };
     let scalar = format!("{:?}", cfg.scalar).to_lowercase();
+    // a single-threaded build is reproducible (the same graph on every replica): it is
+    // never confused with, nor replaced by, a parallel one
+    let build = if cfg.build_threads == 1 { "-b1" } else { "" };
     dir.join(format!(
-        "shard{shard}of{shards}-{metric}-{scalar}-M{}-efc{}-{}.usearch",
+        "shard{shard}of{shards}-{metric}-{scalar}-M{}-efc{}{build}-{}.usearch",
         cfg.connectivity,
         cfg.expansion_add,
         cat.fingerprint()

@@ -55,14 +55,7 @@ impl ClusterView {
             let live: Vec<Vec<String>> = (0..sets.len())
                 .map(|s| self.router.live_replicas(*kind, s))
                 .collect();
-            out.insert(
-                serde_json::to_value(kind)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_owned(),
-                serde_json::json!(live),
-            );
+            out.insert(kind.as_str().to_owned(), serde_json::json!(live));
         }
         serde_json::Value::Object(out)
     }
@@ -72,7 +65,7 @@ impl ClusterView {
         self.placement.map.iter().find_map(|(kind, sets)| {
             (0..sets.len())
                 .find(|&s| self.router.live_replicas(*kind, s).is_empty())
-                .map(|s| format!("{kind:?} shard {s}").to_lowercase())
+                .map(|s| format!("{} shard {s}", kind.as_str()))
         })
     }
 }

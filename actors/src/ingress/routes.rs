@@ -85,16 +85,7 @@ impl IngressState {
         let lane_admission = gateway_config
             .lanes
             .iter()
-            .map(|l| {
-                Admission::new(
-                    l.rate_limit_rps,
-                    if l.rate_limit_burst == 0 {
-                        l.rate_limit_rps
-                    } else {
-                        l.rate_limit_burst
-                    },
-                )
-            })
+            .map(|l| Admission::new(l.rate_limit_rps, l.rate_limit_burst))
             .collect();
         let slo = SloTracker::new(
             gateway_config

@@ -4,7 +4,6 @@
 
 use super::{PipelineCtx, Work};
 use crate::candidates::index::{merge, Candidate};
-use crate::features::profile::Profile;
 use crate::features::shard_of;
 use crate::ranker::actor::ScoreRequest;
 use recd_runtime::compute::Priority;
@@ -47,11 +46,10 @@ pub(super) async fn fetch_profiles(
                 (s, r)
             }
         });
-    for (s, result) in futures_util::future::join_all(calls).await {
-        let idx = &by_shard[s];
-        let profiles = result.filter(|p: &Vec<Option<Arc<Profile>>>| p.len() == idx.len());
-        for (n, &i) in idx.iter().enumerate() {
-            match profiles.as_ref().and_then(|p| p[n].clone()) {
+    // the router answers one profile per user asked (or nothing)
+    for (s, profiles) in futures_util::future::join_all(calls).await {
+        for (n, &i) in by_shard[s].iter().enumerate() {
+            match profiles.as_ref().and_then(|p| p.get(n).cloned().flatten()) {
                 Some(p) => work[i].profile = p,
                 None => work[i].degraded.push("features"),
             }

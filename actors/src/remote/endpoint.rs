@@ -5,11 +5,11 @@
 //! answered `overloaded` at once). Bytes that do not decode are counted
 //! (`recd_remote_served_total{outcome="malformed"}`) and answered with an error.
 
+use super::router::Router;
 use super::wire::{
     candidates_to_wire, deadline_from_wire, shard_group, Reply, Request, WireProfile,
     ENDPOINT_GROUP, MAX_BATCH, RANKER_GROUP,
 };
-use super::LocalShards;
 use crate::candidates::shard::IndexShardMessage;
 use crate::data::DIM;
 use crate::features::profile::Profile;
@@ -21,9 +21,8 @@ use ractor_cluster::RactorClusterMessage;
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::placement::ShardKind;
-use recd_runtime::pool::{PoolSlots, WorkerFactory};
+use recd_runtime::pool::WorkerFactory;
 use recd_runtime::protocol::codec::{decode, encode};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -58,20 +57,14 @@ const MAX_SEARCH_RESULTS: usize = 500_000;
 /// What the endpoint serves from, and its start arguments (a pool of one).
 #[derive(Clone)]
 pub struct Served {
-    /// Feature shards held here.
-    pub features: LocalShards<FeatureShardMessage>,
-    /// Index shards held here.
-    pub index: LocalShards<IndexShardMessage>,
-    /// The ranker pool, when this node runs rankers.
-    pub ranker: Option<Arc<PoolSlots<RankerMessage>>>,
+    /// This node's shards and rankers (the same the local pipeline calls).
+    pub router: Arc<Router>,
     /// Items in the catalogue (candidate ids must be below).
     pub items: usize,
     /// Calls served at once.
     pub permits: Arc<Semaphore>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
-    /// Round-robin over the ranker pool.
-    pub next_ranker: Arc<AtomicUsize>,
 }
 
 /// The endpoint actor.
@@ -95,10 +88,10 @@ impl Actor for Endpoint {
         served: Served,
     ) -> Result<Arc<Served>, ActorProcessingErr> {
         let mut groups = vec![ENDPOINT_GROUP.to_owned()];
-        groups.extend((served.index.held().iter()).map(|&s| shard_group(ShardKind::Index, s)));
-        groups
-            .extend((served.features.held().iter()).map(|&s| shard_group(ShardKind::Features, s)));
-        if served.ranker.is_some() {
+        let r = &served.router;
+        groups.extend((r.index.held().iter()).map(|&s| shard_group(ShardKind::Index, s)));
+        groups.extend((r.features.held().iter()).map(|&s| shard_group(ShardKind::Features, s)));
+        if r.ranker.is_some() {
             groups.push(RANKER_GROUP.to_owned());
         }
         for g in groups {
@@ -132,9 +125,13 @@ impl Actor for Endpoint {
     }
 }
 
+/// The reply's bytes; a reply too large for a frame is answered with that error.
 fn encoded(reply: &Reply) -> Frame {
-    let bytes = encode(reply).or_else(|e| encode(&Reply::error("internal", e.to_string())));
-    Frame(bytes.unwrap_or_default())
+    let bytes = encode(reply).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "remote reply not encodable");
+        encode(&Reply::error("internal", e.to_string())).expect("a short error encodes")
+    });
+    Frame(bytes)
 }
 
 fn bad(message: impl Into<String>) -> Reply {
@@ -207,14 +204,14 @@ impl Served {
         }
         if let Some((u, _)) = users
             .iter()
-            .find(|(u, _)| u.len() > MAX_USER_ID || shard_of(u, self.features.total()) != s)
+            .find(|(u, _)| u.len() > MAX_USER_ID || shard_of(u, self.router.features.total()) != s)
         {
             return bad(format!(
                 "user {:?} is not owned by feature shard {s}",
                 truncate(u)
             ));
         }
-        let Some(actor) = self.features.get(s) else {
+        let Some(actor) = self.router.features.get(s) else {
             return Reply::error(
                 "unavailable",
                 format!("feature shard {s} is not held or not live here"),
@@ -264,7 +261,7 @@ impl Served {
         if !queries.iter().all(|x| x.is_finite()) {
             return bad("a query has a non-finite value");
         }
-        let Some(actor) = self.index.get(s) else {
+        let Some(actor) = self.router.index.get(s) else {
             return Reply::error(
                 "unavailable",
                 format!("index shard {s} is not held or not live here"),
@@ -313,8 +310,7 @@ impl Served {
                 candidates,
             });
         }
-        let hint = self.next_ranker.fetch_add(1, Ordering::Relaxed);
-        let Some(actor) = self.ranker.as_ref().and_then(|r| r.pick(hint)) else {
+        let Some(actor) = self.router.local_ranker() else {
             return Reply::error("unavailable", "no live ranker here");
         };
         let priority = Priority {
@@ -359,16 +355,30 @@ fn truncate(s: &str) -> &str {
 mod tests {
     use super::*;
     use crate::data::FEAT_DIM;
+    use crate::remote::router::Remote;
+    use crate::remote::LocalShards;
 
+    /// An endpoint of a node that holds no shard and runs no ranker.
     fn served(metrics: &Arc<Metrics>) -> Served {
+        let membership = recd_runtime::cluster::Membership::new("recd-0".into());
+        let remote = Remote {
+            membership,
+            peers: recd_runtime::peers::Peers::new(Duration::from_secs(1), 1),
+            clustered: false,
+            hedge_delay: None,
+        };
+        let router = Router::new(
+            LocalShards::new(Vec::new(), 2),
+            LocalShards::new(Vec::new(), 2),
+            None,
+            remote,
+            Arc::clone(metrics),
+        );
         Served {
-            features: LocalShards::new(Vec::new(), 2),
-            index: LocalShards::new(Vec::new(), 2),
-            ranker: None,
+            router: Arc::new(router),
             items: 100,
             permits: Arc::new(Semaphore::new(4)),
             metrics: Arc::clone(metrics),
-            next_ranker: Arc::default(),
         }
     }
 

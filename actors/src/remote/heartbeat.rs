@@ -141,15 +141,12 @@ fn refresh_gauges(a: &HeartbeatArgs) {
         }
     }
     let (index, features) = a.shards;
-    for (kind, label, n) in [
-        (ShardKind::Index, "index", index),
-        (ShardKind::Features, "features", features),
-    ] {
+    for (kind, n) in [(ShardKind::Index, index), (ShardKind::Features, features)] {
         for s in 0..n {
             let live = a.router.live_replicas(kind, s).len() as i64;
             a.metrics
                 .shard_live_replicas
-                .with_label_values(&[label, &s.to_string()])
+                .with_label_values(&[kind.as_str(), &s.to_string()])
                 .set(live);
         }
     }

@@ -92,6 +92,9 @@ pub struct Router {
     membership: Arc<Membership>,
     peers: Arc<Peers>,
     clustered: bool,
+    /// Process-group names per shard, `[features, index]` (built once, not per call).
+    groups: [Vec<String>; 2],
+    ranker_group: String,
     hedge_delay: Option<Duration>,
     latency: [Mutex<Latency>; 3],
     metrics: Arc<Metrics>,
@@ -126,7 +129,14 @@ impl Router {
         remote: Remote,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let groups = |kind, n| (0..n).map(|s| shard_group(kind, s)).collect();
+        let groups = [
+            groups(ShardKind::Features, features.total()),
+            groups(ShardKind::Index, index.total()),
+        ];
         Self {
+            groups,
+            ranker_group: RANKER_GROUP.to_owned(),
             features,
             index,
             ranker,
@@ -176,9 +186,9 @@ impl Router {
             ),
             _ => None,
         };
-        let group = shard_group(ShardKind::Features, s);
+        let group = self.group(ShardKind::Features, s);
         let out = self
-            .route(Kind::Features, local, &group, request, parse, timeout)
+            .route(Kind::Features, local, group, request, parse, timeout)
             .await;
         out.filter(|p: &Vec<_>| p.len() == n)
     }
@@ -218,9 +228,9 @@ impl Router {
             Reply::Candidates(c) => Some(candidates_from_wire(c)),
             _ => None,
         };
-        let group = shard_group(ShardKind::Index, s);
+        let group = self.group(ShardKind::Index, s);
         let out = self
-            .route(Kind::Index, local, &group, request, parse, timeout)
+            .route(Kind::Index, local, group, request, parse, timeout)
             .await;
         out.filter(|lists: &Vec<_>| lists.len() == n)
     }
@@ -232,21 +242,16 @@ impl Router {
         priority: Priority,
         timeout: Duration,
     ) -> Option<Vec<Vec<f32>>> {
-        let hint = self.next_ranker.fetch_add(1, Ordering::Relaxed);
         let n = requests.len();
-        let local = self
-            .ranker
-            .as_ref()
-            .and_then(|r| r.pick(hint))
-            .map(|actor| {
-                let requests = Arc::clone(&requests);
-                let msg = move |reply| RankerMessage::Score {
-                    requests,
-                    priority,
-                    reply,
-                };
-                local_call(actor, msg, timeout, Result::ok)
-            });
+        let local = self.local_ranker().map(|actor| {
+            let requests = Arc::clone(&requests);
+            let msg = move |reply| RankerMessage::Score {
+                requests,
+                priority,
+                reply,
+            };
+            local_call(actor, msg, timeout, Result::ok)
+        });
         let request = || {
             let (lane, budget_us) = priority_to_wire(priority);
             Request::Score {
@@ -262,7 +267,14 @@ impl Router {
             _ => None,
         };
         let out = self
-            .route(Kind::Ranker, local, RANKER_GROUP, request, parse, timeout)
+            .route(
+                Kind::Ranker,
+                local,
+                &self.ranker_group,
+                request,
+                parse,
+                timeout,
+            )
             .await;
         out.filter(|s: &Vec<Vec<f32>>| {
             s.len() == n
@@ -270,6 +282,12 @@ impl Router {
                     .zip(requests.iter())
                     .all(|(s, r)| s.len() == r.candidates.len())
         })
+    }
+
+    /// A live ranker of this node, round-robin; `None` without the role or a live one.
+    pub fn local_ranker(&self) -> Option<ActorRef<RankerMessage>> {
+        let hint = self.next_ranker.fetch_add(1, Ordering::Relaxed);
+        self.ranker.as_ref()?.pick(hint)
     }
 
     /// Names of the members serving shard `s` of `kind` now: this node if it holds a live
@@ -283,7 +301,7 @@ impl Router {
             .then(|| self.membership.me().to_owned())
             .into_iter()
             .chain(
-                self.remote_replicas(&shard_group(kind, s))
+                self.remote_replicas(self.group(kind, s))
                     .into_iter()
                     .filter_map(|(_, node)| self.membership.name_of(node)),
             )
@@ -293,23 +311,31 @@ impl Router {
         names
     }
 
+    /// The process group of shard `s` of `kind` (`s` < that kind's shard count).
+    fn group(&self, kind: ShardKind, s: usize) -> &String {
+        let i = match kind {
+            ShardKind::Features => 0,
+            ShardKind::Index => 1,
+        };
+        &self.groups[i][s]
+    }
+
     /// Endpoints of `group` on peers that are up, least loaded first.
-    fn remote_replicas(&self, group: &str) -> Vec<(ActorRef<EndpointMessage>, u64)> {
+    fn remote_replicas(&self, group: &String) -> Vec<(ActorRef<EndpointMessage>, u64)> {
         if !self.clustered {
             return Vec::new();
         }
-        let mut found: Vec<(ActorRef<EndpointMessage>, u64)> =
-            ractor::pg::get_members(&group.to_owned())
-                .into_iter()
-                .filter(|c| !c.get_id().is_local())
-                .map(|c| {
-                    let node = c.get_id().node();
-                    (ActorRef::from(c), node)
-                })
-                .filter(|(_, node)| self.peers.is_up(*node))
-                .collect();
-        found.sort_by_key(|(_, node)| self.peers.load(*node));
-        found
+        let mut found: Vec<_> = ractor::pg::get_members(group)
+            .into_iter()
+            .filter(|c| !c.get_id().is_local())
+            .filter_map(|c| {
+                let node = c.get_id().node();
+                let load = self.peers.load_if_up(node)?;
+                Some((load, ActorRef::from(c), node))
+            })
+            .collect();
+        found.sort_by_key(|(load, _, _)| *load);
+        found.into_iter().map(|(_, a, n)| (a, n)).collect()
     }
 
     fn hedge_delay(&self, kind: Kind, timeout: Duration) -> Duration {
@@ -319,44 +345,47 @@ impl Router {
             .clamp(Duration::from_millis(1), timeout)
     }
 
+    /// Tries the replicas in order (local first) until one answers, all within
+    /// `timeout` from now: a failed attempt moves on at once, a slow one is hedged.
     async fn route<'a, T: Send + 'a>(
         &'a self,
         kind: Kind,
         local: Option<Attempt<'a, T>>,
-        group: &str,
+        group: &String,
         request: impl FnOnce() -> Request,
         parse: impl Fn(Reply) -> Option<T> + Copy + Send + 'a,
         timeout: Duration,
     ) -> Option<T> {
-        let remotes = self.remote_replicas(group);
-        let bytes = if remotes.is_empty() {
-            None
-        } else {
-            match encode(&request()) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    tracing::warn!(kind = kind.label(), error = %e, "remote call not encodable");
-                    None
-                }
-            }
-        };
+        let give_up = now() + timeout;
         let mut queue: VecDeque<Replica<'a, T>> = local.map(Replica::Local).into_iter().collect();
-        if bytes.is_some() {
-            queue.extend(remotes.into_iter().map(|(a, n)| Replica::Remote(a, n)));
-        }
-        let mut pending = FuturesUnordered::new();
-        let launch = |pending: &mut FuturesUnordered<Attempt<'a, T>>, queue: &mut VecDeque<_>| {
+        queue.extend((self.remote_replicas(group).into_iter()).map(|(a, n)| Replica::Remote(a, n)));
+        // encoded when the first remote replica is tried: a local answer needs no bytes
+        let mut request = Some(request);
+        let mut bytes: Option<Vec<u8>> = None;
+        let mut launch = |pending: &mut FuturesUnordered<Attempt<'a, T>>,
+                          queue: &mut VecDeque<Replica<'a, T>>| {
             while let Some(replica) = queue.pop_front() {
                 let attempt = match replica {
                     Replica::Local(f) => f,
                     Replica::Remote(actor, node) => {
+                        if let Some(make) = request.take() {
+                            match encode(&make()) {
+                                Ok(b) => bytes = Some(b),
+                                Err(e) => {
+                                    tracing::warn!(kind = kind.label(), error = %e, "remote call not encodable")
+                                }
+                            }
+                        }
+                        let Some(bytes) = bytes.clone() else {
+                            continue;
+                        };
                         let Some(guard) = self.peers.try_acquire(node) else {
                             self.count(kind, "saturated");
                             continue;
                         };
-                        let bytes = bytes.clone().unwrap_or_default();
+                        let left = give_up.saturating_duration_since(now());
                         timed(async move {
-                            let reply = self.call_remote(kind, actor, node, bytes, timeout).await;
+                            let reply = self.call_remote(kind, actor, node, bytes, left).await;
                             drop(guard);
                             reply.and_then(parse)
                         })
@@ -367,9 +396,11 @@ impl Router {
             }
             false
         };
+        let mut pending = FuturesUnordered::new();
         if !launch(&mut pending, &mut queue) {
             return None;
         }
+        let give_up_at = tokio::time::Instant::from_std(give_up);
         loop {
             let hedge = self.hedge_delay(kind, timeout);
             let can_hedge = !queue.is_empty();
@@ -393,6 +424,7 @@ impl Router {
                         self.metrics.remote_hedges.with_label_values(&[kind.label()]).inc();
                     }
                 }
+                _ = tokio::time::sleep_until(give_up_at) => return None,
             }
         }
     }

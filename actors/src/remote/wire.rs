@@ -23,10 +23,7 @@ pub const RANKER_GROUP: &str = "recd.ranker";
 
 /// Group of the endpoints that serve shard `s` of `kind`.
 pub fn shard_group(kind: ShardKind, s: usize) -> String {
-    match kind {
-        ShardKind::Index => format!("recd.index.{s}"),
-        ShardKind::Features => format!("recd.features.{s}"),
-    }
+    format!("recd.{}.{s}", kind.as_str())
 }
 
 /// A call to another node.

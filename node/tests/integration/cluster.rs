@@ -313,6 +313,11 @@ async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_surviv
         cluster_view(&client, &intruder).await.map(|_| ())
     })
     .await;
+    // it shares recd-2's name, so the members' count alone would not see it join: its own
+    // view must stay alone, and the members must see no fourth peer session
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let alone = cluster_view(&client, &intruder).await.unwrap();
+    assert_eq!(names(&alone["members"]), ["recd-2"], "{alone}");
     for _ in 0..20 {
         let v = cluster_view(&client, &nodes[0]).await.unwrap();
         assert_eq!(names(&v["members"]).len(), 3, "{v}");

@@ -439,6 +439,14 @@ impl Config {
         Ok(())
     }
 
+    /// Threads that build an index shard: `index.build_threads`, or one per core for 0.
+    pub fn index_build_threads(&self) -> usize {
+        match self.index.build_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Items each index shard is asked for: ceil(factor · candidates / shards), at most
     /// `candidates`.
     pub fn per_shard_k(&self) -> usize {

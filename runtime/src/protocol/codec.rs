@@ -4,13 +4,14 @@
 //!
 //! Sizes are checked on both sides: a message larger than [`MAX_FRAME`] is refused
 //! before it is sent (one oversized frame would drop the whole ractor_cluster session),
-//! and decoding never allocates more than [`MAX_FRAME`] whatever a peer claims. Payloads
-//! that may be larger (index snapshots) go through [`chunk`] and [`Reassembler`].
+//! and decoding never allocates more than [`MAX_FRAME`] whatever a peer claims. Every
+//! message recd sends is one micro-batch's worth (≤ `MAX_BATCH` rows, far below the
+//! frame); nothing larger crosses the wire yet, so there is no chunking.
 
 use super::{Envelope, PROTOCOL_VERSION};
 use bincode::config::{self, Config};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Largest encoded message: well under ractor_cluster's 16 MiB inbound frame cap,
 /// leaving room for its envelope.
@@ -83,115 +84,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         )));
     }
     Ok(envelope.body)
-}
-
-/// One piece of a large payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chunk {
-    /// Identifies the payload the chunk belongs to.
-    pub transfer: u64,
-    /// Position of this chunk.
-    pub index: u32,
-    /// Number of chunks in the payload.
-    pub total: u32,
-    /// The bytes.
-    pub data: Vec<u8>,
-}
-
-/// Smallest chunk `chunk` produces (except the last): bounds the chunk count a
-/// reassembler accepts.
-pub const MIN_CHUNK: usize = 1024;
-
-/// Splits `payload` into chunks of at most `max` (at least [`MIN_CHUNK`]) bytes of data.
-pub fn chunk(transfer: u64, payload: &[u8], max: usize) -> Vec<Chunk> {
-    let max = max.max(MIN_CHUNK);
-    let total = payload.len().div_ceil(max).max(1) as u32;
-    if payload.is_empty() {
-        return vec![Chunk {
-            transfer,
-            index: 0,
-            total,
-            data: Vec::new(),
-        }];
-    }
-    payload
-        .chunks(max)
-        .enumerate()
-        .map(|(i, d)| Chunk {
-            transfer,
-            index: i as u32,
-            total,
-            data: d.to_vec(),
-        })
-        .collect()
-}
-
-/// Rebuilds a payload from its chunks, arriving in any order, with a size cap.
-pub struct Reassembler {
-    transfer: u64,
-    parts: Vec<Option<Vec<u8>>>,
-    received: usize,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl Reassembler {
-    /// Expects chunks of `transfer`; refuses payloads over `max_bytes`.
-    pub fn new(transfer: u64, max_bytes: usize) -> Self {
-        Self {
-            transfer,
-            parts: Vec::new(),
-            received: 0,
-            bytes: 0,
-            max_bytes,
-        }
-    }
-
-    /// Adds a chunk; returns the payload once every chunk has arrived.
-    pub fn push(&mut self, c: Chunk) -> Result<Option<Vec<u8>>, CodecError> {
-        let bad = |m: &str| Err(CodecError::Malformed(m.to_owned()));
-        if c.transfer != self.transfer {
-            return bad("chunk of another transfer");
-        }
-        if c.total == 0 || (!self.parts.is_empty() && c.total as usize != self.parts.len()) {
-            return bad("inconsistent chunk count");
-        }
-        if self.received > 0 && self.received == self.parts.len() {
-            return bad("transfer already complete");
-        }
-        if self.parts.is_empty() {
-            // every chunk but the last carries data: more chunks than bytes allowed is a lie
-            if c.total as usize > self.max_bytes.max(1) / MIN_CHUNK + 1 {
-                return bad("more chunks than the size cap allows");
-            }
-            self.parts = vec![None; c.total as usize];
-        }
-        let slot = self
-            .parts
-            .get_mut(c.index as usize)
-            .ok_or_else(|| CodecError::Malformed("chunk index out of range".into()))?;
-        if slot.is_some() {
-            return bad("duplicate chunk");
-        }
-        self.bytes += c.data.len();
-        if self.bytes > self.max_bytes {
-            return Err(CodecError::TooLarge {
-                size: self.bytes,
-                max: self.max_bytes,
-            });
-        }
-        *slot = Some(c.data);
-        self.received += 1;
-        if self.received < self.parts.len() {
-            return Ok(None);
-        }
-        Ok(Some(
-            self.parts
-                .iter_mut()
-                .flat_map(|p| p.take().unwrap_or_default())
-                .collect(),
-        ))
-    }
 }
 
 #[cfg(test)]
