@@ -25,8 +25,8 @@
 //! are dropped at dispatch.
 
 use crate::pipeline::PipelineMessage;
-use crate::request::PendingRequest;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use crate::request::{BatchDone, PendingRequest};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef};
 use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
 use recd_runtime::config::{BatchingMode, GatewayConfig};
 use recd_runtime::lanes::{LaneQueues, LaneSaturation, Offer};
@@ -47,20 +47,30 @@ pub enum GatewayMessage {
     Submit(PendingRequest),
     /// A batching timer fired.
     Flush,
-    /// Pipeline worker `worker` finished a batch of `size` requests in `took`.
-    BatchDone {
-        /// Slot of the worker.
-        worker: usize,
-        /// Requests in the batch.
-        size: usize,
-        /// Time the pipeline spent on it.
-        took: Duration,
-    },
+    /// A pipeline worker finished a batch.
+    BatchDone(BatchDone),
 }
 
 // Local messages only (ractor's cluster feature needs every message type to opt in;
 // the remote ones carry a serialised form)
 impl ractor::Message for GatewayMessage {}
+
+// the pipeline holds a port of just this message (`DerivedActorRef<BatchDone>`)
+impl From<BatchDone> for GatewayMessage {
+    fn from(done: BatchDone) -> Self {
+        GatewayMessage::BatchDone(done)
+    }
+}
+
+impl TryFrom<GatewayMessage> for BatchDone {
+    type Error = ();
+    fn try_from(m: GatewayMessage) -> Result<Self, ()> {
+        match m {
+            GatewayMessage::BatchDone(done) => Ok(done),
+            _ => Err(()),
+        }
+    }
+}
 
 /// Start arguments of the gateway (and its pool factory: a pool of one, so the gateway is
 /// supervised and restarted like every stage).
@@ -92,6 +102,8 @@ pub struct GatewayState {
     /// Per-lane metric handles, resolved once: these are touched on every request.
     depth: Vec<prometheus::IntGauge>,
     wait: Vec<prometheus::Histogram>,
+    /// The port pipeline workers report finished batches to.
+    done: DerivedActorRef<BatchDone>,
 }
 
 impl Actor for Gateway {
@@ -101,7 +113,7 @@ impl Actor for Gateway {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: GatewayArgs,
     ) -> Result<GatewayState, ActorProcessingErr> {
         let c = &args.config;
@@ -128,6 +140,7 @@ impl Actor for Gateway {
             .map(|n| args.metrics.queue_wait.with_label_values(&[n]))
             .collect();
         Ok(GatewayState {
+            done: myself.get_derived(),
             depth,
             wait,
             busy: vec![None; args.workers.len()],
@@ -149,9 +162,7 @@ impl Actor for Gateway {
         match msg {
             GatewayMessage::Submit(req) => state.submit(req, now),
             GatewayMessage::Flush => state.flush_at = None,
-            GatewayMessage::BatchDone { worker, size, took } => {
-                state.batch_done(worker, size, took)
-            }
+            GatewayMessage::BatchDone(done) => state.batch_done(done),
         }
         state.dispatch(&myself, now);
         Ok(())
@@ -207,7 +218,7 @@ impl GatewayState {
         }
     }
 
-    fn batch_done(&mut self, worker: usize, size: usize, took: Duration) {
+    fn batch_done(&mut self, BatchDone { worker, size, took }: BatchDone) {
         if let Some(b) = self.busy.get_mut(worker) {
             *b = None;
         }
@@ -299,7 +310,7 @@ impl GatewayState {
                 batch: requests,
                 dispatched: now,
                 worker: slot,
-                gateway: myself.clone(),
+                done: self.done.clone(),
             };
             match worker.cast(run) {
                 Ok(()) => self.busy[slot] = Some(worker.get_id()),

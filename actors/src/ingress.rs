@@ -2,20 +2,26 @@
 //! `PendingRequest`s for the gateway.
 //!
 //! ```text
-//! client ──HTTP──► routes::recommend ── validate, admit (token bucket) ──► Gateway
-//!                        ▲                                                  │
-//!                        └──────────── oneshot reply (or 504 at deadline) ◄─┘
+//! client ──HTTP──► routes ──► recommend: parse (validate, admit) ─ submit ──► Gateway
+//!                                  ▲                                        │
+//!                                  └── answer: oneshot reply (or 504) ◄─────┘
+//!                     └──► ops: /readyz /metrics /cluster /admin/fault
 //! ```
+//!
+//! - [`state`]: what the handlers share, and [`state::Refusal`], every refusal's JSON.
+//! - [`recommend`]: `/recommend`. [`ops`]: the operator routes. [`routes`]: the table.
 //!
 //! The listener runs as a task the actor starts in `pre_start` and shuts down
 //! gracefully in `post_stop` (in-flight requests finish). Until the node marks itself
 //! ready (`Serving` set), `/recommend` and `/readyz` answer 503.
 
 pub mod ops;
+mod recommend;
 pub mod routes;
+pub mod state;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use routes::IngressState;
+use state::IngressState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

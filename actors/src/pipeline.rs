@@ -19,13 +19,13 @@ pub mod ladder;
 mod stages;
 
 use crate::data::{dot, Catalogue};
-use crate::features::profile::{Profile, ProfileSource};
-use crate::gateway::GatewayMessage;
+use crate::features::profile::ProfileSource;
 use crate::ranker::model::top_k;
 use crate::remote::router::Router;
-use crate::request::{Answer, PendingRequest, StageTimings};
+use crate::request::{Answer, BatchDone, PendingRequest, StageTimings};
+use crate::types::Profile;
 use ladder::{RankPlan, StageModels};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use recd_runtime::api::{RecommendResponse, ScoredItem};
 use recd_runtime::clock::now;
 use recd_runtime::compute::Priority;
@@ -45,8 +45,8 @@ pub enum PipelineMessage {
         dispatched: Instant,
         /// This worker's slot (echoed in `BatchDone`).
         worker: usize,
-        /// Who to tell when the batch is done.
-        gateway: ActorRef<GatewayMessage>,
+        /// Who to tell when the batch is done (the gateway, through a port of just that).
+        done: DerivedActorRef<BatchDone>,
     },
 }
 
@@ -129,7 +129,7 @@ impl WorkerFactory for PipelineArgs {
 /// Tells the gateway the worker is free again (with the batch's size and time, for its
 /// service-time model), also when the batch panics.
 struct DoneGuard {
-    gateway: ActorRef<GatewayMessage>,
+    done: DerivedActorRef<BatchDone>,
     worker: usize,
     /// Requests the pipeline actually processed (0 until the batch completes): the
     /// gateway's batch-time model must not learn from batches that did no work.
@@ -142,7 +142,7 @@ impl Drop for DoneGuard {
     fn drop(&mut self) {
         self.metrics.batches_in_flight.dec();
         let took = now().saturating_duration_since(self.started);
-        let _ = self.gateway.cast(GatewayMessage::BatchDone {
+        let _ = self.done.send_message(BatchDone {
             worker: self.worker,
             size: self.size,
             took,
@@ -173,11 +173,11 @@ impl Actor for PipelineWorker {
             batch,
             dispatched,
             worker,
-            gateway,
+            done,
         } = msg;
         ctx.metrics.batches_in_flight.inc();
         let mut done = DoneGuard {
-            gateway,
+            done,
             worker,
             size: 0,
             started: now(),
@@ -242,7 +242,7 @@ pub async fn run_batch(
         .models()
         .fetch_features(remaining(), b, cands, truncate_to);
     let timeout = cut(ctx.settings.features_timeout, remaining());
-    stages::fetch_profiles(ctx, &mut work, fetch, earliest, timeout).await;
+    stages::fetch_profiles(ctx, &mut work, fetch, priority, timeout).await;
     if fetch {
         ctx.models().features.observe(b, t.elapsed_since());
     }

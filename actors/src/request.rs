@@ -39,6 +39,18 @@ impl PendingRequest {
     }
 }
 
+/// What a pipeline worker tells the gateway when a batch is done (also when it panicked):
+/// the worker is free again, and the batch's size and time feed the service-time model.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchDone {
+    /// Slot of the worker.
+    pub worker: usize,
+    /// Requests that went through the whole pipeline (0 if the batch did no work).
+    pub size: usize,
+    /// Time the pipeline spent on it.
+    pub took: Duration,
+}
+
 /// A successful answer with its stage timings.
 #[derive(Debug)]
 pub struct Answer {

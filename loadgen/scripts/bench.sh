@@ -6,7 +6,7 @@
 #   BENCH_ITEMS=1000000 make bench  # the large set
 #
 # Knobs: BENCH_ITEMS, BENCH_DATA (data folder), BENCH_OUT (raw results), BENCH_STEP
-# (seconds per sweep step), BENCH_PORT, RECD_WORKLOAD_DIR (folder of gen_data.py).
+# (seconds per sweep step), BENCH_PORT, RECD_GEN_DATA (the data generator, default tools/workload/gen_data.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

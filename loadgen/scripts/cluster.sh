@@ -11,7 +11,7 @@
 #
 # Load goes round-robin to the cluster's three ingress nodes (as a Service would).
 # Results: $OUT/cluster/{sweep,fixed}-{single,three}/summary.json, $OUT/cluster/result.txt
-# Env: BENCH_ITEMS, BENCH_DATA, BENCH_OUT, BENCH_STEP, CLUSTER_RATE, RECD_WORKLOAD_DIR.
+# Env: BENCH_ITEMS, BENCH_DATA, BENCH_OUT, BENCH_STEP, CLUSTER_RATE, RECD_GEN_DATA.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh

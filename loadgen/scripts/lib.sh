@@ -7,7 +7,7 @@ ITEMS=${BENCH_ITEMS:-200000}
 DATA=${BENCH_DATA:-/tmp/recd-bench/data-$ITEMS}
 OUT=${BENCH_OUT:-/tmp/recd-bench/out-$ITEMS}
 PORT=${BENCH_PORT:-18080}
-WORKLOAD=${RECD_WORKLOAD_DIR:-../shared/workload}
+GEN_DATA=${RECD_GEN_DATA:-tools/workload/gen_data.py}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release"
 NODE=""
@@ -15,8 +15,8 @@ NODE=""
 cargo build --release -p recd-node -p recd-loadgen
 mkdir -p "$OUT"
 if [ ! -f "$DATA/meta.json" ]; then
-  python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
-  python3 "$WORKLOAD/gen_data.py" --n "$ITEMS" --out "$DATA"
+  python3 -c "import numpy" 2>/dev/null || python3 -m pip install --quiet -r tools/workload/requirements.txt
+  python3 "$GEN_DATA" --n "$ITEMS" --out "$DATA"
 fi
 
 stop_node() {

@@ -11,20 +11,22 @@
 //! ready → HTTP drained → gateway → pipeline → heartbeat, endpoint (leaving the groups)
 //! → shard pools → the cluster.
 //!
-//! Supervision tree (each pool restarts its workers, see `recd_runtime::pool`):
+//! Supervision tree (each pool restarts its workers, see `recd_runtime::pool`; the root
+//! marks the node unhealthy when one of its children dies, `recd_runtime::pool::root`):
 //! ```text
-//! node ─┬─ Ingress            (HTTP listener task; every node, for probes and /cluster)
-//!       ├─ PoolSupervisor("gateway")   ── Gateway × 1            (ingress role)
-//!       ├─ PoolSupervisor("pipeline")  ── PipelineWorker × n     (ingress role)
-//!       ├─ PoolSupervisor("heartbeat") ── Heartbeat × 1          (in a cluster)
-//!       ├─ PoolSupervisor("endpoint")  ── Endpoint × 1           (in a cluster)
-//!       ├─ PoolSupervisor("features")  ── FeatureShard × shards placed here
-//!       ├─ PoolSupervisor("index")     ── IndexShard × shards placed here
-//!       └─ PoolSupervisor("ranker")    ── Ranker × ranker.workers (ranker role)
+//! RootSupervisor ─┬─ Ingress   (HTTP listener task; every node, for probes and /cluster)
+//!                 ├─ PoolSupervisor("gateway")   ── Gateway × 1            (ingress role)
+//!                 ├─ PoolSupervisor("pipeline")  ── PipelineWorker × n     (ingress role)
+//!                 ├─ PoolSupervisor("heartbeat") ── Heartbeat × 1          (in a cluster)
+//!                 ├─ PoolSupervisor("endpoint")  ── Endpoint × 1           (in a cluster)
+//!                 ├─ PoolSupervisor("features")  ── FeatureShard × shards placed here
+//!                 ├─ PoolSupervisor("index")     ── IndexShard × shards placed here
+//!                 └─ PoolSupervisor("ranker")    ── Ranker × ranker.workers (ranker role)
 //! ```
 
 pub mod commands;
 mod node;
+mod roles;
 
 pub use node::Node;
 

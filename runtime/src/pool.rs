@@ -9,6 +9,8 @@
 //!   more than `max_restarts` in `window`: the slot stays empty (logged, gauge drops)
 //! ```
 //!
+//! Every pool supervisor is linked to the node's [`root::RootSupervisor`].
+//!
 //! Routers read slots without touching the supervisor; a call to an empty slot or to a
 //! worker that dies mid-call fails, and the caller falls back.
 
@@ -275,6 +277,8 @@ fn schedule_restart<F: WorkerFactory>(
     history.push_back(now);
     myself.send_after(delay, move || PoolMessage::Restart { slot });
 }
+
+pub mod root;
 
 #[cfg(test)]
 mod tests;

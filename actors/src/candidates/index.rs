@@ -2,6 +2,7 @@
 //! per-shard results.
 
 use crate::data::{Catalogue, DIM};
+use crate::types::Candidate;
 use anyhow::{ensure, Context};
 use recd_runtime::config::{IndexConfig, MetricConfig, ScalarKindConfig};
 use std::path::{Path, PathBuf};
@@ -9,15 +10,6 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 /// Scale of recd's own f32 → i8 quantisation (usearch's truncates; see USEARCH-NOTES).
 const I8_SCALE: f32 = 127.0 / 0.75;
-
-/// A candidate from a shard: item id and distance (smaller is closer).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    /// Global item id.
-    pub id: u64,
-    /// Index distance (for inner product: 1 − ⟨q, x⟩ on f32/f16).
-    pub distance: f32,
-}
 
 /// One index shard.
 pub struct ShardIndex {

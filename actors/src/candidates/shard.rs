@@ -3,7 +3,8 @@
 //! so the actor's mailbox never waits behind ANN work; a full compute queue is answered
 //! at once with `Overloaded`.
 
-use super::index::{Candidate, ShardIndex};
+use super::index::ShardIndex;
+use crate::types::Candidate;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;

@@ -2,6 +2,7 @@
 //! synthetic workload and the default profile (seed 0) for unknown users.
 
 use crate::data::{DIM, FEAT_DIM, N_CENTERS};
+use crate::types::Profile;
 use std::sync::Arc;
 
 const USER_NOISE: f64 = 0.15;
@@ -21,17 +22,6 @@ pub fn is_known_user(id: &str) -> bool {
         }
         [] => false,
     }
-}
-
-/// A user's features: what the ranker and the ANN query need.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
-    /// L2-normalised user embedding.
-    pub emb: [f32; DIM],
-    /// Dense user features.
-    pub feats: [f32; FEAT_DIM],
-    /// False for the default profile of an unknown id.
-    pub known: bool,
 }
 
 /// Derives profiles from the mixture centres.

@@ -8,7 +8,8 @@
 //! in which case the answer is `None` and the caller uses the default profile.
 
 use super::cache::TtlCache;
-use super::profile::{Profile, ProfileSource};
+use super::profile::ProfileSource;
+use crate::types::Profile;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::WorkerFactory;

@@ -38,7 +38,7 @@ impl Actor for FakePipeline {
         let PipelineMessage::Run {
             batch,
             worker,
-            gateway,
+            done,
             ..
         } = msg;
         let ids = batch.iter().map(|r| r.user_id.to_string()).collect();
@@ -59,7 +59,7 @@ impl Actor for FakePipeline {
                 timings: StageTimings::default(),
             }));
         }
-        let _ = gateway.cast(GatewayMessage::BatchDone {
+        let _ = done.send_message(BatchDone {
             worker,
             size,
             took: self.took,

@@ -1,90 +1,36 @@
 //! Operator routes: `/readyz`, `/cluster`, `/metrics`, `/admin/fault`, and what they
-//! read (`ClusterView`, `FaultTargets`). `/recommend` is in `routes`.
+//! read (`ClusterView`).
 
-use super::routes::{error, IngressState};
+use super::state::{IngressState, Refusal};
 use crate::candidates::shard::IndexShardMessage;
 use crate::features::shard::FeatureShardMessage;
 use crate::ranker::actor::RankerMessage;
-use crate::remote::router::Router as ShardRouter;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recd_runtime::cluster::Membership;
-use recd_runtime::config::Role;
-use recd_runtime::peers::Peers;
-use recd_runtime::placement::Placement;
-use recd_runtime::pool::PoolSlots;
 use recd_runtime::slo::WINDOWS;
 use recd_runtime::ErrorCode;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Pools reachable by the fault-injection endpoint.
-pub struct FaultTargets {
-    /// Feature shards.
-    pub features: Arc<PoolSlots<FeatureShardMessage>>,
-    /// Index shards.
-    pub index: Arc<PoolSlots<IndexShardMessage>>,
-    /// Rankers.
-    pub ranker: Arc<PoolSlots<RankerMessage>>,
-}
-
-/// What `GET /cluster` shows: live members, the placement, who serves each shard now.
-pub struct ClusterView {
-    /// Live members (this node alone when it runs without a cluster).
-    pub membership: Arc<Membership>,
-    /// Peer health and load.
-    pub peers: Arc<Peers>,
-    /// Shard → nodes, from the roster.
-    pub placement: Placement,
-    /// Live replicas per shard.
-    pub router: Arc<ShardRouter>,
-    /// This node's roles.
-    pub roles: Vec<Role>,
-    /// Latched once every shard had a live replica (readiness of an ingress node).
-    pub covered: AtomicBool,
-}
-
-impl ClusterView {
-    /// Live replicas per shard, per kind.
-    fn live(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for (kind, sets) in &self.placement.map {
-            let live: Vec<Vec<String>> = (0..sets.len())
-                .map(|s| self.router.live_replicas(*kind, s))
-                .collect();
-            out.insert(kind.as_str().to_owned(), serde_json::json!(live));
-        }
-        serde_json::Value::Object(out)
-    }
-
-    /// The first shard with no live replica, if any.
-    fn uncovered(&self) -> Option<String> {
-        self.placement.map.iter().find_map(|(kind, sets)| {
-            (0..sets.len())
-                .find(|&s| self.router.live_replicas(*kind, s).is_empty())
-                .map(|s| format!("{} shard {s}", kind.as_str()))
-        })
-    }
-}
 
 pub(super) async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
     if st.draining.load(Ordering::Relaxed) {
-        return error(ErrorCode::Unavailable, "shutting down", None);
+        return Refusal::new(ErrorCode::Unavailable, "shutting down").into_response();
     }
     let Some(s) = st.serving.get() else {
-        return error(ErrorCode::Unavailable, "loading shards", None);
+        return Refusal::new(ErrorCode::Unavailable, "loading shards").into_response();
     };
     if s.takes_requests && s.gateway.live() == 0 {
-        return error(ErrorCode::Unavailable, "the gateway is restarting", None);
+        return Refusal::new(ErrorCode::Unavailable, "the gateway is restarting").into_response();
     }
     if s.takes_requests && s.pipeline.live() == 0 {
-        return error(ErrorCode::Unavailable, "no pipeline worker is live", None);
+        return Refusal::new(ErrorCode::Unavailable, "no pipeline worker is live").into_response();
     }
-    if s.faults.index.live() < s.faults.index.len() {
-        return error(ErrorCode::Unavailable, "an index shard is restarting", None);
+    if s.local.index.slots.live() < s.local.index.slots.len() {
+        return Refusal::new(ErrorCode::Unavailable, "an index shard is restarting")
+            .into_response();
     }
     let c = &st.cluster;
     if s.takes_requests && !c.covered.load(Ordering::Relaxed) {
@@ -92,7 +38,7 @@ pub(super) async fn readyz(State(st): State<Arc<IngressState>>) -> Response {
         // served degraded (coverage < 1), not by taking the node out (docs/adr/0010)
         if let Some(missing) = c.uncovered() {
             let msg = format!("waiting for a live replica of {missing}");
-            return error(ErrorCode::Unavailable, msg, None);
+            return Refusal::new(ErrorCode::Unavailable, msg).into_response();
         }
         c.covered.store(true, Ordering::Relaxed);
     }
@@ -152,33 +98,32 @@ pub(super) async fn fault(
     body: axum::body::Bytes,
 ) -> Response {
     if !st.fault_injection {
-        return error(
+        return Refusal::new(
             ErrorCode::NotFound,
             "fault injection is disabled (admin.fault_injection)",
-            None,
-        );
+        )
+        .into_response();
     }
     let Some(serving) = st.serving.get() else {
-        return error(ErrorCode::Unavailable, "not ready", None);
+        return Refusal::new(ErrorCode::Unavailable, "not ready").into_response();
     };
     let req: FaultRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error(
-                ErrorCode::BadRequest,
-                format!("invalid json body: {e}"),
-                None,
-            )
+            return Refusal::new(ErrorCode::BadRequest, format!("invalid json body: {e}"))
+                .into_response()
         }
     };
-    let f = &serving.faults;
+    let f = &serving.local;
     let sent = match req.pool.as_str() {
         "features" => f
             .features
+            .slots
             .get(req.slot)
             .map(|a| a.cast(FeatureShardMessage::InjectPanic).is_ok()),
         "index" => f
             .index
+            .slots
             .get(req.slot)
             .map(|a| a.cast(IndexShardMessage::InjectPanic).is_ok()),
         "ranker" => f
@@ -186,11 +131,11 @@ pub(super) async fn fault(
             .get(req.slot)
             .map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
         other => {
-            return error(
+            return Refusal::new(
                 ErrorCode::BadRequest,
                 format!("unknown pool {other:?} (features, index, ranker)"),
-                None,
             )
+            .into_response()
         }
     };
     match sent {
@@ -199,10 +144,10 @@ pub(super) async fn fault(
             Json(serde_json::json!({"injected": req.pool, "slot": req.slot})),
         )
             .into_response(),
-        _ => error(
+        _ => Refusal::new(
             ErrorCode::Unavailable,
             format!("{} slot {} is not live", req.pool, req.slot),
-            None,
-        ),
+        )
+        .into_response(),
     }
 }

@@ -3,12 +3,12 @@
 //! the `Router`, which picks a local or remote replica.
 
 use super::{PipelineCtx, Work};
-use crate::candidates::index::{merge, Candidate};
+use crate::candidates::index::merge;
 use crate::features::shard_of;
-use crate::ranker::actor::ScoreRequest;
+use crate::types::{Candidate, ScoreRequest};
 use recd_runtime::compute::Priority;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One lookup per owning feature shard, each user with its lane's maximum profile age;
 /// users whose shard fails, or who get no profile (not cached young enough while
@@ -17,10 +17,10 @@ pub(super) async fn fetch_profiles(
     ctx: &PipelineCtx,
     work: &mut [Work],
     fetch: bool,
-    deadline: Instant,
+    priority: Priority,
     timeout: Duration,
 ) {
-    let shards = ctx.router.features.total();
+    let shards = ctx.router.shards().features;
     let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards];
     for (i, w) in work.iter().enumerate() {
         by_shard[shard_of(&w.req.user_id, shards)].push(i);
@@ -41,7 +41,7 @@ pub(super) async fn fetch_profiles(
                 .collect();
             async move {
                 let r = (ctx.router)
-                    .lookup(s, users, fetch, deadline, timeout)
+                    .lookup(s, users, fetch, priority, timeout)
                     .await;
                 (s, r)
             }
@@ -71,7 +71,7 @@ pub(super) async fn fetch_candidates(
     }
     let queries = Arc::new(queries);
     let k = ctx.settings.per_shard_k;
-    let shards = ctx.router.index.total();
+    let shards = ctx.router.shards().index;
     let calls = (0..shards).map(|s| {
         let queries = Arc::clone(&queries);
         async move { ctx.router.search(s, queries, k, priority, timeout).await }

@@ -3,20 +3,12 @@
 
 use super::model::{Mlp, ScoreInput};
 use crate::data::Catalogue;
-use crate::features::profile::Profile;
+use crate::types::ScoreRequest;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
 use std::sync::Arc;
-
-/// One request to score: the user's profile and its merged candidates.
-pub struct ScoreRequest {
-    /// The user's profile.
-    pub profile: Arc<Profile>,
-    /// Candidate item ids.
-    pub candidates: Vec<u64>,
-}
 
 /// Reply: one score list per request, in candidate order.
 pub type ScoreReply = Result<Vec<Vec<f32>>, RecdError>;

@@ -3,7 +3,7 @@
 //! SGEMMs over every candidate row of a micro-batch.
 
 use crate::data::{Catalogue, DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
-use crate::features::profile::Profile;
+use crate::types::Profile;
 use anyhow::ensure;
 
 /// MLP weights, row-major, `x @ W` convention.

@@ -4,9 +4,8 @@
 //! the router stops using it (ractor_cluster itself never notices a hung peer). Each tick
 //! also refreshes `recd_peer_up` and `recd_shard_live_replicas`.
 
-use super::endpoint::{EndpointMessage, Frame};
-use super::router::Router;
-use super::wire::{Reply, Request, ENDPOINT_GROUP};
+use super::replicas::NodeReplicas;
+use super::wire::{EndpointMessage, Frame, Reply, Request, ENDPOINT_GROUP};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use recd_runtime::cluster::Membership;
@@ -40,7 +39,7 @@ pub struct HeartbeatArgs {
     /// Peer names for the metrics.
     pub membership: Arc<Membership>,
     /// For the live-replica gauges.
-    pub router: Arc<Router>,
+    pub replicas: Arc<NodeReplicas>,
     /// Shards per kind (index, features).
     pub shards: (usize, usize),
     /// Node metrics.
@@ -143,7 +142,7 @@ fn refresh_gauges(a: &HeartbeatArgs) {
     let (index, features) = a.shards;
     for (kind, n) in [(ShardKind::Index, index), (ShardKind::Features, features)] {
         for s in 0..n {
-            let live = a.router.live_replicas(kind, s).len() as i64;
+            let live = a.replicas.live_replicas(kind, s).len() as i64;
             a.metrics
                 .shard_live_replicas
                 .with_label_values(&[kind.as_str(), &s.to_string()])

@@ -1,60 +1,57 @@
-//! The `Router`: where each shard call of a micro-batch goes. Replicas in order: this
-//! node's own actor (a typed call, nothing encoded), then the peers in the shard's
-//! process group that are up (heartbeat) and under their in-flight cap, least in flight
-//! first, then lowest EWMA latency. A failed attempt (error reply, timeout, channel
-//! closed) moves on to the next replica at once; an attempt still out after the hedge
-//! delay (`cluster.hedge_delay_ms`, or the kind's observed p95) gets a second replica
-//! asked in parallel, and the first answer wins. No replica left: `None`, and the stage
-//! degrades (default profile, partial coverage, ANN order).
+//! The `Router`: where each stage call of a micro-batch goes, over the [`Stage`] seam.
+//! It only chooses: replicas in order — this node's own first, then the least in flight,
+//! then the lowest EWMA latency; a failed attempt (transient error, wrong-shaped answer)
+//! moves on to the next replica at once; an attempt still out after the hedge delay
+//! (`cluster.hedge_delay_ms`, or the kind's observed p95) gets the next replica asked in
+//! parallel, and the first good answer wins; a refusal of the call itself (bad request)
+//! ends it at once, since every replica would refuse it too. All attempts of one call
+//! share its deadline. Nothing answered: the stage degrades (default profile, partial
+//! coverage, ANN order).
+//!
+//! Where the replicas of a target are comes from a [`Replicas`] (the node's:
+//! `remote::replicas::NodeReplicas`; tests use fakes).
 
-use super::endpoint::{EndpointMessage, Frame};
-use super::wire::{
-    candidates_from_wire, priority_to_wire, shard_group, Reply, Request, WireProfile, RANKER_GROUP,
-};
-use super::LocalShards;
-use crate::candidates::index::Candidate;
-use crate::candidates::shard::IndexShardMessage;
-use crate::features::profile::Profile;
-use crate::features::shard::FeatureShardMessage;
-use crate::ranker::actor::{RankerMessage, ScoreRequest};
+use crate::stage::{is_transient, Answer, Call, Stage, Target};
+use crate::types::{Candidate, Profile, ScoreRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use ractor::rpc::CallResult;
-use ractor::{ActorRef, RpcReplyPort};
-use recd_runtime::clock::now;
-use recd_runtime::cluster::Membership;
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
-use recd_runtime::peers::Peers;
-use recd_runtime::placement::ShardKind;
-use recd_runtime::pool::PoolSlots;
-use recd_runtime::protocol::codec::{decode, encode};
-use std::collections::VecDeque;
+use recd_runtime::RecdError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The three kinds of remote call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Features,
-    Index,
-    Ranker,
-}
-
-impl Kind {
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Features => "features",
-            Kind::Index => "index",
-            Kind::Ranker => "ranker",
-        }
-    }
-}
+use tokio::time::Instant;
 
 /// Hedge delay before any latency was observed.
 const INITIAL_HEDGE: Duration = Duration::from_millis(5);
+
+/// One replica of a target, with what the router orders by.
+pub struct Replica {
+    /// How to call it.
+    pub stage: Arc<dyn Stage>,
+    /// This node's own actors.
+    pub local: bool,
+    /// Calls in flight to it.
+    pub in_flight: usize,
+    /// EWMA of its call latency, µs.
+    pub ewma_us: u64,
+}
+
+/// The live replicas of a target (any order: the router sorts them).
+pub trait Replicas: Send + Sync {
+    /// Replicas serving `target` now.
+    fn replicas(&self, target: Target) -> Vec<Replica>;
+}
+
+/// Shards per kind in the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardCounts {
+    /// Feature shards.
+    pub features: usize,
+    /// Index shards.
+    pub index: usize,
+}
 
 /// EWMA of a kind's latency and of its absolute deviation: p95 ≈ mean + 2·deviation.
 #[derive(Default)]
@@ -81,158 +78,74 @@ impl Latency {
     }
 }
 
-/// Where this node's stages send their shard calls.
+/// Where this node's pipeline sends its stage calls.
 pub struct Router {
-    /// Feature shards held here.
-    pub features: LocalShards<FeatureShardMessage>,
-    /// Index shards held here.
-    pub index: LocalShards<IndexShardMessage>,
-    /// This node's rankers, if it runs any.
-    pub ranker: Option<Arc<PoolSlots<RankerMessage>>>,
-    membership: Arc<Membership>,
-    peers: Arc<Peers>,
-    clustered: bool,
-    /// Process-group names per shard, `[features, index]` (built once, not per call).
-    groups: [Vec<String>; 2],
-    ranker_group: String,
+    replicas: Arc<dyn Replicas>,
+    shards: ShardCounts,
     hedge_delay: Option<Duration>,
-    latency: [Mutex<Latency>; 3],
+    latency: [Mutex<Latency>; Target::KINDS],
     metrics: Arc<Metrics>,
-    next_ranker: AtomicUsize,
 }
 
-type Attempt<'a, T> = Pin<Box<dyn Future<Output = (Option<T>, Duration)> + Send + 'a>>;
-
-enum Replica<'a, T> {
-    Local(Attempt<'a, T>),
-    Remote(ActorRef<EndpointMessage>, u64),
-}
-
-/// How this node reaches its peers.
-pub struct Remote {
-    /// Live members (names of peers).
-    pub membership: Arc<Membership>,
-    /// Peer health and load.
-    pub peers: Arc<Peers>,
-    /// Whether the node runs in a cluster (else every call is local).
-    pub clustered: bool,
-    /// Fixed hedge delay; `None`: adaptive.
-    pub hedge_delay: Option<Duration>,
-}
+type Attempt<'a> = Pin<Box<dyn Future<Output = (Result<Answer, RecdError>, Duration)> + Send + 'a>>;
 
 impl Router {
-    /// A router over this node's shards and its peers.
+    /// A router over `replicas`; `hedge_delay` fixed, or `None` for the kind's p95.
     pub fn new(
-        features: LocalShards<FeatureShardMessage>,
-        index: LocalShards<IndexShardMessage>,
-        ranker: Option<Arc<PoolSlots<RankerMessage>>>,
-        remote: Remote,
+        replicas: Arc<dyn Replicas>,
+        shards: ShardCounts,
+        hedge_delay: Option<Duration>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let groups = |kind, n| (0..n).map(|s| shard_group(kind, s)).collect();
-        let groups = [
-            groups(ShardKind::Features, features.total()),
-            groups(ShardKind::Index, index.total()),
-        ];
         Self {
-            groups,
-            ranker_group: RANKER_GROUP.to_owned(),
-            features,
-            index,
-            ranker,
-            membership: remote.membership,
-            peers: remote.peers,
-            clustered: remote.clustered,
-            hedge_delay: remote.hedge_delay,
+            replicas,
+            shards,
+            hedge_delay,
             latency: Default::default(),
             metrics,
-            next_ranker: AtomicUsize::new(0),
         }
     }
 
-    /// Profiles of `users` from feature shard `s`; `None` when no replica answered.
-    pub async fn lookup(
-        &self,
-        s: usize,
-        users: Vec<(Arc<str>, Duration)>,
-        fetch: bool,
-        deadline: std::time::Instant,
-        timeout: Duration,
-    ) -> Option<Vec<Option<Arc<Profile>>>> {
-        let n = users.len();
-        let local = self.features.get(s).map(|actor| {
-            let users = users.clone();
-            let msg = move |reply| FeatureShardMessage::Lookup {
-                users,
-                fetch,
-                deadline,
-                reply,
-            };
-            local_call(actor, msg, timeout, Some)
-        });
-        let request = || Request::Lookup {
-            shard: s as u32,
-            users: (users.iter())
-                .map(|(u, age)| (u.to_string(), age.as_millis().min(u32::MAX as u128) as u32))
-                .collect(),
-            fetch,
-            budget_us: priority_to_wire(Priority { deadline, lane: 0 }).1,
-        };
-        let parse = |r: Reply| match r {
-            Reply::Profiles(p) => Some(
-                p.into_iter()
-                    .map(|p| p.and_then(|p| Profile::try_from(p).ok()).map(Arc::new))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        let group = self.group(ShardKind::Features, s);
-        let out = self
-            .route(Kind::Features, local, group, request, parse, timeout)
-            .await;
-        out.filter(|p: &Vec<_>| p.len() == n)
+    /// Shards per kind.
+    pub fn shards(&self) -> ShardCounts {
+        self.shards
     }
 
-    /// The `k` nearest items of each query in index shard `s`; `None` when no replica
+    /// Profiles of `users` from feature shard `shard`; `None` when no replica answered.
+    pub async fn lookup(
+        &self,
+        shard: usize,
+        users: Vec<(Arc<str>, Duration)>,
+        fetch: bool,
+        priority: Priority,
+        timeout: Duration,
+    ) -> Option<Vec<Option<Arc<Profile>>>> {
+        let call = Call::Lookup {
+            shard,
+            users,
+            fetch,
+        };
+        match self.call(call, priority, timeout).await {
+            Ok(Answer::Profiles(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The `k` nearest items of each query in index shard `shard`; `None` when no replica
     /// answered.
     pub async fn search(
         &self,
-        s: usize,
+        shard: usize,
         queries: Arc<Vec<f32>>,
         k: usize,
         priority: Priority,
         timeout: Duration,
     ) -> Option<Vec<Vec<Candidate>>> {
-        let n = queries.len() / crate::data::DIM;
-        let local = self.index.get(s).map(|actor| {
-            let queries = Arc::clone(&queries);
-            let msg = move |reply| IndexShardMessage::Search {
-                queries,
-                k,
-                priority,
-                reply,
-            };
-            local_call(actor, msg, timeout, Result::ok)
-        });
-        let request = || {
-            let (lane, budget_us) = priority_to_wire(priority);
-            Request::Search {
-                shard: s as u32,
-                queries: queries.to_vec(),
-                k: k as u32,
-                lane,
-                budget_us,
-            }
-        };
-        let parse = |r: Reply| match r {
-            Reply::Candidates(c) => Some(candidates_from_wire(c)),
+        let call = Call::Search { shard, queries, k };
+        match self.call(call, priority, timeout).await {
+            Ok(Answer::Candidates(c)) => Some(c),
             _ => None,
-        };
-        let group = self.group(ShardKind::Index, s);
-        let out = self
-            .route(Kind::Index, local, group, request, parse, timeout)
-            .await;
-        out.filter(|lists: &Vec<_>| lists.len() == n)
+        }
     }
 
     /// Scores of each request's candidates; `None` when no ranker answered.
@@ -242,269 +155,102 @@ impl Router {
         priority: Priority,
         timeout: Duration,
     ) -> Option<Vec<Vec<f32>>> {
-        let n = requests.len();
-        let local = self.local_ranker().map(|actor| {
-            let requests = Arc::clone(&requests);
-            let msg = move |reply| RankerMessage::Score {
-                requests,
-                priority,
-                reply,
-            };
-            local_call(actor, msg, timeout, Result::ok)
-        });
-        let request = || {
-            let (lane, budget_us) = priority_to_wire(priority);
-            Request::Score {
-                requests: (requests.iter())
-                    .map(|r| (WireProfile::from(&*r.profile), r.candidates.clone()))
-                    .collect(),
-                lane,
-                budget_us,
-            }
-        };
-        let parse = |r: Reply| match r {
-            Reply::Scores(s) => Some(s),
+        match self.call(Call::Score { requests }, priority, timeout).await {
+            Ok(Answer::Scores(s)) => Some(s),
             _ => None,
-        };
-        let out = self
-            .route(
-                Kind::Ranker,
-                local,
-                &self.ranker_group,
-                request,
-                parse,
-                timeout,
-            )
-            .await;
-        out.filter(|s: &Vec<Vec<f32>>| {
-            s.len() == n
-                && s.iter()
-                    .zip(requests.iter())
-                    .all(|(s, r)| s.len() == r.candidates.len())
-        })
-    }
-
-    /// A live ranker of this node, round-robin; `None` without the role or a live one.
-    pub fn local_ranker(&self) -> Option<ActorRef<RankerMessage>> {
-        let hint = self.next_ranker.fetch_add(1, Ordering::Relaxed);
-        self.ranker.as_ref()?.pick(hint)
-    }
-
-    /// Names of the members serving shard `s` of `kind` now: this node if it holds a live
-    /// replica, and each peer in the shard's group that is up.
-    pub fn live_replicas(&self, kind: ShardKind, s: usize) -> Vec<String> {
-        let local = match kind {
-            ShardKind::Index => self.index.get(s).is_some(),
-            ShardKind::Features => self.features.get(s).is_some(),
-        };
-        let mut names: Vec<String> = local
-            .then(|| self.membership.me().to_owned())
-            .into_iter()
-            .chain(
-                self.remote_replicas(self.group(kind, s))
-                    .into_iter()
-                    .filter_map(|(_, node)| self.membership.name_of(node)),
-            )
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    /// The process group of shard `s` of `kind` (`s` < that kind's shard count).
-    fn group(&self, kind: ShardKind, s: usize) -> &String {
-        let i = match kind {
-            ShardKind::Features => 0,
-            ShardKind::Index => 1,
-        };
-        &self.groups[i][s]
-    }
-
-    /// Endpoints of `group` on peers that are up, least loaded first.
-    fn remote_replicas(&self, group: &String) -> Vec<(ActorRef<EndpointMessage>, u64)> {
-        if !self.clustered {
-            return Vec::new();
         }
-        let mut found: Vec<_> = ractor::pg::get_members(group)
-            .into_iter()
-            .filter(|c| !c.get_id().is_local())
-            .filter_map(|c| {
-                let node = c.get_id().node();
-                let load = self.peers.load_if_up(node)?;
-                Some((load, ActorRef::from(c), node))
-            })
-            .collect();
-        found.sort_by_key(|(load, _, _)| *load);
-        found.into_iter().map(|(_, a, n)| (a, n)).collect()
     }
 
-    fn hedge_delay(&self, kind: Kind, timeout: Duration) -> Duration {
-        self.hedge_delay
-            .or_else(|| self.latency[kind as usize].lock().ok()?.p95())
-            .unwrap_or(INITIAL_HEDGE)
-            .clamp(Duration::from_millis(1), timeout)
-    }
-
-    /// Tries the replicas in order (local first) until one answers, all within
-    /// `timeout` from now: a failed attempt moves on at once, a slow one is hedged.
-    async fn route<'a, T: Send + 'a>(
-        &'a self,
-        kind: Kind,
-        local: Option<Attempt<'a, T>>,
-        group: &String,
-        request: impl FnOnce() -> Request,
-        parse: impl Fn(Reply) -> Option<T> + Copy + Send + 'a,
+    /// Runs `call` on the replicas of its target in order until one answers, all within
+    /// `timeout` from now: a failed attempt moves on at once, a slow one is hedged, a bad
+    /// request ends the call.
+    pub async fn call(
+        &self,
+        call: Call,
+        priority: Priority,
         timeout: Duration,
-    ) -> Option<T> {
-        let give_up = now() + timeout;
-        let mut queue: VecDeque<Replica<'a, T>> = local.map(Replica::Local).into_iter().collect();
-        queue.extend((self.remote_replicas(group).into_iter()).map(|(a, n)| Replica::Remote(a, n)));
-        // encoded when the first remote replica is tried: a local answer needs no bytes
-        let mut request = Some(request);
-        let mut bytes: Option<Vec<u8>> = None;
-        let mut launch = |pending: &mut FuturesUnordered<Attempt<'a, T>>,
-                          queue: &mut VecDeque<Replica<'a, T>>| {
-            while let Some(replica) = queue.pop_front() {
-                let attempt = match replica {
-                    Replica::Local(f) => f,
-                    Replica::Remote(actor, node) => {
-                        if let Some(make) = request.take() {
-                            match encode(&make()) {
-                                Ok(b) => bytes = Some(b),
-                                Err(e) => {
-                                    tracing::warn!(kind = kind.label(), error = %e, "remote call not encodable")
-                                }
-                            }
-                        }
-                        let Some(bytes) = bytes.clone() else {
-                            continue;
-                        };
-                        let Some(guard) = self.peers.try_acquire(node) else {
-                            self.count(kind, "saturated");
-                            continue;
-                        };
-                        let left = give_up.saturating_duration_since(now());
-                        timed(async move {
-                            let reply = self.call_remote(kind, actor, node, bytes, left).await;
-                            drop(guard);
-                            reply.and_then(parse)
-                        })
-                    }
-                };
-                pending.push(attempt);
-                return true;
-            }
-            false
+    ) -> Result<Answer, RecdError> {
+        let target = call.target();
+        let give_up = Instant::now() + timeout;
+        let mut queue = self.replicas.replicas(target);
+        queue.sort_by_key(|r| (!r.local, r.in_flight, r.ewma_us));
+        let mut queue = queue.into_iter();
+        let call = &call;
+        let launch = |pending: &mut FuturesUnordered<_>,
+                      queue: &mut std::vec::IntoIter<Replica>| {
+            launch(pending, queue, call, priority, give_up)
         };
         let mut pending = FuturesUnordered::new();
+        let mut last = RecdError::unavailable(format!("no live replica of {target:?}"));
         if !launch(&mut pending, &mut queue) {
-            return None;
+            return Err(last);
         }
-        let give_up_at = tokio::time::Instant::from_std(give_up);
         loop {
-            let hedge = self.hedge_delay(kind, timeout);
-            let can_hedge = !queue.is_empty();
+            let hedge = self.hedge_delay(target, timeout);
+            let can_hedge = queue.len() > 0;
             tokio::select! {
                 done = pending.next() => match done {
-                    Some((Some(v), took)) => {
-                        if let Ok(mut l) = self.latency[kind as usize].lock() {
+                    Some((Ok(answer), took)) if call.fits(&answer) => {
+                        if let Ok(mut l) = self.latency[target.kind()].lock() {
                             l.observe(took);
                         }
-                        return Some(v);
+                        return Ok(answer);
                     }
-                    Some((None, _)) => {
+                    Some((r, _)) => {
+                        last = match r {
+                            Err(e) if !is_transient(&e) => return Err(e),
+                            Err(e) => e,
+                            Ok(_) => RecdError::unavailable(format!("a replica of {target:?} answered out of shape")),
+                        };
                         if !launch(&mut pending, &mut queue) && pending.is_empty() {
-                            return None;
+                            return Err(last);
                         }
                     }
-                    None => return None,
+                    None => return Err(last),
                 },
                 _ = tokio::time::sleep(hedge), if can_hedge => {
                     if launch(&mut pending, &mut queue) {
-                        self.metrics.remote_hedges.with_label_values(&[kind.label()]).inc();
+                        self.metrics.remote_hedges.with_label_values(&[target.label()]).inc();
                     }
                 }
-                _ = tokio::time::sleep_until(give_up_at) => return None,
+                _ = tokio::time::sleep_until(give_up) => {
+                    return Err(RecdError::deadline(format!("no replica of {target:?} answered in time")));
+                }
             }
         }
     }
 
-    async fn call_remote(
-        &self,
-        kind: Kind,
-        actor: ActorRef<EndpointMessage>,
-        node: u64,
-        bytes: Vec<u8>,
-        timeout: Duration,
-    ) -> Option<Reply> {
-        let started = now();
-        let r = actor
-            .call(
-                |reply| EndpointMessage::Call(Frame(bytes), reply),
-                Some(timeout),
+    fn hedge_delay(&self, target: Target, timeout: Duration) -> Duration {
+        self.hedge_delay
+            .or_else(|| self.latency[target.kind()].lock().ok()?.p95())
+            .unwrap_or(INITIAL_HEDGE)
+            .clamp(
+                Duration::from_millis(1),
+                timeout.max(Duration::from_millis(1)),
             )
-            .await;
-        let (outcome, reply) = match r {
-            Ok(CallResult::Success(Frame(b))) => match decode::<Reply>(&b) {
-                Ok(Reply::Error { code, message }) => {
-                    tracing::debug!(kind = kind.label(), node, %code, %message, "remote call failed");
-                    ("error", None)
-                }
-                Ok(reply) => ("ok", Some(reply)),
-                Err(e) => {
-                    tracing::warn!(kind = kind.label(), node, error = %e, "undecodable remote reply");
-                    ("malformed", None)
-                }
-            },
-            Ok(CallResult::Timeout) => ("timeout", None),
-            // ractor often reports a timeout as a closed channel: both mean "next replica"
-            _ => ("closed", None),
-        };
-        if reply.is_some() {
-            let took = now().saturating_duration_since(started);
-            self.peers.record(node, took);
-            self.metrics
-                .remote_call_duration
-                .with_label_values(&[kind.label()])
-                .observe(took.as_secs_f64());
-        }
-        self.count(kind, outcome);
-        reply
-    }
-
-    fn count(&self, kind: Kind, outcome: &str) {
-        self.metrics
-            .remote_calls
-            .with_label_values(&[kind.label(), outcome])
-            .inc();
     }
 }
 
-/// A typed call to a local actor, its reply mapped by `map`, as a timed attempt.
-fn local_call<'a, M, R, T>(
-    actor: ActorRef<M>,
-    msg: impl FnOnce(RpcReplyPort<R>) -> M + Send + 'a,
-    timeout: Duration,
-    map: impl FnOnce(R) -> Option<T> + Send + 'a,
-) -> Attempt<'a, T>
-where
-    M: ractor::Message,
-    R: Send + 'static,
-{
-    timed(async move { success(actor.call(msg, Some(timeout)).await).and_then(map) })
+/// Starts an attempt on the next replica of `queue`, with what is left of the call's
+/// time; false when none is left.
+fn launch<'a>(
+    pending: &mut FuturesUnordered<Attempt<'a>>,
+    queue: &mut std::vec::IntoIter<Replica>,
+    call: &'a Call,
+    priority: Priority,
+    give_up: Instant,
+) -> bool {
+    let Some(replica) = queue.next() else {
+        return false;
+    };
+    let left = give_up.saturating_duration_since(Instant::now());
+    pending.push(Box::pin(async move {
+        let started = Instant::now();
+        let r = replica.stage.call(call, priority, left).await;
+        (r, started.elapsed())
+    }));
+    true
 }
 
-fn timed<'a, T>(f: impl Future<Output = Option<T>> + Send + 'a) -> Attempt<'a, T> {
-    Box::pin(async move {
-        let t = now();
-        let r = f.await;
-        (r, now().saturating_duration_since(t))
-    })
-}
-
-fn success<T, M>(r: Result<CallResult<T>, ractor::MessagingErr<M>>) -> Option<T> {
-    match r {
-        Ok(CallResult::Success(v)) => Some(v),
-        _ => None,
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,17 +1,50 @@
-//! The remote messages between nodes, their process-group names, and the checks that
-//! turn untrusted bytes into typed, bounded values. Encoded with
-//! `recd_runtime::protocol::codec` (bincode, versioned envelope, size-checked).
+//! The remote messages between nodes, their process-group names, and their conversion
+//! to and from the seam's [`Call`] and [`Answer`], with the checks that turn untrusted
+//! bytes into typed, bounded values. Encoded with `recd_runtime::protocol::codec`
+//! (bincode, versioned envelope, size-checked).
 //!
 //! One [`Request`] per shard per micro-batch: a feature lookup carries every user of the
 //! batch that the shard owns, a search carries every query of the batch.
 
-use crate::candidates::index::Candidate;
 use crate::data::{DIM, FEAT_DIM};
-use crate::features::profile::Profile;
+use crate::features::shard_of;
+use crate::stage::{Answer, Call};
+use crate::types::{Candidate, Profile, ScoreRequest};
+use ractor::{BytesConvertable, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
 use recd_runtime::compute::Priority;
 use recd_runtime::placement::ShardKind;
+use recd_runtime::{ErrorCode, RecdError};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Encoded bytes of a [`Request`] or [`Reply`]; passed through ractor_cluster untouched,
+/// decoded by recd's codec where it can be answered.
+pub struct Frame(pub Vec<u8>);
+
+impl BytesConvertable for Frame {
+    fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+/// Messages of a node's endpoint (`remote::endpoint`). The variant name is part of the
+/// wire: renaming it is a protocol change.
+#[derive(RactorClusterMessage)]
+pub enum EndpointMessage {
+    /// One request, one reply.
+    #[rpc]
+    Call(Frame, RpcReplyPort<Frame>),
+}
+
+/// Most user id bytes a remote lookup accepts.
+const MAX_USER_ID: usize = 1024;
+/// Most `(query, item)` pairs one search may ask for (keeps the reply under a frame).
+const MAX_SEARCH_RESULTS: usize = 500_000;
 
 /// Most queries, users or scored requests one remote call may carry.
 pub const MAX_BATCH: usize = 4096;
@@ -139,29 +172,227 @@ impl TryFrom<WireProfile> for Profile {
     }
 }
 
-/// Candidates in wire form.
-pub fn candidates_to_wire(lists: &[Vec<Candidate>]) -> Vec<Vec<(u64, f32)>> {
-    lists
-        .iter()
-        .map(|l| l.iter().map(|c| (c.id, c.distance)).collect())
-        .collect()
+/// What a receiving node checks untrusted requests against.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Feature shards in the cluster (a lookup's users must belong to its shard).
+    pub feature_shards: usize,
+    /// Items in the catalogue (candidate ids must be below).
+    pub items: usize,
 }
 
-/// Candidates from wire form.
-pub fn candidates_from_wire(lists: Vec<Vec<(u64, f32)>>) -> Vec<Vec<Candidate>> {
-    lists
-        .into_iter()
-        .map(|l| {
-            l.into_iter()
-                .map(|(id, distance)| Candidate { id, distance })
-                .collect()
-        })
-        .collect()
+fn bad(message: impl Into<String>) -> RecdError {
+    RecdError::bad_request(message)
+}
+
+impl Request {
+    /// The wire form of `call` with the batch's priority.
+    pub fn from_call(call: &Call, priority: Priority) -> Self {
+        let (lane, budget_us) = priority_to_wire(priority);
+        match call {
+            Call::Lookup {
+                shard,
+                users,
+                fetch,
+            } => Request::Lookup {
+                shard: *shard as u32,
+                users: (users.iter())
+                    .map(|(u, age)| (u.to_string(), age.as_millis().min(u32::MAX as u128) as u32))
+                    .collect(),
+                fetch: *fetch,
+                budget_us,
+            },
+            Call::Search { shard, queries, k } => Request::Search {
+                shard: *shard as u32,
+                queries: queries.to_vec(),
+                k: *k as u32,
+                lane,
+                budget_us,
+            },
+            Call::Score { requests } => Request::Score {
+                requests: (requests.iter())
+                    .map(|r| (WireProfile::from(&*r.profile), r.candidates.clone()))
+                    .collect(),
+                lane,
+                budget_us,
+            },
+        }
+    }
+
+    /// The call a peer asked for, checked: shapes, finiteness, bounds, ownership and id
+    /// ranges. `None` for `Ping`.
+    pub fn into_call(self, limits: Limits) -> Result<Option<(Call, Priority)>, RecdError> {
+        let priority = |lane: u8, budget_us| Priority {
+            deadline: deadline_from_wire(budget_us),
+            lane: lane.into(),
+        };
+        let call = match self {
+            Request::Ping => return Ok(None),
+            Request::Lookup {
+                shard,
+                users,
+                fetch,
+                budget_us,
+            } => {
+                let s = shard as usize;
+                if users.is_empty() || users.len() > MAX_BATCH {
+                    return Err(bad(format!("lookup of {} users", users.len())));
+                }
+                if let Some((u, _)) = (users.iter())
+                    .find(|(u, _)| u.len() > MAX_USER_ID || shard_of(u, limits.feature_shards) != s)
+                {
+                    let msg = format!("user {:?} is not owned by feature shard {s}", truncate(u));
+                    return Err(bad(msg));
+                }
+                let users = (users.into_iter())
+                    .map(|(u, age)| (Arc::from(u), Duration::from_millis(age.into())))
+                    .collect();
+                let call = Call::Lookup {
+                    shard: s,
+                    users,
+                    fetch,
+                };
+                (call, priority(0, budget_us))
+            }
+            Request::Search {
+                shard,
+                queries,
+                k,
+                lane,
+                budget_us,
+            } => {
+                let n = queries.len() / DIM;
+                if queries.is_empty() || queries.len() % DIM != 0 || n > MAX_BATCH {
+                    let msg = format!("{} floats are not 1..={MAX_BATCH} queries", queries.len());
+                    return Err(bad(msg));
+                }
+                if k == 0 || n * k as usize > MAX_SEARCH_RESULTS {
+                    return Err(bad(format!("k = {k} for {n} queries")));
+                }
+                if !queries.iter().all(|x| x.is_finite()) {
+                    return Err(bad("a query has a non-finite value"));
+                }
+                let call = Call::Search {
+                    shard: shard as usize,
+                    queries: Arc::new(queries),
+                    k: k as usize,
+                };
+                (call, priority(lane, budget_us))
+            }
+            Request::Score {
+                requests,
+                lane,
+                budget_us,
+            } => {
+                if requests.is_empty() || requests.len() > MAX_BATCH {
+                    return Err(bad(format!("score of {} requests", requests.len())));
+                }
+                let mut checked = Vec::with_capacity(requests.len());
+                for (profile, candidates) in requests {
+                    let profile = Arc::new(Profile::try_from(profile).map_err(bad)?);
+                    if candidates.len() > MAX_BATCH
+                        || candidates.iter().any(|&id| id as usize >= limits.items)
+                    {
+                        return Err(bad(
+                            "candidate ids must be catalogue items, at most 4096 per request",
+                        ));
+                    }
+                    checked.push(ScoreRequest {
+                        profile,
+                        candidates,
+                    });
+                }
+                let call = Call::Score {
+                    requests: Arc::new(checked),
+                };
+                (call, priority(lane, budget_us))
+            }
+        };
+        Ok(Some(call))
+    }
+}
+
+impl From<Answer> for Reply {
+    fn from(answer: Answer) -> Self {
+        match answer {
+            Answer::Profiles(p) => Reply::Profiles(
+                p.iter()
+                    .map(|p| p.as_deref().map(WireProfile::from))
+                    .collect(),
+            ),
+            Answer::Candidates(lists) => Reply::Candidates(
+                (lists.iter())
+                    .map(|l| l.iter().map(|c| (c.id, c.distance)).collect())
+                    .collect(),
+            ),
+            Answer::Scores(s) => Reply::Scores(s),
+        }
+    }
+}
+
+impl From<RecdError> for Reply {
+    fn from(e: RecdError) -> Self {
+        Reply::error(e.code.as_str(), e.message)
+    }
+}
+
+impl Reply {
+    /// The answer a peer sent, checked: profiles well-formed, candidate ids below `items`
+    /// (the catalogue), every value finite; an error reply is that error.
+    pub fn into_answer(self, items: usize) -> Result<Answer, RecdError> {
+        let malformed =
+            |what: &str| RecdError::new(ErrorCode::Internal, format!("malformed reply: {what}"));
+        match self {
+            Reply::Profiles(p) => p
+                .into_iter()
+                .map(|p| p.map(|p| Profile::try_from(p).map(Arc::new)).transpose())
+                .collect::<Result<_, _>>()
+                .map(Answer::Profiles)
+                .map_err(|e| malformed(&e)),
+            Reply::Candidates(lists) => {
+                let ok = |&(id, d): &(u64, f32)| (id as usize) < items && d.is_finite();
+                if !lists.iter().flatten().all(ok) {
+                    return Err(malformed("a candidate outside the catalogue"));
+                }
+                Ok(Answer::Candidates(
+                    (lists.into_iter())
+                        .map(|l| {
+                            (l.into_iter())
+                                .map(|(id, distance)| Candidate { id, distance })
+                                .collect()
+                        })
+                        .collect(),
+                ))
+            }
+            Reply::Scores(s) => {
+                if !s.iter().flatten().all(|x| x.is_finite()) {
+                    return Err(malformed("a non-finite score"));
+                }
+                Ok(Answer::Scores(s))
+            }
+            Reply::Error { code, message } => Err(RecdError::new(parse_code(&code), message)),
+            Reply::Pong => Err(malformed("pong to a call")),
+        }
+    }
+}
+
+/// An error code from the wire; unknown ones count as internal (transient).
+fn parse_code(code: &str) -> ErrorCode {
+    serde_json::from_value(serde_json::Value::String(code.to_owned()))
+        .unwrap_or(ErrorCode::Internal)
+}
+
+fn truncate(s: &str) -> &str {
+    let end = (0..=s.len().min(32))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..end]
 }
 
 /// The remote form of a batch's priority: lane and time left (deadlines are instants,
 /// which mean nothing on another machine).
-pub fn priority_to_wire(p: Priority) -> (u8, u64) {
+fn priority_to_wire(p: Priority) -> (u8, u64) {
     let left = p
         .deadline
         .saturating_duration_since(recd_runtime::clock::now());
@@ -172,7 +403,7 @@ pub fn priority_to_wire(p: Priority) -> (u8, u64) {
 }
 
 /// The local deadline of a remote budget (capped: a peer cannot make work immortal).
-pub fn deadline_from_wire(budget_us: u64) -> std::time::Instant {
+fn deadline_from_wire(budget_us: u64) -> std::time::Instant {
     recd_runtime::clock::now() + Duration::from_micros(budget_us.min(60_000_000))
 }
 

@@ -1,11 +1,11 @@
 //! Shared helpers: test data, node configs, an HTTP client.
 
 use recd_runtime::config::Config;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Items in the catalogue made by the workload's gen_data.py for the golden tests.
+/// Items in the catalogue made by tools/workload/gen_data.py for the golden tests.
 pub const WORKLOAD_ITEMS: usize = 20_000;
 
 /// A recd-generated catalogue of 5 000 items, made once per test binary.
@@ -19,31 +19,22 @@ pub fn small_data() -> &'static Path {
     .path()
 }
 
-/// The workload's reference data (gen_data.py, numpy) with golden.json, made once.
-/// `RECD_WORKLOAD_DIR` points at the workload folder; by default it is `../shared/workload`
-/// beside the repository.
+/// Reference data written by the repository's own generator (`tools/workload/gen_data.py`,
+/// numpy) with the golden values its reference math computed, made once per test binary.
 pub fn workload_data() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let workload = std::env::var_os("RECD_WORKLOAD_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/workload"));
-        let script = workload.join("gen_data.py");
-        assert!(
-            script.is_file(),
-            "workload generator not found at {} (set RECD_WORKLOAD_DIR)",
-            script.display()
-        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/workload/gen_data.py");
         let dir = tempfile::tempdir().expect("tempdir");
         let out = std::process::Command::new("python3")
             .arg(&script)
             .args(["--n", &WORKLOAD_ITEMS.to_string(), "--out"])
             .arg(dir.path())
             .output()
-            .expect("running python3 gen_data.py");
+            .expect("running python3 tools/workload/gen_data.py");
         assert!(
             out.status.success(),
-            "gen_data.py failed (is numpy installed?): {}",
+            "gen_data.py failed (is numpy installed? pip install -r tools/workload/requirements.txt): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         dir

@@ -1,4 +1,4 @@
-//! recd reproduces the workload's golden values (golden.json from gen_data.py): profile
+//! recd reproduces the golden values of tools/workload (golden.json from gen_data.py's reference math): profile
 //! derivation, variants, exact candidates and the re-ranked top-10, both in the
 //! in-process kernel and over HTTP through every actor.
 

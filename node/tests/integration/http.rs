@@ -3,8 +3,8 @@
 use crate::common::{client, config, get_status, recommend, small_data};
 use ractor::Actor;
 use recd_actors::experiments::AbScenarios;
-use recd_actors::ingress::ops::ClusterView;
-use recd_actors::ingress::routes::IngressState;
+use recd_actors::ingress::state::ClusterView;
+use recd_actors::ingress::state::IngressState;
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
 use recd_node::Node;
 use recd_runtime::config::Role;
@@ -297,28 +297,21 @@ async fn spent_budget_answers_504() {
 
 /// The `/cluster` view of a node alone that holds no shards yet.
 fn standalone_view(c: &recd_runtime::config::Config) -> ClusterView {
-    use recd_actors::remote::router::{Remote, Router};
-    use recd_actors::remote::LocalShards;
+    use recd_actors::remote::replicas::NodeReplicas;
+    use recd_actors::stage::local::{LocalShards, LocalStages};
     let membership = recd_runtime::cluster::Membership::new("recd-0".into());
     let peers = recd_runtime::peers::Peers::new(Duration::from_secs(1), 1);
-    let remote = Remote {
-        membership: Arc::clone(&membership),
-        peers: Arc::clone(&peers),
-        clustered: false,
-        hedge_delay: None,
-    };
-    let router = Router::new(
+    let local = LocalStages::new(
         LocalShards::new(Vec::new(), c.features.shards),
         LocalShards::new(Vec::new(), c.index.shards),
-        None,
-        remote,
-        Arc::new(Metrics::new()),
+        recd_runtime::pool::PoolSlots::new(0),
     );
+    let replicas = NodeReplicas::new(Arc::new(local), None, Arc::clone(&membership));
     ClusterView {
         membership,
         peers,
         placement: Placement::for_cluster(&c.cluster, c.index.shards, c.features.shards),
-        router: Arc::new(router),
+        replicas: Arc::new(replicas),
         roles: Role::ALL.to_vec(),
         covered: AtomicBool::new(false),
     }
@@ -328,15 +321,14 @@ fn standalone_view(c: &recd_runtime::config::Config) -> ClusterView {
 async fn not_ready_answers_503_and_health_stays_200() {
     let c = config(small_data());
     let state = Arc::new(IngressState::new(
-        c.ingress.clone(),
-        c.gateway.clone(),
+        &c,
         AbScenarios::default(),
         Arc::new(Metrics::new()),
         Arc::new(recd_runtime::lanes::LaneSaturation::new(
             c.gateway.lanes.len(),
         )),
         standalone_view(&c),
-        false,
+        recd_runtime::pool::root::Health::new(),
     ));
     let (ingress, _) = Actor::spawn(
         None,

@@ -1,0 +1,248 @@
+//! The supervised pools of each role, started in dependency order and stopped in the
+//! reverse: data roles (feature shards, index shards, rankers) → the remote endpoint and
+//! heartbeat (in a cluster) → the request path (pipeline workers, gateway).
+
+use ractor::{Actor, ActorRef};
+use recd_actors::candidates::index::ShardIndex;
+use recd_actors::candidates::shard::IndexShardArgs;
+use recd_actors::data::Catalogue;
+use recd_actors::features::profile::ProfileSource;
+use recd_actors::features::shard::FeatureShardArgs;
+use recd_actors::gateway::{GatewayArgs, GatewayMessage};
+use recd_actors::ingress::state::IngressState;
+use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineMessage, PipelineSettings};
+use recd_actors::ranker::actor::RankerArgs;
+use recd_actors::ranker::model::Mlp;
+use recd_actors::remote::endpoint::Served;
+use recd_actors::remote::heartbeat::HeartbeatArgs;
+use recd_actors::remote::replicas::NodeReplicas;
+use recd_actors::remote::router::{Router, ShardCounts};
+use recd_actors::remote::wire::Limits;
+use recd_actors::stage::local::LocalStages;
+use recd_runtime::cluster::Membership;
+use recd_runtime::compute::ComputePool;
+use recd_runtime::config::Config;
+use recd_runtime::metrics::Metrics;
+use recd_runtime::peers::Peers;
+use recd_runtime::pool::root::RootMessage;
+use recd_runtime::pool::{
+    PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Jobs the compute pool queues before refusing (backpressure to the stages).
+const COMPUTE_QUEUE: usize = 1024;
+
+/// The node's pool supervisors, each linked to the root, in start order.
+pub(crate) struct Pools {
+    root: ActorRef<RootMessage>,
+    policy: RestartPolicy,
+    metrics: Arc<Metrics>,
+    started: Vec<ActorRef<PoolMessage>>,
+}
+
+impl Pools {
+    pub(crate) fn new(root: ActorRef<RootMessage>, config: &Config, metrics: Arc<Metrics>) -> Self {
+        let s = &config.supervision;
+        let policy = RestartPolicy {
+            max_restarts: s.max_restarts,
+            window: Duration::from_secs(s.window_secs),
+            backoff: Duration::from_millis(s.backoff_ms),
+        };
+        Self {
+            root,
+            policy,
+            metrics,
+            started: Vec::new(),
+        }
+    }
+
+    /// Starts pool `name` over `slots`, supervised by the root.
+    async fn start<F: WorkerFactory>(
+        &mut self,
+        name: &'static str,
+        factory: F,
+        slots: &Arc<PoolSlots<<F::Worker as Actor>::Msg>>,
+    ) -> anyhow::Result<()> {
+        let args = PoolArgs {
+            name,
+            factory,
+            slots: Arc::clone(slots),
+            policy: self.policy,
+            metrics: Arc::clone(&self.metrics),
+        };
+        let (sup, _) = Actor::spawn_linked(
+            None,
+            PoolSupervisor::<F>::default(),
+            args,
+            self.root.get_cell(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting pool {name}: {e}"))?;
+        let _ = self.root.cast(RootMessage::Watch {
+            id: sup.get_id(),
+            name: format!("pool {name}"),
+        });
+        self.started.push(sup);
+        Ok(())
+    }
+
+    /// Stops every pool, the last started first.
+    pub(crate) async fn stop(self, wait: Option<Duration>) {
+        for pool in self.started.into_iter().rev() {
+            let _ = pool.stop_and_wait(None, wait).await;
+        }
+    }
+}
+
+/// What the data roles and the request path share.
+pub(crate) struct DataRoles<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) catalogue: &'a Arc<Catalogue>,
+    pub(crate) local: &'a Arc<LocalStages>,
+    pub(crate) metrics: &'a Arc<Metrics>,
+    pub(crate) compute: ComputePool,
+}
+
+impl DataRoles<'_> {
+    /// The compute pool every CPU-heavy stage shares.
+    pub(crate) fn compute(config: &Config, metrics: &Metrics) -> ComputePool {
+        let expired = Some(metrics.compute_expired.clone());
+        ComputePool::new(config.compute.threads, COMPUTE_QUEUE, expired)
+    }
+
+    fn source(&self) -> ProfileSource {
+        ProfileSource::new(Arc::new(self.catalogue.centers.clone()))
+    }
+
+    /// Feature shards, index shards (over `indexes`, in held order) and rankers placed here.
+    pub(crate) async fn start(
+        &self,
+        pools: &mut Pools,
+        indexes: Vec<Arc<ShardIndex>>,
+    ) -> anyhow::Result<()> {
+        let (config, local) = (self.config, self.local);
+        for (&s, idx) in local.index.held().iter().zip(&indexes) {
+            (self.metrics.shard_items)
+                .with_label_values(&[&s.to_string()])
+                .set(idx.len() as i64);
+        }
+        if !local.features.held().is_empty() {
+            let args = FeatureShardArgs {
+                source: self.source(),
+                ttl: Duration::from_secs(config.features.cache_ttl_secs),
+                max_entries: config.features.cache_max_entries,
+                metrics: Arc::clone(self.metrics),
+            };
+            pools.start("features", args, &local.features.slots).await?;
+        }
+        if !local.index.held().is_empty() {
+            let args = IndexShardArgs {
+                indexes: Arc::new(indexes),
+                compute: self.compute.clone(),
+            };
+            pools.start("index", args, &local.index.slots).await?;
+        }
+        if local.runs_rankers() {
+            let args = RankerArgs {
+                model: Arc::new(Mlp::from_flat(&self.catalogue.mlp)?),
+                catalogue: Arc::clone(self.catalogue),
+                compute: self.compute.clone(),
+            };
+            pools.start("ranker", args, &local.ranker).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint peers call (joining the groups of what this node holds) and the heartbeat.
+pub(crate) async fn start_remote(
+    data: &DataRoles<'_>,
+    peers: &Arc<Peers>,
+    membership: &Arc<Membership>,
+    replicas: &Arc<NodeReplicas>,
+    pools: &mut Pools,
+) -> anyhow::Result<()> {
+    let cc = &data.config.cluster;
+    let served = Served {
+        local: Arc::clone(data.local),
+        limits: Limits {
+            feature_shards: data.config.features.shards,
+            items: data.catalogue.len(),
+        },
+        permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
+        metrics: Arc::clone(data.metrics),
+    };
+    pools.start("endpoint", served, &PoolSlots::new(1)).await?;
+    let beat = HeartbeatArgs {
+        interval: Duration::from_millis(cc.heartbeat_interval_ms),
+        timeout: Duration::from_millis(cc.heartbeat_timeout_ms),
+        peers: Arc::clone(peers),
+        membership: Arc::clone(membership),
+        replicas: Arc::clone(replicas),
+        shards: (data.config.index.shards, data.config.features.shards),
+        metrics: Arc::clone(data.metrics),
+    };
+    pools.start("heartbeat", beat, &PoolSlots::new(1)).await
+}
+
+/// Slots of the gateway and the pipeline workers.
+pub(crate) type RequestPath = (
+    Arc<PoolSlots<GatewayMessage>>,
+    Arc<PoolSlots<PipelineMessage>>,
+);
+
+/// Pipeline workers over a router of `replicas`, then the gateway that feeds them.
+pub(crate) async fn start_request_path(
+    data: &DataRoles<'_>,
+    replicas: &Arc<NodeReplicas>,
+    ingress: &IngressState,
+    pools: &mut Pools,
+) -> anyhow::Result<RequestPath> {
+    let config = data.config;
+    let shards = ShardCounts {
+        features: config.features.shards,
+        index: config.index.shards,
+    };
+    let hedge = config.cluster.hedge_delay_ms.map(Duration::from_millis);
+    let router = Router::new(
+        Arc::clone(replicas) as _,
+        shards,
+        hedge,
+        Arc::clone(data.metrics),
+    );
+    let ttl = config.features.cache_ttl_secs.saturating_mul(1000);
+    let settings = PipelineSettings {
+        features_timeout: Duration::from_millis(config.features.timeout_ms),
+        index_timeout: Duration::from_millis(config.index.timeout_ms),
+        ranker_timeout: Duration::from_millis(config.ranker.timeout_ms),
+        per_shard_k: config.per_shard_k(),
+        candidates: config.index.candidates,
+        truncate_to: config.ranker.truncate_to,
+        profile_max_age: (config.gateway.lanes.iter())
+            .map(|l| Duration::from_millis(l.profile_max_age_ms.unwrap_or(ttl).min(ttl)))
+            .collect(),
+    };
+    let ctx = PipelineCtx::new(
+        Arc::new(router),
+        Arc::clone(data.catalogue),
+        data.source(),
+        settings,
+        Arc::clone(data.metrics),
+    );
+    let pipeline = PoolSlots::new(config.gateway.pipeline_workers);
+    pools
+        .start("pipeline", PipelineArgs(Arc::new(ctx)), &pipeline)
+        .await?;
+    let gateway = PoolSlots::new(1);
+    let args = GatewayArgs {
+        config: config.gateway.clone(),
+        workers: Arc::clone(&pipeline),
+        metrics: Arc::clone(data.metrics),
+        saturation: Arc::clone(&ingress.saturation),
+    };
+    pools.start("gateway", args, &gateway).await?;
+    Ok((gateway, pipeline))
+}
