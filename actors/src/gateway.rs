@@ -14,11 +14,12 @@
 //! With `batching: deadline` (default) a batch closes when the earliest queued deadline
 //! minus the predicted time of the batch (an EWMA per batch size, learned from
 //! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
-//! `max_wait_us` cap. At dispatch a request that cannot make its deadline even in a batch
-//! of one is refused (504) alone, never its batch (its batch runs earliest-deadline-first
-//! in the compute queue, so refusing on the average batch time turned away requests that
-//! still made it). Refusing at submit on a predicted queue drain was measured and dropped:
-//! it cost 10-15 % goodput at 2× load (ADR 0008). With `batching: fixed` a batch closes on
+//! `max_wait_us` cap. At dispatch a request that cannot make its deadline in a batch of
+//! the size being formed (the batch time learned under the current load) is refused (504)
+//! alone, never its batch, and its place refilled (docs/adr/0014: with the old rule — a
+//! batch of one — overloaded EDF dispatched mostly requests about to expire, and their
+//! deadlines cut every stage of their batches short). Refusing at submit on a predicted
+//! queue drain was measured and dropped: it cost 10-15 % goodput at 2× load (ADR 0008). With `batching: fixed` a batch closes on
 //! size or age only and nothing is refused early. With `eager_when_idle`, a batch leaves
 //! at once when no batch is in flight. A full lane is published as saturated so the
 //! ingress refuses its requests before reading their bodies. Requests whose client left
@@ -29,7 +30,7 @@ use crate::request::{BatchDone, PendingRequest};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef};
 use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
 use recd_runtime::config::{BatchingMode, GatewayConfig};
-use recd_runtime::lanes::{LaneQueues, LaneSaturation, Offer};
+use recd_runtime::lanes::{LaneId, LaneQueues, LaneSaturation, Offer};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::{PoolSlots, WorkerFactory};
 use recd_runtime::RecdError;
@@ -98,7 +99,9 @@ pub struct GatewayState {
     busy: Vec<Option<ActorId>>,
     flush_at: Option<Instant>,
     policy: BatchPolicy,
-    model: ServiceModel,
+    /// Per lane: the time of its batches by size (a lane's batches share a budget and,
+    /// in the compute queue, a priority, so they take their own time).
+    models: Vec<ServiceModel>,
     /// Per-lane metric handles, resolved once: these are touched on every request.
     depth: Vec<prometheus::IntGauge>,
     wait: Vec<prometheus::Histogram>,
@@ -147,7 +150,7 @@ impl Actor for Gateway {
             queues,
             flush_at: None,
             policy,
-            model: ServiceModel::new(PRIOR_BATCH_TIME),
+            models: vec![ServiceModel::new(PRIOR_BATCH_TIME); c.lanes.len()],
             args,
         })
     }
@@ -218,14 +221,18 @@ impl GatewayState {
         }
     }
 
-    fn batch_done(&mut self, BatchDone { worker, size, took }: BatchDone) {
-        if let Some(b) = self.busy.get_mut(worker) {
+    fn batch_done(&mut self, done: BatchDone) {
+        if let Some(b) = self.busy.get_mut(done.worker) {
             *b = None;
         }
-        if size > 0 {
-            self.model.observe(size, took);
+        if let Some(model) = self.models.get_mut(done.lane).filter(|_| done.size > 0) {
+            model.observe(done.size, done.took);
         }
-        let full = self.model.predict(self.args.config.max_batch);
+        // the slowest lane's full batch: what the gauge has always shown on one lane
+        let full = (self.models.iter())
+            .map(|m| m.predict(self.args.config.max_batch))
+            .max()
+            .unwrap_or_default();
         self.args
             .metrics
             .predicted_batch_seconds
@@ -254,10 +261,35 @@ impl GatewayState {
         self.busy.iter().any(Option::is_some)
     }
 
+    /// The lane whose batch goes next: lanes in fair-share order, the first whose batch
+    /// is due (all of them at once when nothing is in flight and `eager_when_idle`);
+    /// else when to look again.
+    fn due_lane(&self, now: Instant) -> Result<LaneId, Option<Instant>> {
+        let idle = self.args.config.eager_when_idle && !self.any_busy();
+        let mut wake: Option<Instant> = None;
+        for lane in self.queues.lanes_by_share() {
+            let Some((oldest, earliest_deadline)) = self.queues.head(lane) else {
+                continue;
+            };
+            if idle {
+                return Ok(lane);
+            }
+            let view = QueueView {
+                queued: self.queues.lane_len(lane),
+                oldest,
+                earliest_deadline,
+            };
+            let max = self.args.config.max_batch;
+            match self.policy.decide(now, view, max, &self.models[lane]) {
+                Decision::Dispatch => return Ok(lane),
+                Decision::WaitUntil(at) => wake = Some(wake.map_or(at, |w| w.min(at))),
+            }
+        }
+        Err(wake)
+    }
+
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
-        while let (Some(oldest), Some(earliest_deadline)) =
-            (self.queues.oldest(), self.queues.earliest_deadline())
-        {
+        while !self.queues.is_empty() {
             let Some((slot, worker)) = self.idle_worker() else {
                 if self.args.workers.live() == 0 {
                     // every pipeline worker is restarting: look again soon rather than
@@ -266,42 +298,17 @@ impl GatewayState {
                 }
                 break;
             };
-            let idle = self.args.config.eager_when_idle && !self.any_busy();
-            let view = QueueView {
-                queued: self.queues.len(),
-                oldest,
-                earliest_deadline,
-            };
-            let decision = if idle {
-                Decision::Dispatch
-            } else {
-                self.policy
-                    .decide(now, view, self.args.config.max_batch, &self.model)
-            };
-            if let Decision::WaitUntil(at) = decision {
-                self.schedule_flush(myself, now, at);
-                break;
-            }
-            self.drop_dead(now);
-            let batch = self.queues.pop_batch(self.args.config.max_batch);
-            let n = batch.len();
-            let mut requests = Vec::with_capacity(n);
-            for (lane, entry) in batch {
-                let waited = now
-                    .saturating_duration_since(entry.enqueued_at)
-                    .as_secs_f64();
-                self.wait[lane].observe(waited);
-                if self.deadline_mode() && !can_meet(now, entry.deadline, 1, &self.model) {
-                    self.shed(lane, "cannot_meet_deadline");
-                    entry.item.answer(Err(RecdError::deadline(format!(
-                        "cannot meet the deadline: {:.1} ms left, even alone it takes ~{:.1} ms",
-                        entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
-                        self.model.predict(1).as_secs_f64() * 1e3
-                    ))));
-                    continue;
+            let lane = match self.due_lane(now) {
+                Ok(lane) => lane,
+                Err(wake) => {
+                    if let Some(at) = wake {
+                        self.schedule_flush(myself, now, at);
+                    }
+                    break;
                 }
-                requests.push(entry.item);
-            }
+            };
+            self.drop_dead(now);
+            let requests = self.fill_batch(lane, now);
             if requests.is_empty() {
                 continue;
             }
@@ -325,6 +332,36 @@ impl GatewayState {
             }
         }
         self.report_depth();
+    }
+
+    /// Takes up to `max_batch` requests, earliest deadline first by lane share. In
+    /// deadline mode a request that cannot finish in time in a batch of this size (the
+    /// batch's predicted time, learned under the current load) is refused alone (504) and
+    /// its place refilled: served, it would become the whole batch's budget and cut every
+    /// other request's stages short; under overload, serving the most urgent requests
+    /// first would otherwise serve mostly requests that are about to expire.
+    fn fill_batch(&mut self, lane: LaneId, now: Instant) -> Vec<PendingRequest> {
+        let max = self.args.config.max_batch;
+        let size = max.min(self.queues.lane_len(lane));
+        let mut requests = Vec::with_capacity(size);
+        while requests.len() < max && self.queues.lane_len(lane) > 0 {
+            for entry in self.queues.pop_lane(lane, max - requests.len()) {
+                let waited = now.saturating_duration_since(entry.enqueued_at);
+                self.wait[lane].observe(waited.as_secs_f64());
+                let model = &self.models[lane];
+                if self.deadline_mode() && !can_meet(now, entry.deadline, size, model) {
+                    self.shed(lane, "cannot_meet_deadline");
+                    entry.item.answer(Err(RecdError::deadline(format!(
+                        "cannot meet the deadline: {:.1} ms left, a batch of {size} takes ~{:.1} ms",
+                        entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
+                        model.predict(size).as_secs_f64() * 1e3
+                    ))));
+                    continue;
+                }
+                requests.push(entry.item);
+            }
+        }
+        requests
     }
 
     fn schedule_flush(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant, at: Instant) {

@@ -71,6 +71,8 @@ pub struct PipelineSettings {
     pub truncate_to: usize,
     /// Per lane: the oldest cached profile served (first rung of the ladder).
     pub profile_max_age: Vec<Duration>,
+    /// Lane names, for the metrics.
+    pub lanes: Vec<String>,
 }
 
 /// What every pipeline worker shares.
@@ -110,6 +112,15 @@ impl PipelineCtx {
     fn models(&self) -> std::sync::MutexGuard<'_, StageModels> {
         self.models.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn shed(&self, lane: usize, reason: &str) {
+        let name = self
+            .settings
+            .lanes
+            .get(lane)
+            .map_or("unknown", String::as_str);
+        self.metrics.shed.with_label_values(&[name, reason]).inc();
+    }
 }
 
 /// The pipeline worker actor.
@@ -131,6 +142,7 @@ impl WorkerFactory for PipelineArgs {
 struct DoneGuard {
     done: DerivedActorRef<BatchDone>,
     worker: usize,
+    lane: usize,
     /// Requests the pipeline actually processed (0 until the batch completes): the
     /// gateway's batch-time model must not learn from batches that did no work.
     size: usize,
@@ -144,6 +156,7 @@ impl Drop for DoneGuard {
         let took = now().saturating_duration_since(self.started);
         let _ = self.done.send_message(BatchDone {
             worker: self.worker,
+            lane: self.lane,
             size: self.size,
             took,
         });
@@ -179,6 +192,7 @@ impl Actor for PipelineWorker {
         let mut done = DoneGuard {
             done,
             worker,
+            lane: batch.iter().map(|r| r.lane).min().unwrap_or(0),
             size: 0,
             started: now(),
             metrics: Arc::clone(&ctx.metrics),
@@ -203,15 +217,23 @@ pub async fn run_batch(
     dispatched: Instant,
 ) -> usize {
     let start = now();
+    // a request this batch cannot serve at all (less time left than its candidates take)
+    // is refused alone: kept, its deadline would become every request's budget, and the
+    // whole batch would time out with it
+    let least = ctx.models().least(batch.len());
     let mut work = Vec::with_capacity(batch.len());
     for req in batch {
         if req.cancelled() {
             continue;
         }
-        if req.deadline <= start {
-            req.answer(Err(RecdError::deadline(
-                "latency budget spent before processing",
-            )));
+        if req.deadline <= start + least {
+            let left = req.deadline.saturating_duration_since(start);
+            ctx.shed(req.lane, "cannot_meet_deadline");
+            req.answer(Err(RecdError::deadline(format!(
+                "cannot meet the deadline: {:.1} ms left, this batch's candidates take ~{:.1} ms",
+                left.as_secs_f64() * 1e3,
+                least.as_secs_f64() * 1e3
+            ))));
             continue;
         }
         work.push(Work {
@@ -262,16 +284,20 @@ pub async fn run_batch(
     .await;
     let candidates = t.elapsed_since();
     observe(ctx, "candidates", candidates);
-    let Some((per_request, coverage)) = gathered else {
-        ctx.metrics
-            .degraded
-            .with_label_values(&["candidates"])
-            .inc_by(work.len() as u64);
-        for w in work {
-            w.req
-                .answer(Err(RecdError::unavailable("no index shard answered")));
+    // without candidates nothing at all can be said: the requests fail (504 when the
+    // shards ran out of time, 503 when none was reachable), counted as the candidates rung
+    let (per_request, coverage) = match gathered {
+        Ok(g) => g,
+        Err(e) => {
+            ctx.metrics
+                .degraded
+                .with_label_values(&["candidates"])
+                .inc_by(work.len() as u64);
+            for w in work {
+                w.req.answer(Err(e.clone()));
+            }
+            return 0;
         }
-        return 0;
     };
     if coverage < 1.0 {
         work.iter_mut().for_each(|w| w.degraded.push("candidates"));
@@ -391,3 +417,6 @@ impl ElapsedSince for Instant {
         now().saturating_duration_since(*self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,6 +45,8 @@ impl PendingRequest {
 pub struct BatchDone {
     /// Slot of the worker.
     pub worker: usize,
+    /// The batch's lane (a batch comes from one lane).
+    pub lane: LaneId,
     /// Requests that went through the whole pipeline (0 if the batch did no work).
     pub size: usize,
     /// Time the pipeline spent on it.

@@ -10,6 +10,8 @@ PORT=${BENCH_PORT:-18080}
 GEN_DATA=${RECD_GEN_DATA:-tools/workload/gen_data.py}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release"
+# the node binary the scripts start (compare-builds.sh points it at other builds)
+NODE_BIN="$BIN/recd-node"
 NODE=""
 
 cargo build --release -p recd-node -p recd-loadgen
@@ -42,7 +44,7 @@ trap stop_all EXIT
 cluster_node() {
   local dir=$1 name=$2 http=$3 cport=$4
   shift 4
-  env RECD__CLUSTER__NODE_NAME="$name" "$@" "$BIN/recd-node" run \
+  env RECD__CLUSTER__NODE_NAME="$name" "$@" "$NODE_BIN" run \
     --config configs/local-cluster.yaml --data-dir "$DATA" \
     --http-listen "127.0.0.1:$http" --cluster-listen "127.0.0.1:$cport" \
     --seeds 127.0.0.1:17700,127.0.0.1:17701 >"$dir/node-$name.log" 2>&1 &
@@ -83,7 +85,7 @@ wait_ready() {
 start_node() {
   local name=$1
   shift
-  env "$@" "$BIN/recd-node" run --config configs/dev.yaml --data-dir "$DATA" \
+  env "$@" "$NODE_BIN" run --config configs/dev.yaml --data-dir "$DATA" \
     --http-listen "127.0.0.1:$PORT" >"$OUT/node-$name.log" 2>&1 &
   NODE=$!
   for _ in $(seq 1 600); do

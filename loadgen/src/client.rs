@@ -1,5 +1,6 @@
-//! One `POST {url}/recommend` over a pooled HTTP/1.1 client, classified; several URLs
-//! are used in turn.
+//! One `POST {url}/recommend` over a pooled HTTP/1.1 client, classified — a 2xx answer
+//! by what its body says it degraded (`degraded`, `coverage`); several URLs are used in
+//! turn.
 
 use anyhow::{bail, Context};
 use http_body_util::{BodyExt, Full};
@@ -12,11 +13,73 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The rungs of the degradation ladder an answer says it took (a set, as bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rungs(u8);
+
+impl Rungs {
+    /// Every rung recd names, in bit order; `partial` is `coverage` < 1, `unreadable` a
+    /// 2xx body that is not a recommendation, `other` a rung this generator does not know.
+    pub const NAMES: [&'static str; 7] = [
+        "features",
+        "candidates",
+        "rank_truncated",
+        "ranker",
+        "partial",
+        "unreadable",
+        "other",
+    ];
+
+    /// True for an answer that took no rung: what goodput counts.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the rungs taken.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        (0..Self::NAMES.len())
+            .filter(move |i| self.0 & (1 << i) != 0)
+            .map(|i| Self::NAMES[i])
+    }
+
+    fn with(self, name: &str) -> Self {
+        let i = Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or(Self::NAMES.len() - 1);
+        Self(self.0 | 1 << i)
+    }
+
+    /// What a 2xx body of `/recommend` says about itself.
+    pub fn of_body(body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Said {
+            #[serde(default)]
+            degraded: Vec<String>,
+            #[serde(default = "whole")]
+            coverage: f64,
+            items: serde::de::IgnoredAny,
+        }
+        fn whole() -> f64 {
+            1.0
+        }
+        let Ok(said) = serde_json::from_slice::<Said>(body) else {
+            return Self::default().with("unreadable");
+        };
+        let _ = said.items;
+        let mut r = (said.degraded.iter()).fold(Self::default(), |r, d| r.with(d));
+        if said.coverage < 1.0 {
+            r = r.with("partial");
+        }
+        r
+    }
+}
+
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// An HTTP answer with this status.
-    Status(u16),
+    /// An HTTP answer with this status; for a 2xx, the rungs it took.
+    Status(u16, Rungs),
     /// No answer within the client timeout.
     Timeout,
     /// Connection or protocol error.
@@ -77,11 +140,15 @@ impl Client {
         let exchange = async {
             let resp = self.inner.request(req).await.map_err(|_| ())?;
             let status = resp.status().as_u16();
-            resp.into_body().collect().await.map_err(|_| ())?;
-            Ok::<u16, ()>(status)
+            let body = resp.into_body().collect().await.map_err(|_| ())?.to_bytes();
+            let rungs = match status {
+                200..=299 => Rungs::of_body(&body),
+                _ => Rungs::default(),
+            };
+            Ok::<_, ()>(Outcome::Status(status, rungs))
         };
         match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(status)) => Outcome::Status(status),
+            Ok(Ok(outcome)) => outcome,
             Ok(Err(())) => Outcome::Error,
             Err(_) => Outcome::Timeout,
         }

@@ -30,7 +30,7 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     let client = || client::Client::new(&args.url, args.timeout);
     match args.mode {
         cli::Mode::Open => {
-            let run = open_loop::run(&args, &client()?, args.rate, args.duration).await;
+            let run = open_loop::run(&args, &client()?, args.rate, args.duration, args.seed).await;
             report::write_single(&args, &run)?;
             report::print_summary(&run.summary(&args));
         }

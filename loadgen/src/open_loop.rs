@@ -13,14 +13,16 @@ use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
-/// Runs at `rate` requests/s for `duration` and returns what was measured.
+/// Runs at `rate` requests/s for `duration` and returns what was measured; `seed` draws
+/// the users, lanes and gaps (a sweep gives every step its own).
 ///
 /// The schedule is kept by a dedicated OS thread sleeping with the kernel's
 /// high-resolution timers (tokio's timer wheel has 1 ms granularity, which would show up
 /// as latency); it hands each due request's scheduled time to the async dispatcher.
-pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration) -> Run {
+pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration, seed: u64) -> Run {
     let mut workload =
         Workload::from_args(args).unwrap_or_else(|e| panic!("invalid workload arguments: {e}"));
+    workload.reseed(seed);
     let run = Arc::new(Mutex::new(Run::new(&workload.lanes, rate)));
     let slots = Arc::new(Semaphore::new(args.connections.max(1)));
     let cpu0 = process_cpu_seconds();

@@ -39,11 +39,13 @@ pub async fn progress(run: Arc<Mutex<Run>>, start: Instant, duration: Duration) 
 /// Prints the closing summary.
 pub fn print_summary(s: &Summary) {
     eprintln!(
-        "offered {:.0}/s achieved {:.0}/s goodput {:.0}/s | p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms | \
+        "offered {:.0}/s achieved {:.0}/s goodput {:.0}/s (in budget {:.0}/s, degraded {}) | p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms | \
          service p99 {:.2} ms | errors {:.2}% | loadgen cpu {:.2} cores{}",
         s.offered_rps,
         s.achieved_rps,
         s.goodput_rps,
+        s.answered_in_budget_rps,
+        s.degraded,
         s.p50_ms,
         s.p90_ms,
         s.p99_ms,
@@ -91,15 +93,17 @@ pub fn write_sweep(args: &Args, result: &SweepResult) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&doc)?,
     )?;
     let mut csv = std::fs::File::create(args.out.join("sweep.csv"))?;
-    writeln!(csv, "offered_rps,achieved_rps,goodput_rps,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,service_p99_ms,error_rate,ok")?;
+    writeln!(csv, "offered_rps,achieved_rps,goodput_rps,answered_in_budget_rps,degraded,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,service_p99_ms,error_rate,ok")?;
     for s in &result.steps {
         let m = &s.summary;
         writeln!(
             csv,
-            "{:.1},{:.1},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{}",
+            "{:.1},{:.1},{:.1},{:.1},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.5},{}",
             m.offered_rps,
             m.achieved_rps,
             m.goodput_rps,
+            m.answered_in_budget_rps,
+            m.degraded,
             m.p50_ms,
             m.p90_ms,
             m.p99_ms,
@@ -134,6 +138,24 @@ pub fn write_sweep(args: &Args, result: &SweepResult) -> anyhow::Result<()> {
             pct(|s| s.p50_ms, "p50"),
             pct(|s| s.p90_ms, "p90"),
             pct(|s| s.p99_ms, "p99"),
+        ],
+    )?;
+    let by_offered = |f: fn(&Summary) -> f64, label: &str| Series {
+        label: label.into(),
+        points: summaries.iter().map(|s| (s.offered_rps, f(s))).collect(),
+    };
+    draw(
+        &args.out.join("goodput"),
+        &Chart {
+            title: "goodput vs offered load",
+            x_label: "offered requests/s",
+            y_label: "requests/s",
+            log10_x: false,
+        },
+        &[
+            by_offered(|s| s.goodput_rps, "undegraded within budget"),
+            by_offered(|s| s.answered_in_budget_rps, "any 2xx within budget"),
+            by_offered(|s| s.achieved_rps, "answered (any status)"),
         ],
     )?;
     let cdfs: Vec<Series> = result

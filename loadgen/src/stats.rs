@@ -24,8 +24,16 @@ pub struct LaneStats {
     pub ok: u64,
     /// 2xx answers within the lane's budget.
     pub ok_in_budget: u64,
+    /// 2xx answers within the budget that took no rung of the ladder (goodput).
+    pub good: u64,
+    /// 2xx answers that took at least one rung.
+    pub degraded: u64,
     /// 429 and 503 answers.
     pub shed: u64,
+    /// Requests that ended (not counting deliberate cancellations).
+    pub requests: u64,
+    /// Those that got no 2xx: any other status, a timeout, an error.
+    pub failed: u64,
 }
 
 /// Everything recorded during one run.
@@ -44,6 +52,8 @@ pub struct Run {
     pub lanes: Vec<LaneStats>,
     /// Counts by outcome: "200", "503", "timeout", "error", "cancelled".
     pub outcomes: BTreeMap<String, u64>,
+    /// 2xx answers per rung of the degradation ladder they name.
+    pub rungs: BTreeMap<&'static str, u64>,
     /// Worst delay between a request's scheduled and actual send.
     pub max_send_lag: Duration,
     /// Requests sent more than 10 ms after their scheduled time.
@@ -70,10 +80,15 @@ impl Run {
                     latency: histogram(),
                     ok: 0,
                     ok_in_budget: 0,
+                    good: 0,
+                    degraded: 0,
                     shed: 0,
+                    requests: 0,
+                    failed: 0,
                 })
                 .collect(),
             outcomes: BTreeMap::new(),
+            rungs: BTreeMap::new(),
             max_send_lag: Duration::ZERO,
             late_sends: 0,
             cpu_seconds: 0.0,
@@ -90,7 +105,7 @@ impl Run {
     /// Records one finished request.
     pub fn record(&mut self, lane: usize, outcome: Outcome, latency: Duration, service: Duration) {
         let key = match outcome {
-            Outcome::Status(s) => s.to_string(),
+            Outcome::Status(s, _) => s.to_string(),
             Outcome::Timeout => "timeout".into(),
             Outcome::Error => "error".into(),
             Outcome::Cancelled => "cancelled".into(),
@@ -104,13 +119,21 @@ impl Run {
         self.service.saturating_record(us(service));
         let l = &mut self.lanes[lane];
         l.latency.saturating_record(us(latency));
+        l.requests += 1;
+        l.failed += u64::from(!matches!(outcome, Outcome::Status(200..=299, _)));
         match outcome {
-            Outcome::Status(s) if (200..300).contains(&s) => {
+            Outcome::Status(s, rungs) if (200..300).contains(&s) => {
                 l.ok += 1;
                 let budget = l.lane.budget_ms.map(Duration::from_millis);
-                l.ok_in_budget += u64::from(budget.is_none_or(|b| latency <= b));
+                let in_budget = budget.is_none_or(|b| latency <= b);
+                l.ok_in_budget += u64::from(in_budget);
+                l.good += u64::from(in_budget && rungs.is_empty());
+                l.degraded += u64::from(!rungs.is_empty());
+                for rung in rungs.names() {
+                    *self.rungs.entry(rung).or_default() += 1;
+                }
             }
-            Outcome::Status(429 | 503) => l.shed += 1,
+            Outcome::Status(429 | 503, _) => l.shed += 1,
             _ => {}
         }
     }
@@ -153,8 +176,12 @@ impl Run {
                     p50_ms: ms(&l.latency, 0.5),
                     p99_ms: ms(&l.latency, 0.99),
                     ok: l.ok,
+                    degraded: l.degraded,
                     shed: l.shed,
-                    goodput_rps: l.ok_in_budget as f64 / secs,
+                    requests: l.requests,
+                    failed: l.failed,
+                    goodput_rps: l.good as f64 / secs,
+                    answered_in_budget_rps: l.ok_in_budget as f64 / secs,
                     budget_ms: l.lane.budget_ms,
                 };
                 (l.lane.name.clone(), s)
@@ -166,7 +193,15 @@ impl Run {
             mode: format!("{:?}", args.mode).to_lowercase(),
             offered_rps: self.offered_rps,
             achieved_rps: answered as f64 / secs,
-            goodput_rps: self.lanes.iter().map(|l| l.ok_in_budget).sum::<u64>() as f64 / secs,
+            goodput_rps: self.lanes.iter().map(|l| l.good).sum::<u64>() as f64 / secs,
+            answered_in_budget_rps: self.lanes.iter().map(|l| l.ok_in_budget).sum::<u64>() as f64
+                / secs,
+            degraded: self.lanes.iter().map(|l| l.degraded).sum(),
+            rungs: self
+                .rungs
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             scheduled: self.scheduled,
             finished: self.finished(),
             duration_s: secs,
@@ -205,8 +240,16 @@ pub struct Summary {
     pub offered_rps: f64,
     /// Answers per second (all statuses).
     pub achieved_rps: f64,
-    /// 2xx answers within their lane's budget per second.
+    /// Undegraded 2xx answers (no rung of the ladder, full coverage) within their lane's
+    /// budget per second: what users fully got.
     pub goodput_rps: f64,
+    /// Every 2xx answer within its lane's budget per second, degraded or not.
+    pub answered_in_budget_rps: f64,
+    /// 2xx answers that took at least one rung.
+    pub degraded: u64,
+    /// 2xx answers per rung (`features`, `candidates`, `rank_truncated`, `ranker`,
+    /// `partial` = coverage < 1, `unreadable`, `other`).
+    pub rungs: BTreeMap<String, u64>,
     /// Requests scheduled.
     pub scheduled: u64,
     /// Requests finished (answered, failed or cancelled).
@@ -260,10 +303,18 @@ pub struct LaneSummary {
     pub p99_ms: f64,
     /// 2xx answers.
     pub ok: u64,
+    /// 2xx answers that took at least one rung.
+    pub degraded: u64,
     /// 429/503 answers.
     pub shed: u64,
-    /// 2xx within budget per second.
+    /// Requests that ended (not counting deliberate cancellations).
+    pub requests: u64,
+    /// Those that got no 2xx (any other status, timeouts, errors).
+    pub failed: u64,
+    /// Undegraded 2xx within budget per second.
     pub goodput_rps: f64,
+    /// Every 2xx within budget per second.
+    pub answered_in_budget_rps: f64,
     /// The lane's budget.
     pub budget_ms: Option<u64>,
 }

@@ -49,14 +49,14 @@ pub async fn run(args: &Args, client: &Client) -> SweepResult {
             .filter_map(|r| r.trim().parse::<f64>().ok())
             .filter(|r| *r > 0.0)
         {
-            steps.push(run_step(args, client, rate).await);
+            steps.push(run_step(args, client, rate, steps.len()).await);
         }
         return SweepResult { steps };
     }
     let mut rate = args.sweep_start;
     let mut bracket = None;
     while rate <= args.sweep_max {
-        let step = run_step(args, client, rate).await;
+        let step = run_step(args, client, rate, steps.len()).await;
         let ok = step.ok;
         steps.push(step);
         if !ok {
@@ -68,7 +68,7 @@ pub async fn run(args: &Args, client: &Client) -> SweepResult {
     if let Some((mut lo, mut hi)) = bracket.filter(|_| steps.len() > 1) {
         for _ in 0..args.sweep_refine {
             let mid = (lo + hi) / 2.0;
-            let step = run_step(args, client, mid).await;
+            let step = run_step(args, client, mid, steps.len()).await;
             if step.ok {
                 lo = mid;
             } else {
@@ -81,8 +81,11 @@ pub async fn run(args: &Args, client: &Client) -> SweepResult {
     SweepResult { steps }
 }
 
-async fn run_step(args: &Args, client: &Client, rate: f64) -> Step {
-    let run = crate::open_loop::run(args, client, rate, args.duration).await;
+/// Step `n` (0, 1, ...) at `rate`: its own users (seed `--seed` + n), so no step replays
+/// an earlier one's and finds the feature cache warm for them; reproducible by seed.
+async fn run_step(args: &Args, client: &Client, rate: f64, n: usize) -> Step {
+    let seed = args.seed.wrapping_add(n as u64);
+    let run = crate::open_loop::run(args, client, rate, args.duration, seed).await;
     let summary = run.summary(args);
     let ok = meets_bounds(args, &summary);
     eprintln!(

@@ -224,6 +224,12 @@ pub(crate) async fn start_request_path(
         profile_max_age: (config.gateway.lanes.iter())
             .map(|l| Duration::from_millis(l.profile_max_age_ms.unwrap_or(ttl).min(ttl)))
             .collect(),
+        lanes: config
+            .gateway
+            .lanes
+            .iter()
+            .map(|l| l.name.clone())
+            .collect(),
     };
     let ctx = PipelineCtx::new(
         Arc::new(router),

@@ -1,13 +1,15 @@
 //! Priority lanes: bounded per-lane queues served by weighted earliest-deadline-first,
 //! shedding the lowest lane first. A plain data structure; the gateway actor owns one.
 //!
-//! Lane 0 is the highest priority. Each lane is kept in deadline order. A batch first
-//! takes from each non-empty lane its reserved share, proportional to its weight (at
-//! least one), earliest deadline first; the rest of the batch goes to the earliest
-//! deadlines across all lanes. So a busy lane cannot starve another, and urgency decides
-//! beyond the reservations. When the total bound is reached, a newcomer displaces the
-//! latest-deadline request of the lowest non-empty lane strictly below its own;
-//! otherwise it is refused.
+//! Lane 0 is the highest priority. Each lane is kept in deadline order. A batch comes
+//! from one lane — its requests share a budget and a service time (docs/adr/0014) — and
+//! takes that lane's earliest deadlines. Lanes take turns by weighted fair share of the
+//! requests served (start-time fair queueing: a lane's virtual time advances by
+//! `requests / weight`, the non-empty lane with the least goes next, and a lane that was
+//! idle starts at the others' time, so it banks no credit). So a busy lane cannot starve
+//! another, and a lane with a high weight is served first whenever it has requests. When
+//! the total bound is reached, a newcomer displaces the latest-deadline request of the
+//! lowest non-empty lane strictly below its own; otherwise it is refused.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -79,6 +81,8 @@ pub struct LaneQueues<T> {
     capacities: Vec<usize>,
     max_total: usize,
     total: usize,
+    /// Per lane: requests served / weight (start-time fair queueing).
+    vtime: Vec<f64>,
 }
 
 impl<T> LaneQueues<T> {
@@ -87,6 +91,7 @@ impl<T> LaneQueues<T> {
         assert_eq!(weights.len(), capacities.len());
         Self {
             queues: weights.iter().map(|_| VecDeque::new()).collect(),
+            vtime: vec![0.0; weights.len()],
             weights,
             capacities,
             max_total,
@@ -132,6 +137,16 @@ impl<T> LaneQueues<T> {
                 None => return Offer::Refused(item),
             }
         }
+        if self.queues[lane].is_empty() {
+            // back from idle: start at the busy lanes' time, not with banked credit
+            let busy = (0..self.queues.len())
+                .filter(|&l| !self.queues[l].is_empty())
+                .map(|l| self.vtime[l])
+                .fold(f64::INFINITY, f64::min);
+            if busy.is_finite() {
+                self.vtime[lane] = self.vtime[lane].max(busy);
+            }
+        }
         let q = &mut self.queues[lane];
         let at = q.partition_point(|e| e.deadline <= deadline);
         q.insert(
@@ -149,22 +164,20 @@ impl<T> LaneQueues<T> {
         }
     }
 
-    /// Enqueue time of the oldest request at the head of a lane. Lanes are in deadline
-    /// order, which is arrival order for requests with the lane's default budget; a
-    /// request with a longer custom budget may be older than this (O(lanes), not O(n)).
-    pub fn oldest(&self) -> Option<Instant> {
-        self.queues
-            .iter()
-            .filter_map(|q| q.front().map(|e| e.enqueued_at))
-            .min()
+    /// The non-empty lanes, the one due by fair share first (ties: the higher lane).
+    pub fn lanes_by_share(&self) -> Vec<LaneId> {
+        let mut lanes: Vec<LaneId> = (0..self.queues.len())
+            .filter(|&l| !self.queues[l].is_empty())
+            .collect();
+        lanes.sort_by(|&a, &b| self.vtime[a].total_cmp(&self.vtime[b]).then(a.cmp(&b)));
+        lanes
     }
 
-    /// The earliest deadline queued, over all lanes.
-    pub fn earliest_deadline(&self) -> Option<Instant> {
-        self.queues
-            .iter()
-            .filter_map(|q| q.front().map(|e| e.deadline))
-            .min()
+    /// The head of `lane`: when it was queued and its deadline (the lane's earliest).
+    pub fn head(&self, lane: LaneId) -> Option<(Instant, Instant)> {
+        self.queues[lane]
+            .front()
+            .map(|e| (e.enqueued_at, e.deadline))
     }
 
     /// Removes every entry for which `expired` is true (e.g. deadline passed, client
@@ -186,46 +199,14 @@ impl<T> LaneQueues<T> {
         out
     }
 
-    /// Takes up to `max` entries: each non-empty lane's reserved (weighted) share, then
-    /// the earliest deadlines across lanes. Within a lane, earliest deadline first.
-    pub fn pop_batch(&mut self, max: usize) -> Vec<(LaneId, Entry<T>)> {
-        let mut out = Vec::with_capacity(max.min(self.total));
-        let active_weight: u32 = (0..self.queues.len())
-            .filter(|&l| !self.queues[l].is_empty())
-            .map(|l| self.weights[l])
-            .sum();
-        if active_weight > 0 {
-            for lane in 0..self.queues.len() {
-                if self.queues[lane].is_empty() {
-                    continue;
-                }
-                let share = max as u64 * self.weights[lane] as u64 / active_weight as u64;
-                self.take(lane, (share as usize).max(1), max, &mut out);
-            }
-        }
-        while out.len() < max {
-            let next = (0..self.queues.len())
-                .filter_map(|l| self.queues[l].front().map(|e| (e.deadline, l)))
-                .min();
-            let Some((_, lane)) = next else { break };
-            self.take(lane, 1, max, &mut out);
-        }
+    /// Takes up to `max` entries of `lane`, earliest deadline first, and charges the lane
+    /// its share.
+    pub fn pop_lane(&mut self, lane: LaneId, max: usize) -> Vec<Entry<T>> {
+        let n = max.min(self.queues[lane].len());
+        let out: Vec<Entry<T>> = self.queues[lane].drain(..n).collect();
+        self.total -= n;
+        self.vtime[lane] += n as f64 / f64::from(self.weights[lane].max(1));
         out
-    }
-
-    fn take(&mut self, lane: LaneId, n: usize, max: usize, out: &mut Vec<(LaneId, Entry<T>)>) {
-        for _ in 0..n {
-            if out.len() >= max {
-                return;
-            }
-            match self.queues[lane].pop_front() {
-                Some(e) => {
-                    self.total -= 1;
-                    out.push((lane, e));
-                }
-                None => return,
-            }
-        }
     }
 }
 
@@ -238,23 +219,48 @@ mod tests {
     }
 
     #[test]
-    fn weighted_batch_takes_from_every_lane() {
-        let mut q = LaneQueues::new(vec![4, 2, 1], vec![10, 10, 10], 100);
+    fn lanes_take_turns_by_weighted_share() {
+        let mut q = LaneQueues::new(vec![4, 2, 1], vec![100, 100, 100], 300);
         let now = Instant::now();
-        for i in 0..10 {
+        for i in 0..60 {
             q.offer(0, i, now, now);
             q.offer(2, 100 + i, now, now);
         }
-        let batch = q.pop_batch(7);
-        let lanes: Vec<_> = batch.iter().map(|(l, _)| *l).collect();
-        assert_eq!(batch.len(), 7);
-        // weights 4 and 1 over 7 slots: lane 0 reserves floor(28/5) = 5, lane 2 1; the
-        // extra slot goes to the earliest deadline (a tie, broken by lane order)
-        assert_eq!(lanes.iter().filter(|&&l| l == 0).count(), 6);
-        assert_eq!(lanes.iter().filter(|&&l| l == 2).count(), 1);
-        // oldest first within a lane
-        assert_eq!(batch[0].1.item, 0);
-        assert_eq!(q.len(), 13);
+        let mut served = [0usize; 3];
+        for _ in 0..10 {
+            let lane = q.lanes_by_share()[0];
+            served[lane] += q.pop_lane(lane, 5).len();
+        }
+        // weights 4 and 1: lane 0 gets four fifths of the requests while both are busy
+        assert_eq!(served, [40, 0, 10]);
+        assert_eq!(q.len(), 70);
+    }
+
+    #[test]
+    fn a_lane_back_from_idle_banks_no_credit() {
+        let mut q = LaneQueues::new(vec![1, 1], vec![100, 100], 200);
+        let now = Instant::now();
+        for i in 0..40 {
+            q.offer(1, i, now, now);
+        }
+        for _ in 0..4 {
+            q.pop_lane(1, 5);
+        }
+        // lane 0 was idle while lane 1 was served 20: it starts even, not 20 ahead
+        for i in 0..40 {
+            q.offer(0, 100 + i, now, now);
+        }
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let lane = q.lanes_by_share()[0];
+            q.pop_lane(lane, 5);
+            order.push(lane);
+        }
+        assert_eq!(
+            order,
+            vec![0, 1, 0, 1],
+            "turns alternate from the same start"
+        );
     }
 
     #[test]
@@ -293,67 +299,46 @@ mod tests {
         }
         let gone = q.remove_where(|v| v % 2 == 0);
         assert_eq!(gone.len(), 3);
-        let rest: Vec<_> = q.pop_batch(10).into_iter().map(|(_, e)| e.item).collect();
+        let rest: Vec<_> = q.pop_lane(1, 10).into_iter().map(|e| e.item).collect();
         assert_eq!(rest, vec![1, 3, 5]);
         assert!(q.is_empty());
     }
 
     #[test]
-    fn edf_within_a_lane_and_across_lanes_beyond_reservations() {
+    fn a_lane_is_served_earliest_deadline_first() {
         let mut q = LaneQueues::new(vec![1, 1], vec![10, 10], 100);
         let now = Instant::now();
         let at = |ms: u64| now + std::time::Duration::from_millis(ms);
-        q.offer(0, "c-late", now, at(90));
-        q.offer(0, "c-early", now, at(10));
-        q.offer(0, "c-mid", now, at(50));
-        q.offer(1, "b-urgent", now, at(5));
-        q.offer(1, "b-relaxed", now, at(500));
-        // 4 slots: floor(4 · 1/2) = 2 reserved per lane, EDF inside each lane
-        let got: Vec<_> = q.pop_batch(4).into_iter().map(|(_, e)| e.item).collect();
-        assert_eq!(got, vec!["c-early", "c-mid", "b-urgent", "b-relaxed"]);
-        assert_eq!(
-            q.pop_batch(4)
-                .into_iter()
-                .map(|(_, e)| e.item)
-                .collect::<Vec<_>>(),
-            vec!["c-late"]
-        );
-    }
-
-    #[test]
-    fn extra_slots_go_to_the_earliest_deadlines() {
-        let mut q = LaneQueues::new(vec![1, 1], vec![10, 10], 100);
-        let now = Instant::now();
-        let at = |ms: u64| now + std::time::Duration::from_millis(ms);
-        for i in 0..5 {
-            q.offer(0, i, now, at(100 + i));
-            q.offer(1, 10 + i, now, at(10 + i));
-        }
-        // floor(5 · 1/2) = 2 slots reserved per lane; the extra one goes to the earliest
-        // deadline left, in lane 1
-        let got: Vec<_> = q.pop_batch(5).into_iter().map(|(_, e)| e.item).collect();
-        assert_eq!(got, vec![0, 1, 10, 11, 12]);
-        assert_eq!(q.earliest_deadline(), Some(at(13)));
+        q.offer(0, "late", now, at(90));
+        q.offer(0, "early", now, at(10));
+        q.offer(0, "mid", now, at(50));
+        q.offer(1, "other lane", now, at(5));
+        assert_eq!(q.head(0), Some((now, at(10))));
+        let got: Vec<_> = q.pop_lane(0, 2).into_iter().map(|e| e.item).collect();
+        assert_eq!(got, vec!["early", "mid"]);
+        assert_eq!(q.lane_len(0), 1);
+        assert_eq!(q.lane_len(1), 1);
     }
 
     #[test]
     fn a_weighted_lane_is_never_starved() {
         let mut q = LaneQueues::new(vec![8, 4, 1], vec![1000, 1000, 1000], 3000);
         let now = Instant::now();
-        let at = |ms: u64| now + std::time::Duration::from_millis(ms);
-        q.offer(2, 9999, now, at(10_000));
+        q.offer(2, 9999, now, now);
         for i in 0..500 {
-            q.offer(0, i, now, at(1));
-            q.offer(1, 1000 + i, now, at(2));
+            q.offer(0, i, now, now);
+            q.offer(1, 1000 + i, now, now);
         }
-        let first: Vec<_> = q.pop_batch(16).into_iter().map(|(l, _)| l).collect();
+        let turns: Vec<LaneId> = (0..16)
+            .map(|_| {
+                let lane = q.lanes_by_share()[0];
+                q.pop_lane(lane, 8);
+                lane
+            })
+            .collect();
         assert!(
-            first.contains(&2),
-            "background keeps its reserved slot under critical load"
-        );
-        assert_eq!(
-            q.lane_len(0) + q.lane_len(1),
-            1000 - first.iter().filter(|&&l| l < 2).count()
+            turns.contains(&2),
+            "background gets its turn under critical load: {turns:?}"
         );
     }
 }

@@ -45,6 +45,7 @@ impl Actor for FakePipeline {
         self.seen.lock().unwrap().push((now(), ids));
         tokio::time::sleep(self.took).await;
         let size = batch.len();
+        let lane = batch.iter().map(|r| r.lane).min().unwrap_or(0);
         for req in batch {
             let response = RecommendResponse {
                 user_id: req.user_id.to_string(),
@@ -61,6 +62,7 @@ impl Actor for FakePipeline {
         }
         let _ = done.send_message(BatchDone {
             worker,
+            lane,
             size,
             took: self.took,
         });
@@ -193,7 +195,8 @@ async fn early_refusal_refuses_the_request_not_its_batch() {
     for rx in warm {
         assert!(rx.await.unwrap().is_ok());
     }
-    let urgent = submit(&h, "urgent", 0, MS * 5);
+    // the same lane: its batches are the ones that take 20 ms
+    let urgent = submit(&h, "urgent", 1, MS * 5);
     let a = submit(&h, "a", 1, MS * 100);
     let b = submit(&h, "b", 1, MS * 100);
     let err = urgent.await.unwrap().unwrap_err();
@@ -218,9 +221,41 @@ async fn early_refusal_refuses_the_request_not_its_batch() {
     assert_eq!(
         h.metrics
             .shed
-            .with_label_values(&["critical", "cannot_meet_deadline"])
+            .with_label_values(&["default", "cannot_meet_deadline"])
             .get(),
         1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_comes_from_one_lane_and_lanes_keep_their_own_batch_time() {
+    let mut c = config(BatchingMode::Deadline);
+    c.max_batch = 4;
+    let h = start(c, MS * 20).await;
+    // teach the default lane that its batches take 20 ms
+    let warm: Vec<_> = (0..4)
+        .map(|i| submit(&h, &format!("w{i}"), 1, MS * 1000))
+        .collect();
+    for rx in warm {
+        assert!(rx.await.unwrap().is_ok());
+    }
+    // a default request with 3 ms left cannot make it (a default batch of one: ~5 ms); a
+    // critical one with 5 ms can (its lane's prior, 2 ms)
+    let slow = submit(&h, "d", 1, MS * 3);
+    let fast = submit(&h, "c", 0, MS * 5);
+    let bg = submit(&h, "b", 2, MS * 1000);
+    assert!(
+        fast.await.unwrap().is_ok(),
+        "the critical lane has its own batch time"
+    );
+    assert!(slow.await.unwrap().is_err());
+    assert!(bg.await.unwrap().is_ok());
+    let seen = h.seen.lock().unwrap();
+    let batches: Vec<Vec<String>> = seen.iter().skip(1).map(|(_, ids)| ids.clone()).collect();
+    assert_eq!(
+        batches,
+        vec![vec!["c".to_owned()], vec!["b".to_owned()]],
+        "one lane per batch"
     );
 }
 

@@ -70,6 +70,13 @@ impl StageModels {
                 + self.rank_share(b, truncate_to, candidates)
     }
 
+    /// The least a batch of `b` can do for a request: search its candidates (with cached
+    /// or default profiles) and answer them in ANN order. A request with less time left
+    /// cannot be served by the batch at all.
+    pub fn least(&self, b: usize) -> Duration {
+        self.candidates.predict(b)
+    }
+
     /// Budget for the shard calls: what is left after reserving a truncated re-rank.
     pub fn candidates_budget(
         &self,

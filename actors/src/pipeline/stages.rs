@@ -7,6 +7,7 @@ use crate::candidates::index::merge;
 use crate::features::shard_of;
 use crate::types::{Candidate, ScoreRequest};
 use recd_runtime::compute::Priority;
+use recd_runtime::{ErrorCode, RecdError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,13 +59,14 @@ pub(super) async fn fetch_profiles(
 }
 
 /// Scatter one batched search to every index shard and gather the merged candidates of
-/// each request, with the fraction of shards that answered. `None` when none did.
+/// each request, with the fraction of shards that answered. When none did: a deadline
+/// error if every shard ran out of time, else unavailable.
 pub(super) async fn fetch_candidates(
     ctx: &PipelineCtx,
     work: &[Work],
     priority: Priority,
     timeout: Duration,
-) -> Option<(Vec<Vec<u64>>, f32)> {
+) -> Result<(Vec<Vec<u64>>, f32), RecdError> {
     let mut queries = Vec::with_capacity(work.len() * crate::data::DIM);
     for w in work {
         queries.extend_from_slice(&w.profile.emb);
@@ -76,13 +78,18 @@ pub(super) async fn fetch_candidates(
         let queries = Arc::clone(&queries);
         async move { ctx.router.search(s, queries, k, priority, timeout).await }
     });
-    let answered: Vec<Vec<Vec<Candidate>>> = futures_util::future::join_all(calls)
+    let (answered, failed): (Vec<_>, Vec<_>) = futures_util::future::join_all(calls)
         .await
         .into_iter()
-        .flatten()
-        .collect();
+        .partition(Result::is_ok);
+    let answered: Vec<Vec<Vec<Candidate>>> = answered.into_iter().flatten().collect();
     if answered.is_empty() {
-        return None;
+        let late =
+            (failed.iter()).all(|r| matches!(r, Err(e) if e.code == ErrorCode::DeadlineExceeded));
+        return Err(match late {
+            true => RecdError::deadline("no index shard answered within the budget"),
+            false => RecdError::unavailable("no index shard answered"),
+        });
     }
     let coverage = answered.len() as f32 / shards as f32;
     let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
@@ -96,7 +103,7 @@ pub(super) async fn fetch_candidates(
                 .collect()
         })
         .collect();
-    Some((merged, coverage))
+    Ok((merged, coverage))
 }
 
 /// One scoring call for the whole batch; `None` when no ranker answered in time.

@@ -131,7 +131,7 @@ impl Router {
         }
     }
 
-    /// The `k` nearest items of each query in index shard `shard`; `None` when no replica
+    /// The `k` nearest items of each query in index shard `shard`, or why no replica
     /// answered.
     pub async fn search(
         &self,
@@ -140,11 +140,14 @@ impl Router {
         k: usize,
         priority: Priority,
         timeout: Duration,
-    ) -> Option<Vec<Vec<Candidate>>> {
+    ) -> Result<Vec<Vec<Candidate>>, RecdError> {
         let call = Call::Search { shard, queries, k };
-        match self.call(call, priority, timeout).await {
-            Ok(Answer::Candidates(c)) => Some(c),
-            _ => None,
+        match self.call(call, priority, timeout).await? {
+            Answer::Candidates(c) => Ok(c),
+            _ => Err(RecdError::new(
+                recd_runtime::ErrorCode::Internal,
+                "search answered out of kind",
+            )),
         }
     }
 

@@ -1,5 +1,6 @@
 //! recd-loadgen against a local test server: offered rate, corrected latency under a
-//! stall, cancellation, and the files a sweep writes.
+//! stall, cancellation, degraded answers counted per rung and kept out of goodput, users
+//! reproducible by seed, and the files a sweep writes.
 
 use axum::routing::post;
 use axum::Router;
@@ -8,12 +9,14 @@ use recd_loadgen::cli::{Args, Mode};
 use recd_loadgen::client::Client;
 use recd_loadgen::stats::Summary;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A stand-in for a node: answers at once, except that the first request after
-/// `stall_after` is held for `stall_for`, and every request waits `delay`.
+/// `stall_after` is held for `stall_for`, and every request waits `delay`. With
+/// `degrade`, answers cycle through four kinds: ANN order only, partial coverage, two
+/// rungs at once, undegraded. Every user id asked is kept in `users`.
 #[derive(Clone)]
 struct Server {
     started: Instant,
@@ -21,19 +24,41 @@ struct Server {
     stall_for: Duration,
     delay: Duration,
     stalled: Arc<AtomicBool>,
+    degrade: bool,
+    answered: Arc<AtomicU64>,
+    users: Arc<Mutex<Vec<String>>>,
 }
 
+const DEGRADED: [&str; 4] = [
+    r#""degraded":["ranker"],"coverage":1.0"#,
+    r#""degraded":["candidates"],"coverage":0.5"#,
+    r#""degraded":["features","rank_truncated"],"coverage":1.0"#,
+    r#""degraded":[],"coverage":1.0"#,
+];
+
 async fn serve(server: Server) -> SocketAddr {
-    let handler = move || {
+    let handler = move |body: String| {
         let s = server.clone();
         async move {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                s.users
+                    .lock()
+                    .unwrap()
+                    .push(v["user_id"].as_str().unwrap_or("").to_owned());
+            }
             if let Some(after) = s.stall_after {
                 if s.started.elapsed() >= after && !s.stalled.swap(true, Ordering::SeqCst) {
                     tokio::time::sleep(s.stall_for).await;
                 }
             }
             tokio::time::sleep(s.delay).await;
-            r#"{"user_id":"u1","items":[],"variant":"A","degraded":[],"coverage":1.0,"request_id":"x"}"#
+            let n = s.answered.fetch_add(1, Ordering::SeqCst) as usize;
+            let quality = if s.degrade {
+                DEGRADED[n % 4]
+            } else {
+                DEGRADED[3]
+            };
+            format!(r#"{{"user_id":"u1","items":[],"variant":"A",{quality},"request_id":"x"}}"#)
         }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,6 +76,9 @@ fn plain() -> Server {
         stall_for: Duration::ZERO,
         delay: Duration::ZERO,
         stalled: Arc::new(AtomicBool::new(false)),
+        degrade: false,
+        answered: Arc::new(AtomicU64::new(0)),
+        users: Arc::default(),
     }
 }
 
@@ -76,7 +104,7 @@ async fn run(server: Server, extra: &[&str]) -> Summary {
     let client = Client::new(&a.url, a.timeout).unwrap();
     let run = match a.mode {
         Mode::Closed => recd_loadgen::closed_loop::run(&a, &client).await,
-        _ => recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration).await,
+        _ => recd_loadgen::open_loop::run(&a, &client, a.rate, a.duration, a.seed).await,
     };
     run.summary(&a)
 }
@@ -217,7 +245,11 @@ async fn sweep_writes_summary_csv_logs_and_plots() {
     }
     let csv = std::fs::read_to_string(out.path().join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
-    for f in ["latency-throughput", "latency-cdf", "lanes-p99"] {
+    assert!(
+        csv.starts_with("offered_rps,achieved_rps,goodput_rps,answered_in_budget_rps,degraded,"),
+        "{csv}"
+    );
+    for f in ["latency-throughput", "latency-cdf", "lanes-p99", "goodput"] {
         for ext in ["png", "svg"] {
             let len = std::fs::metadata(out.path().join(format!("{f}.{ext}")))
                 .unwrap()
@@ -238,5 +270,67 @@ async fn sweep_writes_summary_csv_logs_and_plots() {
         histograms,
         3 * (2 + 3),
         "latency + service + 3 lanes per step"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_answers_are_counted_per_rung_and_are_not_goodput() {
+    let server = Server {
+        degrade: true,
+        ..plain()
+    };
+    let s = run(server, &["--rate", "200", "--duration", "2s"]).await;
+    assert_eq!(s.finished, 400);
+    assert_eq!(s.errors.len(), 0, "every answer is a 200: {:?}", s.errors);
+    // a cycle of four: ranker | candidates + partial | features + rank_truncated | clean
+    assert_eq!(s.degraded, 300);
+    for (rung, n) in [
+        ("ranker", 100),
+        ("candidates", 100),
+        ("partial", 100),
+        ("features", 100),
+        ("rank_truncated", 100),
+    ] {
+        assert_eq!(s.rungs.get(rung).copied(), Some(n), "{rung}: {:?}", s.rungs);
+    }
+    assert_eq!(s.rungs.len(), 5, "{:?}", s.rungs);
+    assert!(
+        (s.goodput_rps - 50.0).abs() < 1e-9,
+        "only clean answers: {}",
+        s.goodput_rps
+    );
+    assert!(
+        (s.answered_in_budget_rps - 200.0).abs() < 1e-9,
+        "{}",
+        s.answered_in_budget_rps
+    );
+    let lane = &s.lanes["default"];
+    assert_eq!((lane.ok, lane.degraded), (400, 300));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_reproducible_by_seed_and_differ_between_seeds() {
+    let mut seen = Vec::new();
+    for seed in ["7", "7", "8"] {
+        let server = plain();
+        let users = Arc::clone(&server.users);
+        run(
+            server,
+            &["--rate", "100", "--duration", "1s", "--seed", seed],
+        )
+        .await;
+        let mut u = users.lock().unwrap().clone();
+        u.sort();
+        seen.push(u);
+    }
+    assert_eq!(seen[0].len(), 100);
+    assert_eq!(seen[0], seen[1], "the same seed draws the same users");
+    let overlap = seen[2]
+        .iter()
+        .filter(|u| seen[0].binary_search(u).is_ok())
+        .count();
+    assert!(
+        overlap < 5,
+        "another seed draws other users: {overlap} shared"
     );
 }

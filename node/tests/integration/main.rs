@@ -7,5 +7,6 @@ mod configs;
 mod failover;
 mod golden;
 mod http;
+mod overload;
 mod roles;
 mod supervision;
