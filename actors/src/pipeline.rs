@@ -87,7 +87,8 @@ pub struct PipelineCtx {
     pub settings: PipelineSettings,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
-    models: Mutex<StageModels>,
+    /// Per lane: the stages' time models (a lane's batches run at its own priority).
+    models: Mutex<Vec<StageModels>>,
 }
 
 impl PipelineCtx {
@@ -99,18 +100,22 @@ impl PipelineCtx {
         settings: PipelineSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let lanes = settings.lanes.len().max(1);
         Self {
             router,
             catalogue,
             source,
             settings,
             metrics,
-            models: Mutex::new(StageModels::default()),
+            models: Mutex::new(vec![StageModels::default(); lanes]),
         }
     }
 
-    fn models(&self) -> std::sync::MutexGuard<'_, StageModels> {
-        self.models.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the time models of `lane`'s batches.
+    fn models<R>(&self, lane: usize, f: impl FnOnce(&mut StageModels) -> R) -> R {
+        let mut all = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let last = all.len() - 1;
+        f(&mut all[lane.min(last)])
     }
 
     fn shed(&self, lane: usize, reason: &str) {
@@ -220,7 +225,9 @@ pub async fn run_batch(
     // a request this batch cannot serve at all (less time left than its candidates take)
     // is refused alone: kept, its deadline would become every request's budget, and the
     // whole batch would time out with it
-    let least = ctx.models().least(batch.len());
+    // a batch comes from one lane (the gateway's); its lane's models decide its rungs
+    let lane = batch.iter().map(|r| r.lane).min().unwrap_or(0);
+    let least = ctx.models(lane, |m| m.least(batch.len()));
     let mut work = Vec::with_capacity(batch.len());
     for req in batch {
         if req.cancelled() {
@@ -260,21 +267,21 @@ pub async fn run_batch(
     let t = now();
     // rung 1: cached profiles young enough for the lane are always used; a miss is
     // fetched only while the budget pays for the rest of the pipeline
-    let fetch = ctx
-        .models()
-        .fetch_features(remaining(), b, cands, truncate_to);
+    let fetch = ctx.models(lane, |m| {
+        m.fetch_features(remaining(), b, cands, truncate_to)
+    });
     let timeout = cut(ctx.settings.features_timeout, remaining());
     stages::fetch_profiles(ctx, &mut work, fetch, priority, timeout).await;
     if fetch {
-        ctx.models().features.observe(b, t.elapsed_since());
+        ctx.models(lane, |m| m.features.observe(b, t.elapsed_since()));
     }
     let features = t.elapsed_since();
     observe(ctx, "features", features);
 
     let t = now();
-    let budget = ctx
-        .models()
-        .candidates_budget(remaining(), b, cands, truncate_to);
+    let budget = ctx.models(lane, |m| {
+        m.candidates_budget(remaining(), b, cands, truncate_to)
+    });
     let gathered = stages::fetch_candidates(
         ctx,
         &work,
@@ -302,7 +309,7 @@ pub async fn run_batch(
     if coverage < 1.0 {
         work.iter_mut().for_each(|w| w.degraded.push("candidates"));
     } else {
-        ctx.models().candidates.observe(b, candidates);
+        ctx.models(lane, |m| m.candidates.observe(b, candidates));
     }
     // clients that left while their candidates were gathered are not scored
     let (work, mut per_request): (Vec<Work>, Vec<Vec<u64>>) = work
@@ -320,9 +327,9 @@ pub async fn run_batch(
         .iter()
         .map(|w| w.req.topk)
         .fold(truncate_to, usize::max);
-    let plan = ctx
-        .models()
-        .plan_rank(remaining(), work.len(), cands, truncate_to);
+    let plan = ctx.models(lane, |m| {
+        m.plan_rank(remaining(), work.len(), cands, truncate_to)
+    });
     let scores = match plan {
         RankPlan::Skip => None,
         RankPlan::Full | RankPlan::Truncate(_) => {
@@ -338,7 +345,7 @@ pub async fn run_batch(
             )
             .await;
             if s.is_some() && plan == RankPlan::Full {
-                ctx.models().rank.observe(work.len(), t.elapsed_since());
+                ctx.models(lane, |m| m.rank.observe(work.len(), t.elapsed_since()));
             }
             s
         }

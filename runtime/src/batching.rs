@@ -2,7 +2,8 @@
 //! model and the batch-closing rule of DESIGN.md §8.1, as plain data (the gateway actor
 //! owns one of each; tests drive them with explicit instants).
 //!
-//! - [`ServiceModel`]: EWMA of the pipeline time of a batch per size bucket (1, 2, 4, …).
+//! - [`ServiceModel`]: EWMA of the pipeline time of a batch per size bucket (1, 2, 4, …),
+//!   and of its deviation (the tail: mean + 2 × mean absolute deviation).
 //! - [`BatchPolicy::Deadline`]: close when `earliest deadline − now − predicted(b) <
 //!   margin` (or the batch is full); the age cap `max_wait` still applies.
 //! - [`BatchPolicy::Fixed`]: close on size or when the oldest request has waited
@@ -17,6 +18,7 @@ const ALPHA: f64 = 0.2;
 #[derive(Debug, Clone)]
 pub struct ServiceModel {
     ewma_us: [Option<f64>; BUCKETS],
+    dev_us: [f64; BUCKETS],
     prior: Duration,
 }
 
@@ -29,6 +31,7 @@ impl ServiceModel {
     pub fn new(prior: Duration) -> Self {
         Self {
             ewma_us: [None; BUCKETS],
+            dev_us: [0.0; BUCKETS],
             prior,
         }
     }
@@ -39,8 +42,22 @@ impl ServiceModel {
         let us = took.as_secs_f64() * 1e6;
         self.ewma_us[i] = Some(match self.ewma_us[i] {
             None => us,
-            Some(prev) => prev + ALPHA * (us - prev),
+            Some(prev) => {
+                self.dev_us[i] += ALPHA * ((us - prev).abs() - self.dev_us[i]);
+                prev + ALPHA * (us - prev)
+            }
         });
+    }
+
+    /// A pessimistic pipeline time of a batch of `b` (about its p95: mean + 2 × mean
+    /// absolute deviation), for deciding whether a request can still make its deadline.
+    pub fn predict_tail(&self, b: usize) -> Duration {
+        let mean = self.predict(b);
+        let i = bucket(b);
+        match self.ewma_us[i] {
+            Some(m) if m > 0.0 => mean.mul_f64(1.0 + 2.0 * self.dev_us[i] / m),
+            _ => mean,
+        }
     }
 
     /// Predicted pipeline time of a batch of `b`: the bucket's EWMA, else the nearest
@@ -141,9 +158,11 @@ impl BatchPolicy {
 }
 
 /// Whether a request with `deadline` can still be answered in time if it joins a batch
-/// of `b` starting at `now` (the early-refusal rule: refuse it, not the batch).
+/// of `b` starting at `now` (the early-refusal rule: refuse it, not the batch). Judged on
+/// the tail, not the mean: a request served at its deadline's edge would be cut short by
+/// every batch slower than average.
 pub fn can_meet(now: Instant, deadline: Instant, b: usize, model: &ServiceModel) -> bool {
-    now + model.predict(b) <= deadline
+    now + model.predict_tail(b) <= deadline
 }
 
 #[cfg(test)]

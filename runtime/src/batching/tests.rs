@@ -86,3 +86,24 @@ fn early_refusal_judges_each_request() {
     assert!(can_meet(now, now + MS * 7, 16, &m));
     assert!(!can_meet(now, now + MS * 5, 16, &m));
 }
+
+#[test]
+fn the_tail_covers_batches_slower_than_average() {
+    let mut m = ServiceModel::new(MS * 5);
+    for _ in 0..100 {
+        m.observe(8, MS * 4);
+    }
+    assert_eq!(m.predict_tail(8), m.predict(8), "no spread, no tail");
+    for i in 0..200 {
+        m.observe(8, if i % 2 == 0 { MS * 2 } else { MS * 6 });
+    }
+    // mean ~4 ms, mean absolute deviation ~2 ms: the tail is ~8 ms
+    let tail = m.predict_tail(8);
+    assert!(tail > MS * 7 && tail < MS * 9, "{tail:?}");
+    let now = Instant::now();
+    assert!(can_meet(now, now + MS * 9, 8, &m));
+    assert!(
+        !can_meet(now, now + MS * 6, 8, &m),
+        "the mean would fit, the tail does not"
+    );
+}
