@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What the runtime costs on top of the work: server CPU per request (recd-loadgen closed
+# loop, --server-pid) at 8 and 128 connections, against the in-process kernel's CPU per
+# request (recd-node bench-kernel, one thread: the same features → ANN → MLP → top-k
+# with no HTTP, actors or batching), same data, configs/dev.yaml, one run.
+#   loadgen/scripts/cpu-ratio.sh [NODE_BINARY]
+# Env: RATIO_SECS (10), RATIO_CONNS ("8 128"), BENCH_* as in lib.sh.
+# Results: $OUT/cpu-ratio/result.txt
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source loadgen/scripts/lib.sh
+[ $# -ge 1 ] && NODE_BIN=$(realpath "$1")
+R="$OUT/cpu-ratio"
+mkdir -p "$R"
+"$NODE_BIN" bench-kernel --config configs/dev.yaml --data-dir "$DATA" --threads 1 \
+  --requests 4000 --recall-queries 10 >"$R/kernel.json" 2>/dev/null
+KERNEL=$(python3 -c "import json; print(json.load(open('$R/kernel.json'))['us_per_request']['total'])")
+echo "kernel: $KERNEL us/request (one thread)" | tee "$R/result.txt"
+start_node cpu-ratio
+lg() { "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --server-pid "$NODE" "$@"; }
+lg --mode closed --connections 32 --duration 5s --out "$R/warm" >/dev/null 2>&1
+for c in ${RATIO_CONNS:-8 128}; do
+  lg --mode closed --connections "$c" --duration "${RATIO_SECS:-10}s" --out "$R/c$c" >/dev/null 2>&1
+  python3 - "$R/c$c/summary.json" "$c" "$KERNEL" <<'PY' | tee -a "$R/result.txt"
+import json, sys
+s = json.load(open(sys.argv[1])); k = float(sys.argv[3])
+cpu = s["server_cpu_us_per_request"]
+print(f"{sys.argv[2]} connections: {s['achieved_rps']:.0f} req/s, server {cpu:.0f} us/request, "
+      f"ratio to the kernel {cpu / k:.2f}, p99 {s['p99_ms']:.2f} ms")
+PY
+done
+stop_node
