@@ -3,7 +3,7 @@
 //! latency and service time are the same number here.
 
 use crate::cli::Args;
-use crate::open_loop::take;
+use crate::open_loop::{servers_cpu, take};
 use crate::stats::{process_cpu_seconds, Run};
 use crate::workload::Workload;
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ pub async fn run(args: &Args, client: &crate::client::Client) -> Run {
         Workload::from_args(args).unwrap_or_else(|e| panic!("invalid workload arguments: {e}"));
     let run = Arc::new(Mutex::new(Run::new(&workload.lanes, 0.0)));
     let cpu0 = process_cpu_seconds();
+    let server0 = servers_cpu(&args.server_pid);
     let start = Instant::now();
     let end = start + args.duration;
     let progress = tokio::spawn(crate::report::progress(
@@ -53,5 +54,8 @@ pub async fn run(args: &Args, client: &crate::client::Client) -> Run {
     run.scheduled = scheduled;
     run.elapsed = start.elapsed();
     run.cpu_seconds = process_cpu_seconds() - cpu0;
+    run.server_cpu_seconds = server0
+        .zip(servers_cpu(&args.server_pid))
+        .map(|(a, b)| b - a);
     run
 }

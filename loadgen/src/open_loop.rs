@@ -96,7 +96,7 @@ pub async fn run(args: &Args, client: &Client, rate: f64, duration: Duration, se
 }
 
 /// CPU seconds of all `pids` together; `None` without pids or when one is gone.
-fn servers_cpu(pids: &[u32]) -> Option<f64> {
+pub(crate) fn servers_cpu(pids: &[u32]) -> Option<f64> {
     if pids.is_empty() {
         return None;
     }
