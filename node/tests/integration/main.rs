@@ -7,6 +7,5 @@ mod configs;
 mod failover;
 mod golden;
 mod http;
-mod overload;
 mod roles;
 mod supervision;

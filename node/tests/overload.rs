@@ -1,13 +1,19 @@
 //! Twice the measured capacity, open loop, through a real `recd-node` process and the
 //! real load generator: the critical lane keeps being served while the lower lanes are
 //! shed. Counts, not times: the capacity is measured first, on this machine, in this run.
+//!
+//! A test binary of its own (not in `tests/integration`): cargo runs test binaries one
+//! after another, so nothing else in the suite competes for the cores while it measures
+//! a capacity and then offers twice it.
 
-use crate::cluster::{free_port, spawn_with, ONE_CLUSTER_AT_A_TIME};
-use crate::common::{client, poll};
 use clap::Parser;
 use recd_loadgen::cli::Args;
 use recd_loadgen::client::Client;
 use recd_loadgen::stats::Summary;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 async fn load(url: &str, extra: &[&str]) -> Summary {
     let out = tempfile::tempdir().unwrap();
@@ -32,22 +38,10 @@ async fn load(url: &str, extra: &[&str]) -> Summary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn critical_requests_are_served_at_twice_the_capacity() {
-    // the whole machine: no cluster test beside it
-    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let env = [
-        ("RECD__CLUSTER__NODES", "[]"),
-        ("RECD__CLUSTER__LISTEN", "null"),
-        ("RECD__COMPUTE__THREADS", "2"),
-        ("RECD__GATEWAY__PIPELINE_WORKERS", "4"),
-    ];
-    let node = spawn_with("recd-0", "unused", free_port(), &[], &env);
-    let c = client();
-    let ready = format!("http://{}/readyz", node.http);
-    poll(120, || async {
-        let r = c.get(&ready).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    let data = tempfile::tempdir().unwrap();
+    recd_actors::datagen::generate(data.path(), 5_000, 11, |_| {}).unwrap();
+    let node = Node::start(data.path());
+    node.ready().await;
     let url = format!("http://{}", node.http);
     let lanes = ["--lanes", "critical=5,default=25,background=70"];
     let budgets = ["--deadlines", "critical=100,default=200,background=500"];
@@ -99,4 +93,60 @@ async fn critical_requests_are_served_at_twice_the_capacity() {
         lane("background").failed > 0,
         "the lowest lane is shed at 2x"
     );
+}
+
+/// A `recd-node run` on configs/dev.yaml over `data`, killed when dropped.
+struct Node {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Node {
+    fn start(data: &Path) -> Self {
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let log = std::env::temp_dir().join("recd-overload-test.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_recd-node"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args([
+                "run",
+                "--config",
+                "configs/dev.yaml",
+                "--http-listen",
+                &http.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .env("RECD__DATA__GENERATE_IF_MISSING", "false")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).map_or_else(|_| Stdio::null(), Stdio::from))
+            .spawn()
+            .expect("starting recd-node");
+        Self { child, http }
+    }
+
+    async fn ready(&self) {
+        let url = format!("http://{}/readyz", self.http);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        for _ in 0..1200 {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("recd-node not ready after 120 s");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
