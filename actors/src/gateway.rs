@@ -3,19 +3,21 @@
 //!
 //! ```text
 //! Ingress ──Submit──► Gateway ──Run(batch)──► PipelineWorker[i]   (≤ 1 batch each)
-//!                      lanes: LaneQueues (weighted EDF)
+//!                      lanes: LaneQueues (one lane per batch, weighted fair turns)
 //!                      model: ServiceModel  ◄── BatchDone{i, size, took} (drop guard)
 //! ```
 //!
 //! ractor's mailbox is FIFO, so lanes live inside the gateway: a bounded queue per lane
 //! (`gateway.lanes[].capacity`, total `gateway.max_queued`; when full the lowest lane is
-//! shed first), each served earliest deadline first with a reserved share per lane.
+//! shed first), each served earliest deadline first; a batch comes from one lane, and
+//! lanes take turns by weighted fair share of the requests served (docs/adr/0014).
 //!
-//! With `batching: deadline` (default) a batch closes when the earliest queued deadline
-//! minus the predicted time of the batch (an EWMA per batch size, learned from
-//! `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
+//! With `batching: deadline` (default) a batch closes when the lane's earliest queued
+//! deadline minus the predicted time of the batch (an EWMA per lane and batch size,
+//! learned from `BatchDone`) falls under `deadline_margin_us`, when it is full, or at the
 //! `max_wait_us` cap. At dispatch a request that cannot make its deadline in a batch of
-//! the size being formed (the batch time learned under the current load) is refused (504)
+//! the size being formed (the tail of its lane's batch time, learned under the current
+//! load) is refused (504)
 //! alone, never its batch, and its place refilled (docs/adr/0014: with the old rule — a
 //! batch of one — overloaded EDF dispatched mostly requests about to expire, and their
 //! deadlines cut every stage of their batches short). Refusing at submit on a predicted
@@ -262,10 +264,9 @@ impl GatewayState {
     }
 
     /// The lane whose batch goes next: lanes in fair-share order, the first whose batch
-    /// is due (all of them at once when nothing is in flight and `eager_when_idle`);
-    /// else when to look again.
-    fn due_lane(&self, now: Instant) -> Result<LaneId, Option<Instant>> {
-        let idle = self.args.config.eager_when_idle && !self.any_busy();
+    /// is due (any, when `idle`: nothing was in flight when this round of dispatching
+    /// began and `eager_when_idle` is on); else when to look again.
+    fn due_lane(&self, now: Instant, idle: bool) -> Result<LaneId, Option<Instant>> {
         let mut wake: Option<Instant> = None;
         for lane in self.queues.lanes_by_share() {
             let Some((oldest, earliest_deadline)) = self.queues.head(lane) else {
@@ -289,6 +290,9 @@ impl GatewayState {
     }
 
     fn dispatch(&mut self, myself: &ActorRef<GatewayMessage>, now: Instant) {
+        // idle at the start of the round: every lane queued now leaves at once (a batch
+        // each, while workers are free), not just the first
+        let idle = self.args.config.eager_when_idle && !self.any_busy();
         while !self.queues.is_empty() {
             let Some((slot, worker)) = self.idle_worker() else {
                 if self.args.workers.live() == 0 {
@@ -298,7 +302,7 @@ impl GatewayState {
                 }
                 break;
             };
-            let lane = match self.due_lane(now) {
+            let lane = match self.due_lane(now, idle) {
                 Ok(lane) => lane,
                 Err(wake) => {
                     if let Some(at) = wake {
@@ -352,15 +356,17 @@ impl GatewayState {
                 if self.deadline_mode() && !can_meet(now, entry.deadline, size, model) {
                     self.shed(lane, "cannot_meet_deadline");
                     entry.item.answer(Err(RecdError::deadline(format!(
-                        "cannot meet the deadline: {:.1} ms left, a batch of {size} takes ~{:.1} ms",
+                        "cannot meet the deadline: {:.1} ms left, a batch of {size} takes up to ~{:.1} ms",
                         entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
-                        model.predict(size).as_secs_f64() * 1e3
+                        model.predict_tail(size).as_secs_f64() * 1e3
                     ))));
                     continue;
                 }
                 requests.push(entry.item);
             }
         }
+        // the lane pays for the requests it is served, not for those refused
+        self.queues.charge(lane, requests.len());
         requests
     }
 

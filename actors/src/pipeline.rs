@@ -73,6 +73,9 @@ pub struct PipelineSettings {
     pub profile_max_age: Vec<Duration>,
     /// Lane names, for the metrics.
     pub lanes: Vec<String>,
+    /// Whether requests the batch cannot serve are refused at its start (deadline
+    /// batching; fixed batching refuses nothing early).
+    pub refuse_early: bool,
 }
 
 /// What every pipeline worker shares.
@@ -222,12 +225,15 @@ pub async fn run_batch(
     dispatched: Instant,
 ) -> usize {
     let start = now();
-    // a request this batch cannot serve at all (less time left than its candidates take)
-    // is refused alone: kept, its deadline would become every request's budget, and the
-    // whole batch would time out with it
     // a batch comes from one lane (the gateway's); its lane's models decide its rungs
     let lane = batch.iter().map(|r| r.lane).min().unwrap_or(0);
-    let least = ctx.models(lane, |m| m.least(batch.len()));
+    // with deadline batching, a request this batch cannot serve at all (less time left
+    // than its candidates take) is refused alone: kept, its deadline would become every
+    // request's budget, and the whole batch would time out with it
+    let least = match ctx.settings.refuse_early {
+        true => ctx.models(lane, |m| m.least(batch.len())),
+        false => Duration::ZERO,
+    };
     let mut work = Vec::with_capacity(batch.len());
     for req in batch {
         if req.cancelled() {
@@ -254,7 +260,7 @@ pub async fn run_batch(
     };
     let priority = Priority {
         deadline: earliest,
-        lane: work.iter().map(|w| w.req.lane).min().unwrap_or(0),
+        lane,
     };
     let remaining = || earliest.saturating_duration_since(now());
     let cut = |stage: Duration, budget: Duration| stage.min(budget).max(Duration::from_millis(1));

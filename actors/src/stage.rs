@@ -11,8 +11,10 @@
 //!                                                         node's LocalStages, encodes)
 //! ```
 //!
-//! A new stage operation is a `Call` variant, its `Answer`, one arm in `LocalStages` and
-//! its wire form in `remote::wire`; the router and the endpoint need no change.
+//! A new stage operation is a `Call` variant (with its arms in `Call::target` and
+//! `Call::fits`), its `Answer`, one arm in `LocalStages` and its wire form in
+//! `remote::wire` (the endpoint's kind label included); the router, the replicas and the
+//! peer stage need no change.
 
 pub mod local;
 

@@ -18,8 +18,10 @@ use std::time::Duration;
 pub struct Rungs(u8);
 
 impl Rungs {
-    /// Every rung recd names, in bit order; `partial` is `coverage` < 1, `unreadable` a
-    /// 2xx body that is not a recommendation, `other` a rung this generator does not know.
+    /// Every rung recd names, in bit order; `partial` is `coverage` < 1 (recd names that
+    /// `candidates` too: the two are one cause, counted from both sides of the answer),
+    /// `unreadable` a 2xx body that is not a recommendation, `other` a rung this generator
+    /// does not know.
     pub const NAMES: [&'static str; 7] = [
         "features",
         "candidates",

@@ -81,8 +81,9 @@ pub async fn run(args: &Args, client: &Client) -> SweepResult {
     SweepResult { steps }
 }
 
-/// Step `n` (0, 1, ...) at `rate`: its own users (seed `--seed` + n), so no step replays
-/// an earlier one's and finds the feature cache warm for them; reproducible by seed.
+/// Step `n` (0, 1, ...) at `rate`: its own random stream (seed `--seed` + n), so with
+/// uniform users no step replays an earlier one's and finds the feature cache warm for
+/// them (a zipf or hot-set mix keeps its hot ids, as it should); reproducible by seed.
 async fn run_step(args: &Args, client: &Client, rate: f64, n: usize) -> Step {
     let seed = args.seed.wrapping_add(n as u64);
     let run = crate::open_loop::run(args, client, rate, args.duration, seed).await;

@@ -21,7 +21,7 @@ use recd_actors::remote::wire::Limits;
 use recd_actors::stage::local::LocalStages;
 use recd_runtime::cluster::Membership;
 use recd_runtime::compute::ComputePool;
-use recd_runtime::config::Config;
+use recd_runtime::config::{BatchingMode, Config};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::peers::Peers;
 use recd_runtime::pool::root::RootMessage;
@@ -230,6 +230,7 @@ pub(crate) async fn start_request_path(
             .iter()
             .map(|l| l.name.clone())
             .collect(),
+        refuse_early: config.gateway.batching == BatchingMode::Deadline,
     };
     let ctx = PipelineCtx::new(
         Arc::new(router),

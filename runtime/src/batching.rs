@@ -51,27 +51,29 @@ impl ServiceModel {
 
     /// A pessimistic pipeline time of a batch of `b` (about its p95: mean + 2 × mean
     /// absolute deviation), for deciding whether a request can still make its deadline.
+    /// A size not measured yet takes the relative spread of the nearest measured one.
     pub fn predict_tail(&self, b: usize) -> Duration {
         let mean = self.predict(b);
-        let i = bucket(b);
-        match self.ewma_us[i] {
-            Some(m) if m > 0.0 => mean.mul_f64(1.0 + 2.0 * self.dev_us[i] / m),
+        match self.nearest(bucket(b)) {
+            Some((j, m)) if m > 0.0 => mean.mul_f64(1.0 + 2.0 * self.dev_us[j] / m),
             _ => mean,
         }
+    }
+
+    /// The measured bucket nearest to `i` and its mean (µs).
+    fn nearest(&self, i: usize) -> Option<(usize, f64)> {
+        (0..BUCKETS)
+            .filter_map(|j| self.ewma_us[j].map(|us| (j.abs_diff(i), j, us)))
+            .min_by_key(|(d, _, _)| *d)
+            .map(|(_, j, us)| (j, us))
     }
 
     /// Predicted pipeline time of a batch of `b`: the bucket's EWMA, else the nearest
     /// measured bucket scaled linearly by size, else the prior.
     pub fn predict(&self, b: usize) -> Duration {
-        let i = bucket(b);
-        if let Some(us) = self.ewma_us[i] {
-            return Duration::from_secs_f64(us / 1e6);
-        }
-        let nearest = (0..BUCKETS)
-            .filter_map(|j| self.ewma_us[j].map(|us| (j.abs_diff(i), j, us)))
-            .min_by_key(|(d, _, _)| *d);
-        match nearest {
-            Some((_, j, us)) => {
+        match self.nearest(bucket(b)) {
+            Some((j, us)) if j == bucket(b) => Duration::from_secs_f64(us / 1e6),
+            Some((j, us)) => {
                 let scale = b.max(1) as f64 / (1usize << j) as f64;
                 Duration::from_secs_f64(us * scale.max(1.0 / 64.0) / 1e6)
             }

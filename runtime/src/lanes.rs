@@ -1,13 +1,16 @@
-//! Priority lanes: bounded per-lane queues served by weighted earliest-deadline-first,
-//! shedding the lowest lane first. A plain data structure; the gateway actor owns one.
+//! Priority lanes: bounded per-lane queues taking turns by weighted fair share, earliest
+//! deadline first inside a lane, shedding the lowest lane first. A plain data structure;
+//! the gateway actor owns one.
 //!
 //! Lane 0 is the highest priority. Each lane is kept in deadline order. A batch comes
 //! from one lane — its requests share a budget and a service time (docs/adr/0014) — and
 //! takes that lane's earliest deadlines. Lanes take turns by weighted fair share of the
 //! requests served (start-time fair queueing: a lane's virtual time advances by
 //! `requests / weight`, the non-empty lane with the least goes next, and a lane that was
-//! idle starts at the others' time, so it banks no credit). So a busy lane cannot starve
-//! another, and a lane with a high weight is served first whenever it has requests. When
+//! idle starts even with the busy lanes — or, when none is, at the start of the turn
+//! last served — so it banks no credit, also when every lane was empty). So a busy lane cannot starve
+//! another, and a lane of weight 8 gets eight times the requests of a lane of weight 1
+//! while both are busy (a thin lane, like critical, is in effect served at once). When
 //! the total bound is reached, a newcomer displaces the latest-deadline request of the
 //! lowest non-empty lane strictly below its own; otherwise it is refused.
 
@@ -83,6 +86,8 @@ pub struct LaneQueues<T> {
     total: usize,
     /// Per lane: requests served / weight (start-time fair queueing).
     vtime: Vec<f64>,
+    /// The system's virtual time: where the last turn served started.
+    vsys: f64,
 }
 
 impl<T> LaneQueues<T> {
@@ -92,6 +97,7 @@ impl<T> LaneQueues<T> {
         Self {
             queues: weights.iter().map(|_| VecDeque::new()).collect(),
             vtime: vec![0.0; weights.len()],
+            vsys: 0.0,
             weights,
             capacities,
             max_total,
@@ -138,14 +144,14 @@ impl<T> LaneQueues<T> {
             }
         }
         if self.queues[lane].is_empty() {
-            // back from idle: start at the busy lanes' time, not with banked credit
+            // back from idle: start even with the busy lanes (or, when none is busy, at
+            // the start of the turn last served), not with banked credit
             let busy = (0..self.queues.len())
                 .filter(|&l| !self.queues[l].is_empty())
                 .map(|l| self.vtime[l])
                 .fold(f64::INFINITY, f64::min);
-            if busy.is_finite() {
-                self.vtime[lane] = self.vtime[lane].max(busy);
-            }
+            let now = if busy.is_finite() { busy } else { self.vsys };
+            self.vtime[lane] = self.vtime[lane].max(now);
         }
         let q = &mut self.queues[lane];
         let at = q.partition_point(|e| e.deadline <= deadline);
@@ -199,14 +205,19 @@ impl<T> LaneQueues<T> {
         out
     }
 
-    /// Takes up to `max` entries of `lane`, earliest deadline first, and charges the lane
-    /// its share.
+    /// Takes up to `max` entries of `lane`, earliest deadline first. The caller charges
+    /// the lane for what it serves ([`LaneQueues::charge`]): entries it refuses instead
+    /// must not cost their lane turns.
     pub fn pop_lane(&mut self, lane: LaneId, max: usize) -> Vec<Entry<T>> {
         let n = max.min(self.queues[lane].len());
-        let out: Vec<Entry<T>> = self.queues[lane].drain(..n).collect();
         self.total -= n;
+        self.queues[lane].drain(..n).collect()
+    }
+
+    /// Charges `lane` for a turn that served `n` requests.
+    pub fn charge(&mut self, lane: LaneId, n: usize) {
+        self.vsys = self.vtime[lane];
         self.vtime[lane] += n as f64 / f64::from(self.weights[lane].max(1));
-        out
     }
 }
 
@@ -229,7 +240,9 @@ mod tests {
         let mut served = [0usize; 3];
         for _ in 0..10 {
             let lane = q.lanes_by_share()[0];
-            served[lane] += q.pop_lane(lane, 5).len();
+            let n = q.pop_lane(lane, 5).len();
+            q.charge(lane, n);
+            served[lane] += n;
         }
         // weights 4 and 1: lane 0 gets four fifths of the requests while both are busy
         assert_eq!(served, [40, 0, 10]);
@@ -245,6 +258,7 @@ mod tests {
         }
         for _ in 0..4 {
             q.pop_lane(1, 5);
+            q.charge(1, 5);
         }
         // lane 0 was idle while lane 1 was served 20: it starts even, not 20 ahead
         for i in 0..40 {
@@ -254,6 +268,7 @@ mod tests {
         for _ in 0..4 {
             let lane = q.lanes_by_share()[0];
             q.pop_lane(lane, 5);
+            q.charge(lane, 5);
             order.push(lane);
         }
         assert_eq!(
@@ -261,6 +276,32 @@ mod tests {
             vec![0, 1, 0, 1],
             "turns alternate from the same start"
         );
+    }
+
+    #[test]
+    fn no_credit_is_banked_while_every_lane_is_empty() {
+        let mut q = LaneQueues::new(vec![8, 1], vec![100, 100], 200);
+        let now = Instant::now();
+        // light load: the heavy lane is served alone, queues empty after every turn
+        for i in 0..100 {
+            q.offer(0, i, now, now);
+            q.pop_lane(0, 1);
+            q.charge(0, 1);
+        }
+        // then both lanes are busy: the light lane must not own the next turns
+        for i in 0..50 {
+            q.offer(0, 1000 + i, now, now);
+            q.offer(1, 2000 + i, now, now);
+        }
+        let turns: Vec<LaneId> = (0..9)
+            .map(|_| {
+                let lane = q.lanes_by_share()[0];
+                q.pop_lane(lane, 1);
+                q.charge(lane, 1);
+                lane
+            })
+            .collect();
+        assert_eq!(turns.iter().filter(|&&l| l == 1).count(), 1, "{turns:?}");
     }
 
     #[test]
@@ -333,6 +374,7 @@ mod tests {
             .map(|_| {
                 let lane = q.lanes_by_share()[0];
                 q.pop_lane(lane, 8);
+                q.charge(lane, 8);
                 lane
             })
             .collect();

@@ -3,8 +3,9 @@
 //!
 //! - [`api`], [`error`], [`config`]: HTTP types, the closed error-code set and the
 //!   layered config schema, shared by the node and the load generator.
-//! - [`lanes`]: bounded priority-lane queues served by weighted earliest-deadline-first,
-//!   shedding the lowest lane first; the gateway actor owns one.
+//! - [`lanes`]: bounded priority-lane queues taking turns by weighted fair share
+//!   (earliest deadline first inside a lane), shedding the lowest lane first; the
+//!   gateway actor owns one.
 //! - [`batching`]: the online service-time model and the deadline-sized (or fixed-delay)
 //!   batch-closing rule.
 //! - [`slo`]: per-lane SLO targets and burn rates.

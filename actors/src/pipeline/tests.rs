@@ -111,6 +111,7 @@ fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
         truncate_to: 8,
         profile_max_age: vec![Duration::from_secs(60); 3],
         lanes: vec!["critical".into(), "default".into(), "background".into()],
+        refuse_early: true,
     };
     let ctx = PipelineCtx::new(Arc::new(router), Arc::new(cat), source, settings, metrics);
     Batch { _dir: dir, ctx }

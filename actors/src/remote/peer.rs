@@ -92,10 +92,20 @@ impl PeerStage {
             Ok(a) => a,
             Err(e) => {
                 count(if error_reply { "error" } else { "malformed" });
-                tracing::debug!(kind, node = self.node, code = e.code.as_str(), message = %e.message, "remote call failed");
+                // our own pipeline built the call: a peer refusing it as bad means its
+                // limits differ from ours (a rollout of config or catalogue)
+                if e.code == ErrorCode::BadRequest {
+                    tracing::warn!(kind, node = self.node, message = %e.message, "peer refused a call as bad: do its config and catalogue match?");
+                } else {
+                    tracing::debug!(kind, node = self.node, code = e.code.as_str(), message = %e.message, "remote call failed");
+                }
                 return Err(e);
             }
         };
+        if !call.fits(&answer) {
+            count("malformed");
+            return Err(RecdError::new(ErrorCode::Internal, "reply out of shape"));
+        }
         let took = now().saturating_duration_since(started);
         net.peers.record(self.node, took);
         (net.metrics.remote_call_duration)

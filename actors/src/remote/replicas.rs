@@ -48,11 +48,6 @@ impl NodeReplicas {
         }
     }
 
-    /// This node's stages.
-    pub fn local(&self) -> &Arc<LocalStages> {
-        &self.local
-    }
-
     /// Names of the members serving shard `s` of `kind` now: this node if it holds a live
     /// replica, and each peer in the shard's group that is up.
     pub fn live_replicas(&self, kind: ShardKind, s: usize) -> Vec<String> {

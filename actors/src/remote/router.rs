@@ -202,6 +202,8 @@ impl Router {
                     Some((r, _)) => {
                         last = match r {
                             Err(e) if !is_transient(&e) => return Err(e),
+                            // the call's time is up: a closed channel then was a timeout too
+                            _ if Instant::now() >= give_up => RecdError::deadline(format!("no replica of {target:?} answered in time")),
                             Err(e) => e,
                             Ok(_) => RecdError::unavailable(format!("a replica of {target:?} answered out of shape")),
                         };

@@ -449,4 +449,44 @@ mod tests {
         };
         assert!(Profile::try_from(nan).is_err());
     }
+
+    #[test]
+    fn a_peer_reply_is_checked_before_it_is_believed() {
+        let code = |r: Reply| r.into_answer(100).map(|_| ()).map_err(|e| e.code);
+        let ok = Reply::Candidates(vec![vec![(3, 0.5), (99, 0.7)]]);
+        assert_eq!(code(ok), Ok(()));
+        let outside = Reply::Candidates(vec![vec![(3, 0.5), (100, 0.7)]]);
+        assert_eq!(
+            code(outside),
+            Err(ErrorCode::Internal),
+            "id past the catalogue"
+        );
+        let nan = Reply::Candidates(vec![vec![(3, f32::NAN)]]);
+        assert_eq!(code(nan), Err(ErrorCode::Internal));
+        assert_eq!(
+            code(Reply::Scores(vec![vec![1.0, f32::INFINITY]])),
+            Err(ErrorCode::Internal)
+        );
+        assert_eq!(
+            code(Reply::Pong),
+            Err(ErrorCode::Internal),
+            "a pong is no answer to a call"
+        );
+        let short = WireProfile {
+            emb: vec![0.1; DIM - 1],
+            feats: vec![0.0; FEAT_DIM],
+            known: true,
+        };
+        assert_eq!(
+            code(Reply::Profiles(vec![None, Some(short)])),
+            Err(ErrorCode::Internal)
+        );
+        // error replies keep their code; an unknown code is internal (transient)
+        let refused = Reply::error("bad_request", "no");
+        assert_eq!(code(refused), Err(ErrorCode::BadRequest));
+        assert_eq!(code(Reply::error("weird", "?")), Err(ErrorCode::Internal));
+        // before the catalogue is known every candidate is refused
+        let early = Reply::Candidates(vec![vec![(0, 0.5)]]).into_answer(0);
+        assert!(early.is_err());
+    }
 }

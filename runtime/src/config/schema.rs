@@ -115,7 +115,7 @@ impl Default for IngressConfig {
 pub struct LaneConfig {
     /// Lane name as sent in `X-Priority`.
     pub name: String,
-    /// Share of each batch this lane may take before lower lanes (weighted dequeue).
+    /// Weight of this lane in the fair share of requests served (turns between lanes).
     pub weight: u32,
     /// Queue bound of this lane.
     pub capacity: usize,

@@ -1,7 +1,7 @@
 //! The root of a node's supervision tree: every pool supervisor and the ingress are
 //! spawned linked to it, so a child that dies — a pool supervisor is never expected to —
 //! is seen here. The root does not guess at restarting a whole pool with its shards: it
-//! marks the node unhealthy ([`Health`]), `/healthz` answers 503, and the orchestrator
+//! marks the node unhealthy ([`Health`]), `/healthz` answers 500, and the orchestrator
 //! restarts the process (docs/adr/0012).
 //!
 //! ```text
