@@ -13,21 +13,31 @@ source loadgen/scripts/lib.sh
 [ $# -ge 1 ] && NODE_BIN=$(realpath "$1")
 R="$OUT/cpu-ratio"
 mkdir -p "$R"
-"$NODE_BIN" bench-kernel --config configs/dev.yaml --data-dir "$DATA" --threads 1 \
-  --requests 4000 --recall-queries 10 >"$R/kernel.json" 2>/dev/null
-KERNEL=$(python3 -c "import json; print(json.load(open('$R/kernel.json'))['us_per_request']['total'])")
-echo "kernel: $KERNEL us/request (one thread)" | tee "$R/result.txt"
+# the kernel three times (before, between and after the server runs): the median is
+# its figure, the spread says how noisy the machine was
+kernel() {
+  "$NODE_BIN" bench-kernel --config configs/dev.yaml --data-dir "$DATA" --threads 1 \
+    --requests 4000 --recall-queries 10 >"$R/kernel-$1.json" 2>/dev/null
+}
+kernel 1
 start_node cpu-ratio
 lg() { "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --server-pid "$NODE" "$@"; }
 lg --mode closed --connections 32 --duration 5s --out "$R/warm" >/dev/null 2>&1
 for c in ${RATIO_CONNS:-8 128}; do
   lg --mode closed --connections "$c" --duration "${RATIO_SECS:-10}s" --out "$R/c$c" >/dev/null 2>&1
-  python3 - "$R/c$c/summary.json" "$c" "$KERNEL" <<'PY' | tee -a "$R/result.txt"
-import json, sys
-s = json.load(open(sys.argv[1])); k = float(sys.argv[3])
-cpu = s["server_cpu_us_per_request"]
-print(f"{sys.argv[2]} connections: {s['achieved_rps']:.0f} req/s, server {cpu:.0f} us/request, "
-      f"ratio to the kernel {cpu / k:.2f}, p99 {s['p99_ms']:.2f} ms")
-PY
+  [ "$c" = 8 ] && kernel 2
 done
 stop_node
+kernel 3
+python3 - "$R" ${RATIO_CONNS:-8 128} <<'PY' | tee "$R/result.txt"
+import json, sys
+r, conns = sys.argv[1], sys.argv[2:]
+ks = sorted(json.load(open(f"{r}/kernel-{i}.json"))["us_per_request"]["total"] for i in (1, 2, 3))
+k = ks[1]
+print(f"kernel: {k:.0f} us/request (median of {', '.join(f'{x:.0f}' for x in ks)}; one thread)")
+for c in conns:
+    s = json.load(open(f"{r}/c{c}/summary.json"))
+    cpu = s["server_cpu_us_per_request"]
+    print(f"{c} connections: {s['achieved_rps']:.0f} req/s, server {cpu:.0f} us/request, "
+          f"ratio to the kernel {cpu / k:.2f} ({cpu / ks[2]:.2f}-{cpu / ks[0]:.2f}), p99 {s['p99_ms']:.2f} ms")
+PY
