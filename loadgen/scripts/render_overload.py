@@ -24,8 +24,9 @@ def main():
          f"Measured on {datetime.date.today()} at commit `{commit()}` on the machine above. Capacity C = "
          f"{cap:.0f} req/s (the knee of the sweep above); offered 0.5×–3× C, open loop, lanes "
          f"critical=5/default=25/background=70 with budgets 100/200/500 ms (`X-Deadline-Ms`), "
-         f"the same node with `gateway.batching: deadline` and `fixed` (2 ms delay). Goodput = 2xx "
-         f"answers within their lane's budget per second. The generator shares the two cores.\n"]
+         f"the same node with `gateway.batching: deadline` and `fixed` (2 ms delay). Goodput = "
+         f"undegraded 2xx answers (no `degraded` rung, coverage 1) within their lane's budget per "
+         f"second. The generator shares the two cores.\n"]
     L.append("### At 2× capacity\n")
     L.append("| batching | critical p99 ms (budget 100) | goodput req/s | goodput ÷ C | background shed | loadgen cores |")
     L.append("|---|---|---|---|---|---|")

@@ -83,7 +83,12 @@ impl Node {
         if let Some(net) = &net {
             let _ = net.items.set(catalogue.len());
         }
-        let mut pools = Pools::new(root.clone(), &config, Arc::clone(&metrics));
+        let mut pools = Pools::new(
+            root.clone(),
+            Arc::clone(&health),
+            &config,
+            Arc::clone(&metrics),
+        );
         let data = roles::DataRoles {
             config: &config,
             catalogue: &catalogue,

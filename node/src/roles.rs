@@ -24,7 +24,7 @@ use recd_runtime::compute::ComputePool;
 use recd_runtime::config::{BatchingMode, Config};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::peers::Peers;
-use recd_runtime::pool::root::RootMessage;
+use recd_runtime::pool::root::{Health, RootMessage};
 use recd_runtime::pool::{
     PoolArgs, PoolMessage, PoolSlots, PoolSupervisor, RestartPolicy, WorkerFactory,
 };
@@ -38,13 +38,19 @@ const COMPUTE_QUEUE: usize = 1024;
 /// The node's pool supervisors, each linked to the root, in start order.
 pub(crate) struct Pools {
     root: ActorRef<RootMessage>,
+    health: Arc<Health>,
     policy: RestartPolicy,
     metrics: Arc<Metrics>,
     started: Vec<ActorRef<PoolMessage>>,
 }
 
 impl Pools {
-    pub(crate) fn new(root: ActorRef<RootMessage>, config: &Config, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        root: ActorRef<RootMessage>,
+        health: Arc<Health>,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let s = &config.supervision;
         let policy = RestartPolicy {
             max_restarts: s.max_restarts,
@@ -53,6 +59,7 @@ impl Pools {
         };
         Self {
             root,
+            health,
             policy,
             metrics,
             started: Vec::new(),
@@ -72,6 +79,7 @@ impl Pools {
             slots: Arc::clone(slots),
             policy: self.policy,
             metrics: Arc::clone(&self.metrics),
+            health: Arc::clone(&self.health),
         };
         let (sup, _) = Actor::spawn_linked(
             None,

@@ -7,6 +7,8 @@
 //!        └─────────────────────────────────────────┘
 //!   slot := None  →  wait backoff · 2^(consecutive failures)  →  respawn, slot := Some
 //!   more than `max_restarts` in `window`: the slot stays empty (logged, gauge drops)
+//!   and the node is marked unhealthy (`root::Health`: `/healthz` fails, the
+//!   orchestrator restarts the process — no half-dead node, docs/adr/0012)
 //! ```
 //!
 //! Every pool supervisor is linked to the node's [`root::RootSupervisor`].
@@ -108,6 +110,8 @@ pub struct PoolArgs<F: WorkerFactory> {
     pub policy: RestartPolicy,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
+    /// The node's health: a slot that exhausts its restart budget makes it unhealthy.
+    pub health: Arc<root::Health>,
 }
 
 /// Messages of the pool supervisor.
@@ -269,8 +273,14 @@ fn schedule_restart<F: WorkerFactory>(
             pool = state.args.name,
             slot,
             max_restarts = policy.max_restarts,
-            "restart intensity exceeded, slot left empty"
+            "restart intensity exceeded, slot left empty: node unhealthy"
         );
+        state.args.health.fail(format!(
+            "pool {} slot {slot} failed {} times in {:?}",
+            state.args.name,
+            policy.max_restarts + 1,
+            policy.window
+        ));
         return;
     }
     let delay = policy.backoff * 2u32.pow((history.len() as u32).min(6));

@@ -103,6 +103,7 @@ async fn start(config: GatewayConfig, took: Duration) -> Harness {
         slots: Arc::clone(&workers),
         policy,
         metrics: Arc::clone(&metrics),
+        health: recd_runtime::pool::root::Health::new(),
     };
     Actor::spawn(None, PoolSupervisor::<FakePipeline>::default(), args)
         .await

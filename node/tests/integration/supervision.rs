@@ -141,3 +141,51 @@ async fn fault_injection_is_off_by_default() {
     assert_eq!(inject(&client(), node.http_addr, "ranker", 0).await, 404);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_past_its_restart_budget_makes_the_node_unhealthy() {
+    let mut c = config(small_data());
+    c.admin.fault_injection = true;
+    c.supervision.max_restarts = 1;
+    c.supervision.backoff_ms = 1;
+    let node = Node::start(c).await.unwrap();
+    let (client, addr) = (client(), node.http_addr);
+    assert_eq!(get_status(&client, addr, "/healthz").await, 200);
+    // the first panic is restarted within the budget; the node stays healthy
+    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    poll(10, || async {
+        let live = node
+            .metrics
+            .pool_live
+            .with_label_values(&["features"])
+            .get();
+        let restarts = node
+            .metrics
+            .actor_restarts
+            .with_label_values(&["features"])
+            .get();
+        (restarts == 1 && live == 2).then_some(())
+    })
+    .await;
+    assert_eq!(get_status(&client, addr, "/healthz").await, 200);
+    // the second exhausts it: the slot stays empty and the node says so
+    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    poll(10, || async {
+        (get_status(&client, addr, "/healthz").await == 500).then_some(())
+    })
+    .await;
+    let body: serde_json::Value = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("pool features slot 0 failed 2 times"),
+        "{message}"
+    );
+    node.shutdown().await;
+}

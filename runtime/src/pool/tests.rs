@@ -54,6 +54,7 @@ async fn start(
     Arc<PoolSlots<FlakyMsg>>,
     Arc<Metrics>,
     ActorRef<PoolMessage>,
+    Arc<root::Health>,
 ) {
     let slots = PoolSlots::new(3);
     let metrics = Arc::new(Metrics::new());
@@ -67,16 +68,18 @@ async fn start(
             backoff: Duration::from_millis(1),
         },
         metrics: Arc::clone(&metrics),
+        health: root::Health::new(),
     };
+    let health = Arc::clone(&args.health);
     let (sup, _) = Actor::spawn(None, PoolSupervisor::<FlakyFactory>::default(), args)
         .await
         .unwrap();
-    (slots, metrics, sup)
+    (slots, metrics, sup, health)
 }
 
 #[tokio::test]
 async fn panicking_worker_is_restarted_in_its_slot() {
-    let (slots, metrics, sup) = start(5).await;
+    let (slots, metrics, sup, health) = start(5).await;
     assert_eq!(slots.live(), 3);
     let before = slots.get(1).unwrap().get_id();
     slots.get(1).unwrap().cast(FlakyMsg::Crash).unwrap();
@@ -87,13 +90,18 @@ async fn panicking_worker_is_restarted_in_its_slot() {
         metrics.actor_restarts.with_label_values(&["flaky"]).get(),
         1
     );
+    assert_eq!(
+        health.failure(),
+        None,
+        "a restart within the budget is no failure"
+    );
     sup.stop(None);
     wait_until(|| slots.live() == 0).await;
 }
 
 #[tokio::test]
 async fn restart_intensity_leaves_slot_empty() {
-    let (slots, metrics, sup) = start(2).await;
+    let (slots, metrics, sup, health) = start(2).await;
     for _ in 0..2 {
         let id = slots.get(0).unwrap().get_id();
         slots.get(0).unwrap().cast(FlakyMsg::Crash).unwrap();
@@ -106,7 +114,9 @@ async fn restart_intensity_leaves_slot_empty() {
         metrics.actor_restarts.with_label_values(&["flaky"]).get(),
         2
     );
-    // routing skips the empty slot
+    // routing skips the empty slot, and the node says it is no longer whole
     assert!(slots.pick(0).is_some());
+    let why = health.failure().expect("the node is unhealthy");
+    assert!(why.starts_with("pool flaky slot 0 failed 3 times"), "{why}");
     sup.stop(None);
 }
