@@ -10,8 +10,8 @@ PORT=${BENCH_PORT:-18080}
 GEN_DATA=${RECD_GEN_DATA:-tools/workload/gen_data.py}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release"
-# the node binary the scripts start (compare-builds.sh points it at other builds)
-NODE_BIN="$BIN/recd-node"
+# the node binary the scripts start (RECD_NODE_BIN, or another build in compare-builds.sh)
+NODE_BIN=${RECD_NODE_BIN:-$BIN/recd-node}
 NODE=""
 
 cargo build --release -p recd-node -p recd-loadgen
