@@ -1,4 +1,4 @@
-//! The catalogue on disk (WORKLOAD.md §1): item embeddings and features, mixture
+//! The catalogue on disk (docs/workload.md): item embeddings and features, mixture
 //! centres and the MLP weights as little-endian f32 files, described by `meta.json`.
 //!
 //! The format is the contract: files written by `recd-node gen-data` and by the

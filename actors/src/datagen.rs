@@ -1,6 +1,6 @@
 //! `recd-node gen-data`: a seeded synthetic catalogue in the workload's file format.
 //!
-//! Same recipe as the workload (WORKLOAD.md §1) with recd's own RNG (splitmix64 +
+//! Same recipe as the workload (docs/workload.md) with recd's own RNG (splitmix64 +
 //! Box–Muller): 1000 L2-normalised centres, He-initialised MLP weights, items drawn
 //! around a uniformly chosen centre with σ = 0.1 noise and normalised, standard-normal
 //! item features. Output is byte-identical for a seed.

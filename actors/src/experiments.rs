@@ -1,4 +1,4 @@
-//! A/B assignment by deterministic hashing (WORKLOAD.md §2, DESIGN.md §5).
+//! A/B assignment by deterministic hashing (docs/workload.md, DESIGN.md §5).
 //!
 //! `bucket = FNV-1a 64(salt ‖ user_id) % 100`; the user gets the first variant when
 //! `bucket < split_percent`, the second otherwise. With an empty salt and a 50 % split

@@ -1,6 +1,6 @@
 //! Feature fetch: user profiles from feature shards.
 //!
-//! - [`profile`]: the derived-profile rule of WORKLOAD.md §2 (FNV-1a 64, splitmix64), the
+//! - [`profile`]: the derived-profile rule of docs/workload.md (FNV-1a 64, splitmix64), the
 //!   profile source for unknown and synthetic users.
 //! - [`cache`]: the TTL + max-entries cache each shard keeps over the source.
 //! - [`shard`]: the `FeatureShard` actor; the pipeline sends it one batched lookup per

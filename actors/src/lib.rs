@@ -15,7 +15,7 @@
 //!
 //! - [`types`]: profiles, candidates, score requests — the values stages exchange.
 //! - [`stage`]: the seam: `Call`/`Answer`, the `Stage` trait, the local implementation.
-//! - [`data`], [`datagen`]: the catalogue file format (WORKLOAD.md) and its generator.
+//! - [`data`], [`datagen`]: the catalogue file format (docs/workload.md) and its generator.
 //! - [`features`]: derived user profiles, the TTL cache, the feature shard actor.
 //! - [`candidates`]: usearch index shards, snapshot, merge; the index shard actor.
 //! - [`ranker`]: the MLP over SGEMM; the ranker actor.

@@ -1,4 +1,4 @@
-//! Re-ranking: the MLP of WORKLOAD.md §4 and the `Ranker` actor pool that runs it.
+//! Re-ranking: the MLP of docs/workload.md and the `Ranker` actor pool that runs it.
 //!
 //! - [`model`]: weights from `mlp.f32`, input assembly and batched scoring with a real
 //!   SGEMM (matrixmultiply) over all candidates of a micro-batch at once.

@@ -4,7 +4,7 @@ use crate::cli::{parse_pairs, Args, Arrivals};
 use recd_runtime::api::RecommendRequest;
 use std::time::Duration;
 
-/// Valid workload ids are u0 .. u9999999 (WORKLOAD.md §2).
+/// Valid workload ids are u0 .. u9999999 (docs/workload.md).
 pub const USERS: u64 = 10_000_000;
 
 /// The generator's random stream (splitmix64, seedable).

@@ -1,6 +1,6 @@
 //! HTTP API types shared by the ingress actor and the load generator.
 //!
-//! The request and response bodies of `POST /recommend` (WORKLOAD.md §3) and the JSON
+//! The request and response bodies of `POST /recommend` (docs/workload.md) and the JSON
 //! error body every refusal carries.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! The hashes recd agrees on everywhere: FNV-1a 64 and the splitmix64 stream of
-//! WORKLOAD.md §2 (profiles, A/B buckets, feature-shard routing, placement, and the load
+//! docs/workload.md (profiles, A/B buckets, feature-shard routing, placement, and the load
 //! generator's random choices).
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -25,7 +25,7 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The splitmix64 stream of WORKLOAD.md: out_k = mix64(seed + k·φ) for k = 1, 2, ….
+/// The splitmix64 stream of docs/workload.md: out_k = mix64(seed + k·φ) for k = 1, 2, ….
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,

@@ -1,4 +1,4 @@
-//! User profiles derived from the id (WORKLOAD.md §2): the profile source for the
+//! User profiles derived from the id (docs/workload.md): the profile source for the
 //! synthetic workload and the default profile (seed 0) for unknown users.
 
 use crate::data::{DIM, FEAT_DIM, N_CENTERS};
