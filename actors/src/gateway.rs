@@ -30,7 +30,7 @@
 use crate::pipeline::PipelineMessage;
 use crate::request::{BatchDone, PendingRequest};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, DerivedActorRef};
-use recd_runtime::batching::{can_meet, BatchPolicy, Decision, QueueView, ServiceModel};
+use recd_runtime::batching::{can_meet, Admit, BatchPolicy, Decision, QueueView, ServiceModel};
 use recd_runtime::config::{BatchingMode, GatewayConfig};
 use recd_runtime::lanes::{LaneId, LaneQueues, LaneSaturation, Offer};
 use recd_runtime::metrics::Metrics;
@@ -353,12 +353,24 @@ impl GatewayState {
                 let waited = now.saturating_duration_since(entry.enqueued_at);
                 self.wait[lane].observe(waited.as_secs_f64());
                 let model = &self.models[lane];
-                if self.deadline_mode() && !can_meet(now, entry.deadline, size, model) {
+                // the top lane would rather be answered degraded than refused; the
+                // others are admitted only when their batch will run every rung
+                let admit = if lane == 0 {
+                    Admit::OnMean
+                } else {
+                    Admit::OnTail
+                };
+                if self.deadline_mode() && !can_meet(now, entry.deadline, size, model, admit) {
                     self.shed(lane, "cannot_meet_deadline");
                     entry.item.answer(Err(RecdError::deadline(format!(
                         "cannot meet the deadline: {:.1} ms left, a batch of {size} takes up to ~{:.1} ms",
                         entry.deadline.saturating_duration_since(now).as_secs_f64() * 1e3,
-                        model.predict_tail(size).as_secs_f64() * 1e3
+                        match admit {
+                            Admit::OnMean => model.predict(size),
+                            Admit::OnTail => model.predict_tail(size),
+                        }
+                        .as_secs_f64()
+                            * 1e3
                     ))));
                     continue;
                 }

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-async fn load(url: &str, extra: &[&str]) -> Summary {
+/// One run of the generator with `extra` flags, over `client` (kept across runs, so the
+/// measured run starts on warm connections).
+async fn load(url: &str, client: &Client, extra: &[&str]) -> Summary {
     let out = tempfile::tempdir().unwrap();
     let mut argv = vec![
         "recd-loadgen",
@@ -26,12 +28,9 @@ async fn load(url: &str, extra: &[&str]) -> Summary {
     ];
     argv.extend_from_slice(extra);
     let args = Args::parse_from(argv);
-    let client = Client::new(&args.url, args.timeout).unwrap();
     let run = match args.mode {
-        recd_loadgen::cli::Mode::Closed => recd_loadgen::closed_loop::run(&args, &client).await,
-        _ => {
-            recd_loadgen::open_loop::run(&args, &client, args.rate, args.duration, args.seed).await
-        }
+        recd_loadgen::cli::Mode::Closed => recd_loadgen::closed_loop::run(&args, client).await,
+        _ => recd_loadgen::open_loop::run(&args, client, args.rate, args.duration, args.seed).await,
     };
     run.summary(&args)
 }
@@ -45,26 +44,42 @@ async fn critical_requests_are_served_at_twice_the_capacity() {
     let url = format!("http://{}", node.http);
     let lanes = ["--lanes", "critical=5,default=25,background=70"];
     let budgets = ["--deadlines", "critical=100,default=200,background=500"];
-    let closed = load(
+    let client = Client::new(&url, Duration::from_secs(5)).unwrap();
+    // capacity: 32 clients, closed loop, after a warm-up of the node's time models
+    let closed = ["--mode", "closed", "--connections", "32"];
+    load(
         &url,
-        &[
-            "--mode",
-            "closed",
-            "--connections",
-            "32",
-            "--duration",
-            "3s",
-        ],
+        &client,
+        &[&closed[..], &["--duration", "2s"]].concat(),
     )
     .await;
-    let capacity = closed.achieved_rps;
+    let capacity = load(
+        &url,
+        &client,
+        &[&closed[..], &["--duration", "4s"]].concat(),
+    )
+    .await
+    .achieved_rps;
     assert!(capacity > 50.0, "the node serves: {capacity}/s");
+    // twice that, open loop: 2 s to open the connections and reach the steady state
+    // the test is about, then 4 s counted
     let rate = format!("{:.0}", 2.0 * capacity);
-    let mut open = vec!["--mode", "open", "--rate", &rate, "--duration", "4s"];
-    open.extend(["--connections", "8192", "--timeout", "5s"]);
+    let mut open = vec!["--mode", "open", "--rate", &rate, "--connections", "8192"];
+    open.extend(["--timeout", "5s"]);
     open.extend(lanes);
     open.extend(budgets);
-    let s = load(&url, &open).await;
+    load(
+        &url,
+        &client,
+        &[&open[..], &["--duration", "2s", "--seed", "1"]].concat(),
+    )
+    .await;
+    let s = load(
+        &url,
+        &client,
+        &[&open[..], &["--duration", "4s", "--seed", "2"]].concat(),
+    )
+    .await;
     let lane = |name: &str| &s.lanes[name];
     for name in ["critical", "default", "background"] {
         let l = lane(name);
@@ -77,6 +92,18 @@ async fn critical_requests_are_served_at_twice_the_capacity() {
         "capacity {capacity:.0}/s, offered {rate}/s: goodput {:.0}/s, answered in budget {:.0}/s, rungs {:?}, errors {:?}",
         s.goodput_rps, s.answered_in_budget_rps, s.rungs, s.errors
     );
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("recd_shed_total") && l.contains("critical"))
+    {
+        eprintln!("{line}");
+    }
     let critical = lane("critical");
     assert!(
         critical.requests >= 100,

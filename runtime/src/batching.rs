@@ -159,12 +159,30 @@ impl BatchPolicy {
     }
 }
 
+/// How sure the early-refusal rule must be that a request makes its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// The batch's mean time fits: a slower batch answers it degraded, not refused.
+    OnMean,
+    /// The batch's tail fits (mean + 2 × deviation): admitted requests almost always get
+    /// every rung of the ladder.
+    OnTail,
+}
+
 /// Whether a request with `deadline` can still be answered in time if it joins a batch
-/// of `b` starting at `now` (the early-refusal rule: refuse it, not the batch). Judged on
-/// the tail, not the mean: a request served at its deadline's edge would be cut short by
-/// every batch slower than average.
-pub fn can_meet(now: Instant, deadline: Instant, b: usize, model: &ServiceModel) -> bool {
-    now + model.predict_tail(b) <= deadline
+/// of `b` starting at `now` (the early-refusal rule: refuse it, not the batch).
+pub fn can_meet(
+    now: Instant,
+    deadline: Instant,
+    b: usize,
+    model: &ServiceModel,
+    admit: Admit,
+) -> bool {
+    let time = match admit {
+        Admit::OnMean => model.predict(b),
+        Admit::OnTail => model.predict_tail(b),
+    };
+    now + time <= deadline
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //!
 //! A job carries its own state, typically the reply port of the actor call it answers,
 //! and replies straight from the compute thread (no extra async hop). Waiting jobs are
-//! served earliest deadline first (then by lane): the queue is lane- and deadline-aware
-//! like every queue on the request path. A job whose deadline passed before a thread
+//! served by lane first (0 first), then earliest deadline: the gateway already shares
+//! dispatch fairly between lanes, and this queue only holds the jobs of the batches in
+//! flight, so a higher lane's batch never waits behind a lower lane's here — under
+//! overload the lower lanes' batches are the ones admitted closest to their deadlines,
+//! and deadline order alone would put them first (docs/adr/0014). A job whose deadline passed before a thread
 //! took it is dropped unrun (its caller has already fallen back) and counted. At most
 //! `queue` jobs wait: `try_run` refuses beyond that and hands the state back so the
 //! caller can answer `Overloaded` itself. A panicking job is caught; its state is dropped
@@ -19,7 +22,7 @@ use std::time::Instant;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Where a job stands in the queue: earlier deadline first, then higher lane (0 first).
+/// Where a job stands in the queue: higher lane first (0 first), then earlier deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Priority {
     /// The deadline of the most urgent request the job serves.
@@ -49,11 +52,12 @@ impl PartialOrd for Queued {
 }
 
 impl Ord for Queued {
-    /// The heap pops the greatest: make the earliest deadline the greatest.
+    /// The heap pops the greatest: make the highest lane, then the earliest deadline,
+    /// the greatest.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.priority.deadline, other.priority.lane, other.seq).cmp(&(
-            self.priority.deadline,
+        (other.priority.lane, other.priority.deadline, other.seq).cmp(&(
             self.priority.lane,
+            self.priority.deadline,
             self.seq,
         ))
     }
@@ -219,7 +223,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn earliest_deadline_runs_first_and_expired_jobs_are_dropped() {
+    async fn higher_lanes_then_earliest_deadlines_run_first_and_expired_jobs_are_dropped() {
         let expired = IntCounter::new("expired", "test").unwrap();
         let pool = ComputePool::new(1, 16, Some(expired.clone()));
         let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
@@ -236,10 +240,10 @@ mod tests {
         let ms = std::time::Duration::from_millis;
         let mut done = Vec::new();
         for (name, deadline, lane) in [
-            ("late", now + ms(900), 0),
-            ("early", now + ms(300), 2),
-            ("tie-lane1", now + ms(600), 1),
-            ("tie-lane0", now + ms(600), 0),
+            ("lane0-late", now + ms(900), 0),
+            ("lane2-early", now + ms(300), 2),
+            ("lane1", now + ms(600), 1),
+            ("lane0-early", now + ms(600), 0),
             ("gone", now + ms(1), 0),
         ] {
             let (tx, rx) = oneshot::channel::<()>();
@@ -259,7 +263,7 @@ mod tests {
         }
         assert_eq!(
             *order.lock().unwrap(),
-            vec!["early", "tie-lane0", "tie-lane1", "late"]
+            vec!["lane0-early", "lane0-late", "lane1", "lane2-early"]
         );
         assert_eq!(expired.get(), 1);
     }

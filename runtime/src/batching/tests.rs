@@ -83,8 +83,8 @@ fn early_refusal_judges_each_request() {
     let mut m = ServiceModel::new(MS * 3);
     m.observe(16, MS * 6);
     let now = Instant::now();
-    assert!(can_meet(now, now + MS * 7, 16, &m));
-    assert!(!can_meet(now, now + MS * 5, 16, &m));
+    assert!(can_meet(now, now + MS * 7, 16, &m, Admit::OnTail));
+    assert!(!can_meet(now, now + MS * 5, 16, &m, Admit::OnTail));
 }
 
 #[test]
@@ -101,9 +101,10 @@ fn the_tail_covers_batches_slower_than_average() {
     let tail = m.predict_tail(8);
     assert!(tail > MS * 7 && tail < MS * 9, "{tail:?}");
     let now = Instant::now();
-    assert!(can_meet(now, now + MS * 9, 8, &m));
+    assert!(can_meet(now, now + MS * 9, 8, &m, Admit::OnTail));
     assert!(
-        !can_meet(now, now + MS * 6, 8, &m),
+        !can_meet(now, now + MS * 6, 8, &m, Admit::OnTail),
         "the mean would fit, the tail does not"
     );
+    assert!(can_meet(now, now + MS * 6, 8, &m, Admit::OnMean));
 }
