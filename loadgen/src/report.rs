@@ -122,10 +122,13 @@ pub fn write_sweep(args: &Args, result: &SweepResult) -> anyhow::Result<()> {
     let tagged: Vec<(&str, &Run)> = tags.iter().map(|(t, r)| (t.as_str(), *r)).collect();
     write_hdr_log(args, &tagged)?;
 
-    let pct = |f: fn(&Summary) -> f64, label: &str| Series {
+    // one curve over the steps: x and y read from each step's summary
+    let series = |x: fn(&Summary) -> f64, y: fn(&Summary) -> f64, label: &str| Series {
         label: label.into(),
-        points: summaries.iter().map(|s| (s.achieved_rps, f(s))).collect(),
+        points: summaries.iter().map(|s| (x(s), y(s))).collect(),
     };
+    let pct = |y, label| series(|s| s.achieved_rps, y, label);
+    let by_offered = |y, label| series(|s| s.offered_rps, y, label);
     draw(
         &args.out.join("latency-throughput"),
         &Chart {
@@ -140,10 +143,6 @@ pub fn write_sweep(args: &Args, result: &SweepResult) -> anyhow::Result<()> {
             pct(|s| s.p99_ms, "p99"),
         ],
     )?;
-    let by_offered = |f: fn(&Summary) -> f64, label: &str| Series {
-        label: label.into(),
-        points: summaries.iter().map(|s| (s.offered_rps, f(s))).collect(),
-    };
     draw(
         &args.out.join("goodput"),
         &Chart {

@@ -102,6 +102,8 @@ impl PeerStage {
                 return Err(e);
             }
         };
+        // the router checks the shape too (for every replica); here it decides what the
+        // call is counted as and whether the peer's latency is believed
         if !call.fits(&answer) {
             count("malformed");
             return Err(RecdError::new(ErrorCode::Internal, "reply out of shape"));

@@ -15,6 +15,8 @@ enum Does {
     Fail(Duration, ErrorCode),
     /// Answers no candidates at all (an answer out of shape) after the delay.
     Misshapen(Duration),
+    /// Answers after the first delay for its first `n` calls, after the second later.
+    SlowAfter(usize, Duration, Duration),
 }
 
 /// Every call a fake saw: which replica, when (since the test began), with what timeout.
@@ -25,6 +27,14 @@ struct Fake {
     does: Does,
     log: Log,
     began: Instant,
+}
+
+impl Fake {
+    /// Calls this replica (by tag) answered before this one.
+    fn earlier_calls(&self) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|(tag, _, _)| *tag == self.tag).count() - 1
+    }
 }
 
 impl Stage for Fake {
@@ -53,6 +63,17 @@ impl Stage for Fake {
                 }
                 Does::Fail(d, code) => (d, Err(RecdError::new(code, "fake failure"))),
                 Does::Misshapen(d) => (d, Ok(Answer::Candidates(Vec::new()))),
+                Does::SlowAfter(n, fast, slow) => {
+                    let d = if self.earlier_calls() < n { fast } else { slow };
+                    let one = Candidate {
+                        id: self.tag,
+                        distance: 0.0,
+                    };
+                    (
+                        d,
+                        Ok(Answer::Candidates(vec![vec![one]; queries.len() / DIM])),
+                    )
+                }
             };
             if tokio::time::timeout(timeout, tokio::time::sleep(delay))
                 .await
@@ -235,9 +256,36 @@ async fn without_a_fixed_delay_the_hedge_follows_observed_latency() {
     assert_eq!(started.elapsed(), super::INITIAL_HEDGE + MS);
     assert_eq!(log.lock().unwrap().len(), 3);
 
-    // the same router after its observations hedges at their p95
-    let latency = r.latency[Target::Index(0).kind()].lock().unwrap().p95();
-    assert_eq!(latency, Some(2 * MS));
+    // a router that observed 2 ms answers hedges at that p95, not at the initial 5 ms
+    let (r3, log3, _) = router(
+        vec![
+            (1, true, 0, 0, Does::SlowAfter(3, 2 * MS, 50 * MS)),
+            (2, false, 0, 0, Does::Answer(MS)),
+        ],
+        None,
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            answered_by(r3.call(search(), priority(), 100 * MS).await),
+            1
+        );
+    }
+    let started = Instant::now();
+    assert_eq!(
+        answered_by(r3.call(search(), priority(), 100 * MS).await),
+        2
+    );
+    assert_eq!(
+        started.elapsed(),
+        3 * MS,
+        "hedged at the observed 2 ms, answered 1 ms later"
+    );
+    let calls = tried(&log3);
+    assert_eq!(
+        calls[4].1 - calls[3].1,
+        2 * MS,
+        "the hedge left 2 ms after the first attempt"
+    );
 }
 
 #[tokio::test(start_paused = true)]
