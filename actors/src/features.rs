@@ -4,11 +4,16 @@
 //!   profile source for unknown and synthetic users.
 //! - [`cache`]: the TTL + max-entries cache each shard keeps over the source.
 //! - [`shard`]: the `FeatureShard` actor; the pipeline sends it one batched lookup per
-//!   micro-batch for the users it owns ([`shard_of`]).
+//!   micro-batch for the users it owns ([`shard_of`]), the ingress its writes.
+//! - [`store`]: the durable store behind the cache (`store::embedded`: redb), and how
+//!   writes apply ([`fold`]: the event rule; [`codec`]: the stored bytes).
 
 pub mod cache;
+pub mod codec;
+pub mod fold;
 pub mod profile;
 pub mod shard;
+pub mod store;
 
 /// Feature shard owning `user_id` among `shards` (a remix of FNV-1a so that shard and
 /// A/B bucket are independent).

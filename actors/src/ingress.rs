@@ -5,20 +5,24 @@
 //! client ──HTTP──► routes ──► recommend: parse (validate, admit) ─ submit ──► Gateway
 //!                                  ▲                                        │
 //!                                  └── answer: oneshot reply (or 504) ◄─────┘
+//!                     ├──► writes: /v1/events /v1/users/{id} ── Call::Write per shard ──► Router
 //!                     └──► ops: /readyz /metrics /cluster /admin/fault
 //! ```
 //!
 //! - [`state`]: what the handlers share, and [`state::Refusal`], every refusal's JSON.
-//! - [`recommend`]: `/recommend`. [`ops`]: the operator routes. [`routes`]: the table.
+//! - [`recommend`]: `/recommend`. [`writes`]: the write API. [`ops`]: the operator
+//!   routes. [`routes`]: the table. [`body`]: JSON bodies, bounded.
 //!
 //! The listener runs as a task the actor starts in `pre_start` and shuts down
 //! gracefully in `post_stop` (in-flight requests finish). Until the node marks itself
 //! ready (`Serving` set), `/recommend` and `/readyz` answer 503.
 
+mod body;
 pub mod ops;
 mod recommend;
 pub mod routes;
 pub mod state;
+mod writes;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use state::IngressState;

@@ -18,7 +18,7 @@
 
 pub mod local;
 
-use crate::types::{Candidate, Profile, ScoreRequest};
+use crate::types::{Candidate, Profile, ScoreRequest, WriteOp, WriteOutcome};
 use futures_util::future::BoxFuture;
 use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
@@ -81,6 +81,14 @@ pub enum Call {
         /// Profile and candidates per request.
         requests: Arc<Vec<ScoreRequest>>,
     },
+    /// Writes to users owned by feature shard `shard`: applied atomically, answered once
+    /// durable (a retry is safe: events carry ids, upserts and deletes are idempotent).
+    Write {
+        /// Feature shard.
+        shard: usize,
+        /// The writes, in order.
+        ops: Arc<Vec<WriteOp>>,
+    },
 }
 
 /// The answer to a [`Call`].
@@ -92,13 +100,15 @@ pub enum Answer {
     Candidates(Vec<Vec<Candidate>>),
     /// To `Score`, in request and candidate order.
     Scores(Vec<Vec<f32>>),
+    /// To `Write`, one outcome per op.
+    Written(Vec<WriteOutcome>),
 }
 
 impl Call {
     /// Where the call goes.
     pub fn target(&self) -> Target {
         match self {
-            Call::Lookup { shard, .. } => Target::Features(*shard),
+            Call::Lookup { shard, .. } | Call::Write { shard, .. } => Target::Features(*shard),
             Call::Search { shard, .. } => Target::Index(*shard),
             Call::Score { .. } => Target::Ranker,
         }
@@ -118,15 +128,17 @@ impl Call {
                         .zip(requests.iter())
                         .all(|(s, r)| s.len() == r.candidates.len())
             }
+            (Call::Write { ops, .. }, Answer::Written(o)) => o.len() == ops.len(),
             _ => false,
         }
     }
 }
 
 /// Whether another replica may succeed where this error came back: everything but a
-/// refusal of the call itself (a bad request fails the same way everywhere).
+/// refusal of the call itself (a bad request, or an operation no replica is set up for,
+/// fails the same way everywhere).
 pub fn is_transient(e: &RecdError) -> bool {
-    e.code != ErrorCode::BadRequest
+    !matches!(e.code, ErrorCode::BadRequest | ErrorCode::NotImplemented)
 }
 
 /// One replica's way to run a [`Call`]: this node's actors or a peer's endpoint.

@@ -1,6 +1,7 @@
 //! The values that cross stages: what a feature shard answers and the ranker consumes
 //! ([`Profile`]), what an index shard answers ([`Candidate`]), what the ranker is asked
-//! ([`ScoreRequest`]). Stages import these, never each other.
+//! ([`ScoreRequest`]), and the writes the ingress sends a feature shard ([`WriteOp`],
+//! answered per op with a [`WriteOutcome`]). Stages import these, never each other.
 
 use crate::data::{DIM, FEAT_DIM};
 use std::sync::Arc;
@@ -14,6 +15,8 @@ pub struct Profile {
     pub feats: [f32; FEAT_DIM],
     /// False for the default profile of an unknown id.
     pub known: bool,
+    /// Items the user interacted with lately, most recent first: never recommended back.
+    pub recent: Vec<u64>,
 }
 
 /// A candidate from a shard: item id and distance (smaller is closer).
@@ -32,4 +35,185 @@ pub struct ScoreRequest {
     pub profile: Arc<Profile>,
     /// Candidate item ids.
     pub candidates: Vec<u64>,
+}
+
+/// What a user did with an item (`POST /v1/events`); each kind moves the profile by its
+/// own rate (see `features::fold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The item was shown and looked at.
+    View,
+    /// The item was clicked.
+    Click,
+    /// The user liked the item.
+    Like,
+    /// The item went into the cart.
+    AddToCart,
+    /// The item was bought.
+    Purchase,
+    /// The item was shown and passed over (moves the profile away from it).
+    Skip,
+}
+
+impl EventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::View,
+        EventKind::Click,
+        EventKind::Like,
+        EventKind::AddToCart,
+        EventKind::Purchase,
+        EventKind::Skip,
+    ];
+
+    /// The name in the JSON API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::View => "view",
+            EventKind::Click => "click",
+            EventKind::Like => "like",
+            EventKind::AddToCart => "add_to_cart",
+            EventKind::Purchase => "purchase",
+            EventKind::Skip => "skip",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Its number on the wire.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind numbered `code`.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(code as usize).copied()
+    }
+}
+
+/// One write to the profile of a user owned by a feature shard (validated by the caller
+/// and again by the shard's endpoint for a peer's bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Replace the user's profile (an offline job's output).
+    Upsert {
+        /// The user.
+        user: Arc<str>,
+        /// Embedding (normalised on write).
+        emb: Vec<f32>,
+        /// Dense features.
+        feats: Vec<f32>,
+        /// Recent items, most recent first.
+        recent: Vec<u64>,
+    },
+    /// Erase the user from the store and every cache.
+    Delete {
+        /// The user.
+        user: Arc<str>,
+    },
+    /// Fold one event into the user's profile, once per `event_id`.
+    Event {
+        /// The client's id of the event: a retried event with the same id is skipped.
+        event_id: Arc<str>,
+        /// The user.
+        user: Arc<str>,
+        /// The item.
+        item: u64,
+        /// What happened.
+        kind: EventKind,
+        /// Strength (1.0 for one ordinary event).
+        weight: f32,
+        /// Unix seconds when it happened.
+        ts: u64,
+    },
+}
+
+/// Most bytes of a user or event id.
+pub const MAX_ID_BYTES: usize = 256;
+/// Largest event weight.
+pub const MAX_WEIGHT: f32 = 100.0;
+
+/// Why an id is refused, if it is: empty, too long or not printable.
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(format!("{what} must be 1..={MAX_ID_BYTES} bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("{what} must be printable"));
+    }
+    Ok(())
+}
+
+impl WriteOp {
+    /// Why this write is refused, if it is: ids, shapes, finiteness, item ids below
+    /// `items`, at most `max_recent` recent items, weights in (0, 100].
+    pub fn check(&self, items: usize, max_recent: usize) -> Result<(), String> {
+        check_id("user_id", self.user())?;
+        let item_ok = |id: u64| (id as usize) < items;
+        match self {
+            WriteOp::Upsert {
+                emb, feats, recent, ..
+            } => {
+                if emb.len() != DIM || feats.len() != FEAT_DIM {
+                    return Err(format!(
+                        "embedding must have {DIM} floats and features {FEAT_DIM} (got {} and {})",
+                        emb.len(),
+                        feats.len()
+                    ));
+                }
+                if !emb.iter().chain(feats).all(|x| x.is_finite()) {
+                    return Err("embedding and features must be finite".into());
+                }
+                if emb.iter().all(|&x| x == 0.0) {
+                    return Err("embedding must not be all zeros".into());
+                }
+                if recent.len() > max_recent {
+                    return Err(format!("at most {max_recent} recent_items"));
+                }
+                if let Some(id) = recent.iter().find(|&&id| !item_ok(id)) {
+                    return Err(format!("recent_items: unknown item {id}"));
+                }
+                Ok(())
+            }
+            WriteOp::Delete { .. } => Ok(()),
+            WriteOp::Event {
+                event_id,
+                item,
+                weight,
+                ..
+            } => {
+                check_id("event_id", event_id)?;
+                if !item_ok(*item) {
+                    return Err(format!("unknown item {item}"));
+                }
+                if !(weight.is_finite() && *weight > 0.0 && *weight <= MAX_WEIGHT) {
+                    return Err(format!("weight must be in (0, {MAX_WEIGHT}]"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The user written.
+    pub fn user(&self) -> &Arc<str> {
+        match self {
+            WriteOp::Upsert { user, .. }
+            | WriteOp::Delete { user }
+            | WriteOp::Event { user, .. } => user,
+        }
+    }
+}
+
+/// What became of one [`WriteOp`], once durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied and durable.
+    Applied,
+    /// An event whose id was applied before: skipped.
+    Duplicate,
+    /// A delete of a user the store did not hold.
+    NotFound,
 }

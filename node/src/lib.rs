@@ -27,6 +27,7 @@
 pub mod commands;
 mod node;
 mod roles;
+mod stores;
 
 pub use node::Node;
 

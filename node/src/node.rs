@@ -102,16 +102,20 @@ impl Node {
                 .await?;
         }
         let takes_requests = config.cluster.has_role(Role::Ingress);
-        let (gateway, pipeline) = if takes_requests {
-            roles::start_request_path(&data, &replicas, &ingress_state, &mut pools).await?
+        let (gateway, pipeline, router) = if takes_requests {
+            let (g, p, r) =
+                roles::start_request_path(&data, &replicas, &ingress_state, &mut pools).await?;
+            (g, p, Some(r))
         } else {
-            (PoolSlots::new(0), PoolSlots::new(0))
+            (PoolSlots::new(0), PoolSlots::new(0), None)
         };
         let serving = Serving {
             takes_requests,
             gateway,
             pipeline,
             local,
+            router,
+            items: catalogue.len(),
         };
         if ingress_state.serving.set(serving).is_err() {
             anyhow::bail!("node started twice");

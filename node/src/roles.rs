@@ -138,8 +138,13 @@ impl DataRoles<'_> {
                 .set(idx.len() as i64);
         }
         if !local.features.held().is_empty() {
+            let held = local.features.held();
+            let stores =
+                crate::stores::open(config, self.catalogue, self.source(), held, self.metrics)
+                    .await?;
             let args = FeatureShardArgs {
                 source: self.source(),
+                stores: Arc::new(stores),
                 ttl: Duration::from_secs(config.features.cache_ttl_secs),
                 max_entries: config.features.cache_max_entries,
                 metrics: Arc::clone(self.metrics),
@@ -179,6 +184,7 @@ pub(crate) async fn start_remote(
         limits: Limits {
             feature_shards: data.config.features.shards,
             items: data.catalogue.len(),
+            max_recent: data.config.features.store.recent_items,
         },
         permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
         metrics: Arc::clone(data.metrics),
@@ -196,10 +202,11 @@ pub(crate) async fn start_remote(
     pools.start("heartbeat", beat, &PoolSlots::new(1)).await
 }
 
-/// Slots of the gateway and the pipeline workers.
+/// Slots of the gateway and the pipeline workers, and the router (writes use it too).
 pub(crate) type RequestPath = (
     Arc<PoolSlots<GatewayMessage>>,
     Arc<PoolSlots<PipelineMessage>>,
+    Arc<Router>,
 );
 
 /// Pipeline workers over a router of `replicas`, then the gateway that feeds them.
@@ -215,12 +222,12 @@ pub(crate) async fn start_request_path(
         index: config.index.shards,
     };
     let hedge = config.cluster.hedge_delay_ms.map(Duration::from_millis);
-    let router = Router::new(
+    let router = Arc::new(Router::new(
         Arc::clone(replicas) as _,
         shards,
         hedge,
         Arc::clone(data.metrics),
-    );
+    ));
     let ttl = config.features.cache_ttl_secs.saturating_mul(1000);
     let settings = PipelineSettings {
         features_timeout: Duration::from_millis(config.features.timeout_ms),
@@ -241,7 +248,7 @@ pub(crate) async fn start_request_path(
         refuse_early: config.gateway.batching == BatchingMode::Deadline,
     };
     let ctx = PipelineCtx::new(
-        Arc::new(router),
+        Arc::clone(&router),
         Arc::clone(data.catalogue),
         data.source(),
         settings,
@@ -259,5 +266,5 @@ pub(crate) async fn start_request_path(
         saturation: Arc::clone(&ingress.saturation),
     };
     pools.start("gateway", args, &gateway).await?;
-    Ok((gateway, pipeline))
+    Ok((gateway, pipeline, router))
 }

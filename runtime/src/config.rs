@@ -8,8 +8,10 @@
 
 mod cluster;
 mod schema;
+mod store;
 
 pub use schema::*;
+pub use store::{StoreBackend, StoreConfig};
 
 /// The YAML parser recd uses for every config file (re-exported so all crates agree).
 pub mod yaml {

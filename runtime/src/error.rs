@@ -20,8 +20,10 @@ pub enum ErrorCode {
     Unavailable,
     /// The request's latency budget ran out (504).
     DeadlineExceeded,
-    /// Unknown route (404).
+    /// Unknown route or resource (404).
     NotFound,
+    /// The node is not set up for this operation, e.g. writes without a store (501).
+    NotImplemented,
     /// A bug: should never be produced by input (500).
     Internal,
 }
@@ -37,6 +39,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Overloaded | ErrorCode::Unavailable => 503,
             ErrorCode::DeadlineExceeded => 504,
+            ErrorCode::NotImplemented => 501,
             ErrorCode::Internal => 500,
         }
     }
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Internal => "internal",
         }
     }

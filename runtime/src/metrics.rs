@@ -63,6 +63,12 @@ pub struct Metrics {
     pub shard_live_replicas: IntGaugeVec,
     /// The placement: 1 for each node a shard is placed on.
     pub shard_placement: IntGaugeVec,
+    /// Time of one feature-store commit (a group of write jobs, one fsync).
+    pub store_commit_seconds: Histogram,
+    /// Writes answered by operation and outcome (applied, duplicate, not_found, refused).
+    pub writes: IntCounterVec,
+    /// Feature-store reads or writes that failed (the user got the default profile).
+    pub store_errors: IntCounter,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -227,6 +233,24 @@ impl Metrics {
             &["kind", "shard", "node"],
         )
         .expect("metric");
+        let store_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "recd_store_commit_seconds",
+                "Feature store commit time (one group commit)",
+            )
+            .buckets(lat()),
+        )
+        .expect("metric");
+        let writes = IntCounterVec::new(
+            Opts::new("recd_writes_total", "Writes by operation and outcome"),
+            &["op", "outcome"],
+        )
+        .expect("metric");
+        let store_errors = IntCounter::new(
+            "recd_store_errors_total",
+            "Feature store reads or writes that failed",
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -253,6 +277,9 @@ impl Metrics {
             Box::new(peer_up.clone()),
             Box::new(shard_live_replicas.clone()),
             Box::new(shard_placement.clone()),
+            Box::new(store_commit_seconds.clone()),
+            Box::new(writes.clone()),
+            Box::new(store_errors.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -283,6 +310,9 @@ impl Metrics {
             peer_up,
             shard_live_replicas,
             shard_placement,
+            store_commit_seconds,
+            writes,
+            store_errors,
         }
     }
 

@@ -66,6 +66,7 @@ fn derive(centers: &[f32], seed: u64, known: bool) -> Profile {
         emb: [0.0; DIM],
         feats: [0.0; FEAT_DIM],
         known,
+        recent: Vec::new(),
     };
     for (o, e) in out.emb.iter_mut().zip(emb) {
         *o = (e / norm) as f32;

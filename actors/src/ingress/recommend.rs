@@ -5,12 +5,13 @@
 //! pipeline's reply until the budget (plus a grace) runs out. Any step may refuse with a
 //! [`Refusal`]; the handler records it (requests, SLO) and renders it.
 
+use super::body::read_json;
 use super::state::{IngressState, Refusal};
 use crate::gateway::GatewayMessage;
 use crate::request::{Answer, PendingRequest};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use recd_runtime::api::RecommendRequest;
@@ -90,40 +91,7 @@ async fn read_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<RecommendRequest, RecdError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "application/json" {
-        return Err(RecdError::new(
-            ErrorCode::UnsupportedMediaType,
-            "content type must be application/json",
-        ));
-    }
-    let limit = st.config.max_body_bytes;
-    let too_large = || {
-        RecdError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
-    let req: RecommendRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| RecdError::bad_request(format!("invalid json body: {e}")))?;
+    let req: RecommendRequest = read_json(headers, body, st.config.max_body_bytes).await?;
     let max_len = st.config.max_user_id_len;
     if req.user_id.is_empty() || req.user_id.len() > max_len {
         return Err(RecdError::bad_request(format!(

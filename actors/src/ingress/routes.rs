@@ -1,8 +1,9 @@
-//! The HTTP routes: `/recommend` (in [`super::recommend`]), `/healthz`, and the operator
-//! routes (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]).
+//! The HTTP routes: `/recommend` (in [`super::recommend`]), the writes (`/v1/events`,
+//! `/v1/users/{id}`, in [`super::writes`]), `/healthz`, and the operator routes
+//! (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]).
 
 use super::state::{IngressState, Refusal};
-use super::{ops, recommend};
+use super::{ops, recommend, writes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,13 @@ async fn healthz(State(st): State<Arc<IngressState>>) -> Response {
 pub fn router(state: Arc<IngressState>) -> Router {
     Router::new()
         .route("/recommend", post(recommend::recommend))
+        .route("/v1/events", post(writes::events))
+        .route(
+            "/v1/users/{id}",
+            get(writes::get_user)
+                .put(writes::put_user)
+                .delete(writes::delete_user),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -5,6 +5,7 @@ use crate::experiments::AbScenarios;
 use crate::gateway::GatewayMessage;
 use crate::pipeline::PipelineMessage;
 use crate::remote::replicas::NodeReplicas;
+use crate::remote::router::Router;
 use crate::stage::local::LocalStages;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use recd_runtime::admission::Admission;
 use recd_runtime::api::ErrorBody;
 use recd_runtime::cluster::Membership;
 use recd_runtime::config::Role;
-use recd_runtime::config::{Config, GatewayConfig, IngressConfig};
+use recd_runtime::config::{Config, GatewayConfig, IngressConfig, StoreConfig};
 use recd_runtime::lanes::LaneSaturation;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::peers::Peers;
@@ -36,12 +37,18 @@ pub struct Serving {
     pub pipeline: Arc<PoolSlots<PipelineMessage>>,
     /// This node's stage actors (`/readyz` checks its index shards, `/admin/fault` targets them).
     pub local: Arc<LocalStages>,
+    /// Where writes go (with the ingress role).
+    pub router: Option<Arc<Router>>,
+    /// Items in the catalogue (events and recent items must name one).
+    pub items: usize,
 }
 
 /// Shared state of the HTTP handlers.
 pub struct IngressState {
     /// Limits.
     pub config: IngressConfig,
+    /// Write limits.
+    pub store: StoreConfig,
     /// Lanes and deadlines.
     pub gateway_config: GatewayConfig,
     /// A/B assignment.
@@ -102,6 +109,7 @@ impl IngressState {
             .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
         Self {
             config,
+            store: node.features.store.clone(),
             gateway_config,
             ab,
             admission,

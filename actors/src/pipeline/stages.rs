@@ -59,7 +59,7 @@ pub(super) async fn fetch_profiles(
 }
 
 /// Scatter one batched search to every index shard and gather the merged candidates of
-/// each request, with the fraction of shards that answered. When none did: a deadline
+/// each request (less the user's recent items), with the fraction of shards that answered. When none did: a deadline
 /// error if every shard ran out of time, else unavailable.
 pub(super) async fn fetch_candidates(
     ctx: &PipelineCtx,
@@ -94,9 +94,18 @@ pub(super) async fn fetch_candidates(
     let coverage = answered.len() as f32 / shards as f32;
     let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
         answered.into_iter().map(Vec::into_iter).collect();
-    let merged = (0..work.len())
-        .map(|_| {
-            let lists = per_shard.iter_mut().filter_map(Iterator::next);
+    let merged = work
+        .iter()
+        .map(|w| {
+            // what the user interacted with lately is never recommended back
+            let recent = &w.profile.recent;
+            let lists = per_shard
+                .iter_mut()
+                .filter_map(Iterator::next)
+                .map(|mut l| {
+                    l.retain(|c| !recent.contains(&c.id));
+                    l
+                });
             merge(lists, ctx.settings.candidates)
                 .into_iter()
                 .map(|c| c.id)

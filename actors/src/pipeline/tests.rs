@@ -59,6 +59,9 @@ impl Stage for FakeStages {
                         .map(|r| r.candidates.iter().map(|&id| 100.0 - id as f32).collect())
                         .collect(),
                 ),
+                Call::Write { ops, .. } => {
+                    stage::Answer::Written(vec![crate::types::WriteOutcome::Applied; ops.len()])
+                }
             })
         })
     }

@@ -122,6 +122,7 @@ impl Served {
             Request::Lookup { .. } => "features",
             Request::Search { .. } => "index",
             Request::Score { .. } => "ranker",
+            Request::Write { .. } => "writes",
         };
         let reply = match request.into_call(self.limits) {
             Ok(None) => Reply::Pong,
@@ -171,6 +172,7 @@ mod tests {
             limits: Limits {
                 feature_shards: 2,
                 items: 100,
+                max_recent: 16,
             },
             permits: Arc::new(Semaphore::new(4)),
             metrics: Arc::clone(metrics),
@@ -216,6 +218,7 @@ mod tests {
             emb: vec![0.1; DIM],
             feats: vec![0.0; FEAT_DIM],
             known: true,
+            recent: vec![],
         };
         let score = |ids: Vec<u64>| Request::Score {
             requests: vec![(profile.clone(), ids)],

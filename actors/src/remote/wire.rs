@@ -6,7 +6,10 @@
 //! One [`Request`] per shard per micro-batch: a feature lookup carries every user of the
 //! batch that the shard owns, a search carries every query of the batch.
 
+pub mod write;
+
 use crate::data::{DIM, FEAT_DIM};
+use crate::features::codec::MAX_RECENT;
 use crate::features::shard_of;
 use crate::stage::{Answer, Call};
 use crate::types::{Candidate, Profile, ScoreRequest};
@@ -18,6 +21,7 @@ use recd_runtime::{ErrorCode, RecdError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use write::WireWrite;
 
 /// Encoded bytes of a [`Request`] or [`Reply`]; passed through ractor_cluster untouched,
 /// decoded by recd's codec where it can be answered.
@@ -97,6 +101,15 @@ pub enum Request {
         /// Time left until the batch's deadline.
         budget_us: u64,
     },
+    /// Writes to users owned by feature shard `shard`.
+    Write {
+        /// Feature shard.
+        shard: u32,
+        /// The writes, in order.
+        ops: Vec<WireWrite>,
+        /// Time left until the writer gives up.
+        budget_us: u64,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -110,6 +123,8 @@ pub enum Reply {
     Candidates(Vec<Vec<(u64, f32)>>),
     /// Answer to `Score`, in request and candidate order.
     Scores(Vec<Vec<f32>>),
+    /// Answer to `Write`: an outcome code per op, once durable.
+    Written(Vec<u8>),
     /// The call failed; `code` is one of recd's error codes.
     Error {
         /// Error code (`bad_request`, `overloaded`, `unavailable`, `timeout`).
@@ -138,6 +153,8 @@ pub struct WireProfile {
     pub feats: Vec<f32>,
     /// False for the default profile.
     pub known: bool,
+    /// Recent items, most recent first.
+    pub recent: Vec<u64>,
 }
 
 impl From<&Profile> for WireProfile {
@@ -146,6 +163,7 @@ impl From<&Profile> for WireProfile {
             emb: p.emb.to_vec(),
             feats: p.feats.to_vec(),
             known: p.known,
+            recent: p.recent.clone(),
         }
     }
 }
@@ -164,10 +182,14 @@ impl TryFrom<WireProfile> for Profile {
         if !emb.iter().chain(&feats).all(|x| x.is_finite()) {
             return Err("profile has a non-finite value".into());
         }
+        if w.recent.len() > MAX_RECENT {
+            return Err(format!("profile has {} recent items", w.recent.len()));
+        }
         Ok(Profile {
             emb,
             feats,
             known: w.known,
+            recent: w.recent,
         })
     }
 }
@@ -179,6 +201,8 @@ pub struct Limits {
     pub feature_shards: usize,
     /// Items in the catalogue (candidate ids must be below).
     pub items: usize,
+    /// Longest ring of recent items a write may set.
+    pub max_recent: usize,
 }
 
 fn bad(message: impl Into<String>) -> RecdError {
@@ -214,6 +238,11 @@ impl Request {
                     .map(|r| (WireProfile::from(&*r.profile), r.candidates.clone()))
                     .collect(),
                 lane,
+                budget_us,
+            },
+            Call::Write { shard, ops } => Request::Write {
+                shard: *shard as u32,
+                ops: ops.iter().map(WireWrite::from).collect(),
                 budget_us,
             },
         }
@@ -307,6 +336,18 @@ impl Request {
                 };
                 (call, priority(lane, budget_us))
             }
+            Request::Write {
+                shard,
+                ops,
+                budget_us,
+            } => {
+                let ops = write::checked_ops(shard as usize, ops, limits)?;
+                let call = Call::Write {
+                    shard: shard as usize,
+                    ops: Arc::new(ops),
+                };
+                (call, priority(0, budget_us))
+            }
         };
         Ok(Some(call))
     }
@@ -326,6 +367,7 @@ impl From<Answer> for Reply {
                     .collect(),
             ),
             Answer::Scores(s) => Reply::Scores(s),
+            Answer::Written(o) => Reply::Written(o.into_iter().map(write::outcome_code).collect()),
         }
     }
 }
@@ -370,6 +412,12 @@ impl Reply {
                 }
                 Ok(Answer::Scores(s))
             }
+            Reply::Written(codes) => codes
+                .into_iter()
+                .map(write::outcome_of)
+                .collect::<Option<_>>()
+                .map(Answer::Written)
+                .ok_or_else(|| malformed("an unknown write outcome")),
             Reply::Error { code, message } => Err(RecdError::new(parse_code(&code), message)),
             Reply::Pong => Err(malformed("pong to a call")),
         }
@@ -408,85 +456,4 @@ fn deadline_from_wire(budget_us: u64) -> std::time::Instant {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use recd_runtime::protocol::codec::{decode, encode};
-
-    #[test]
-    fn requests_round_trip_and_garbage_is_an_error() {
-        let r = Request::Search {
-            shard: 3,
-            queries: vec![0.5; DIM * 2],
-            k: 100,
-            lane: 1,
-            budget_us: 40_000,
-        };
-        let bytes = encode(&r).unwrap();
-        assert_eq!(decode::<Request>(&bytes).unwrap(), r);
-        assert!(decode::<Request>(&bytes[..bytes.len() - 3]).is_err());
-        assert!(decode::<Request>(b"\x01\x00\xff\xff\xff\xff").is_err());
-        let mut wrong_version = bytes.clone();
-        wrong_version[0] = 99;
-        assert!(decode::<Request>(&wrong_version).is_err());
-    }
-
-    #[test]
-    fn a_profile_with_the_wrong_shape_is_refused() {
-        let ok = WireProfile {
-            emb: vec![0.1; DIM],
-            feats: vec![0.2; FEAT_DIM],
-            known: true,
-        };
-        assert!(Profile::try_from(ok.clone()).is_ok());
-        let short = WireProfile {
-            emb: vec![0.1; DIM - 1],
-            ..ok.clone()
-        };
-        assert!(Profile::try_from(short).is_err());
-        let nan = WireProfile {
-            feats: vec![f32::NAN; FEAT_DIM],
-            ..ok
-        };
-        assert!(Profile::try_from(nan).is_err());
-    }
-
-    #[test]
-    fn a_peer_reply_is_checked_before_it_is_believed() {
-        let code = |r: Reply| r.into_answer(100).map(|_| ()).map_err(|e| e.code);
-        let ok = Reply::Candidates(vec![vec![(3, 0.5), (99, 0.7)]]);
-        assert_eq!(code(ok), Ok(()));
-        let outside = Reply::Candidates(vec![vec![(3, 0.5), (100, 0.7)]]);
-        assert_eq!(
-            code(outside),
-            Err(ErrorCode::Internal),
-            "id past the catalogue"
-        );
-        let nan = Reply::Candidates(vec![vec![(3, f32::NAN)]]);
-        assert_eq!(code(nan), Err(ErrorCode::Internal));
-        assert_eq!(
-            code(Reply::Scores(vec![vec![1.0, f32::INFINITY]])),
-            Err(ErrorCode::Internal)
-        );
-        assert_eq!(
-            code(Reply::Pong),
-            Err(ErrorCode::Internal),
-            "a pong is no answer to a call"
-        );
-        let short = WireProfile {
-            emb: vec![0.1; DIM - 1],
-            feats: vec![0.0; FEAT_DIM],
-            known: true,
-        };
-        assert_eq!(
-            code(Reply::Profiles(vec![None, Some(short)])),
-            Err(ErrorCode::Internal)
-        );
-        // error replies keep their code; an unknown code is internal (transient)
-        let refused = Reply::error("bad_request", "no");
-        assert_eq!(code(refused), Err(ErrorCode::BadRequest));
-        assert_eq!(code(Reply::error("weird", "?")), Err(ErrorCode::Internal));
-        // before the catalogue is known every candidate is refused
-        let early = Reply::Candidates(vec![vec![(0, 0.5)]]).into_answer(0);
-        assert!(early.is_err());
-    }
-}
+mod tests;

@@ -148,6 +148,15 @@ impl LocalStages {
                 };
                 settle(actor.call(msg, t).await, "ranker")?.map(Answer::Scores)
             }
+            Call::Write { shard, ops } => {
+                let actor = self
+                    .features
+                    .get(*shard)
+                    .ok_or_else(|| not_here("feature shard", *shard))?;
+                let ops = ops.to_vec();
+                let msg = |reply| FeatureShardMessage::Write { ops, reply };
+                settle(actor.call(msg, t).await, "feature shard")?.map(Answer::Written)
+            }
         }
     }
 }

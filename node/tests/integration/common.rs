@@ -54,6 +54,9 @@ pub fn config(data_dir: &Path) -> Config {
     c.ranker.workers = 2;
     c.gateway.pipeline_workers = 2;
     c.compute.threads = 2;
+    // each node its own store: tests in one process share the catalogue, not the profiles
+    let store = tempfile::Builder::new().prefix("recd-store-").tempdir();
+    c.features.store.dir = Some(store.expect("store tempdir").keep());
     c
 }
 

@@ -9,3 +9,4 @@ mod golden;
 mod http;
 mod roles;
 mod supervision;
+mod writes;

@@ -225,6 +225,8 @@ pub struct FeaturesConfig {
     pub cache_max_entries: usize,
     /// Per-call timeout; on expiry the default profile is used.
     pub timeout_ms: u64,
+    /// The durable store behind the cache, and write limits.
+    pub store: super::StoreConfig,
 }
 
 impl Default for FeaturesConfig {
@@ -234,6 +236,7 @@ impl Default for FeaturesConfig {
             cache_ttl_secs: 300,
             cache_max_entries: 100_000,
             timeout_ms: 20,
+            store: super::StoreConfig::default(),
         }
     }
 }
@@ -432,6 +435,8 @@ impl Config {
             bail!("node.log_format: expected json or text");
         }
         self.cluster.validate()?;
+        let replicated = self.cluster.listen.is_some() && self.cluster.replicas > 1;
+        self.features.store.validate(replicated)?;
         self.node
             .http_listen
             .parse::<std::net::SocketAddr>()

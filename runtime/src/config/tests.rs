@@ -54,7 +54,8 @@ fn invalid_values_name_the_field() {
 fn the_roster_is_checked_and_roles_default_to_all() {
     let listen = ("RECD__CLUSTER__LISTEN", "127.0.0.1:7700");
     let cookie = ("RECD__CLUSTER__COOKIE", "c");
-    let roster = |nodes: &str| env(&[listen, cookie, ("RECD__CLUSTER__NODES", nodes)]);
+    let store = ("RECD__FEATURES__STORE__BACKEND", "none");
+    let roster = |nodes: &str| env(&[listen, cookie, store, ("RECD__CLUSTER__NODES", nodes)]);
     let c = load(
         None,
         &[],
@@ -83,6 +84,26 @@ fn the_roster_is_checked_and_roles_default_to_all() {
     let slow = env(&[("RECD__CLUSTER__HEARTBEAT_TIMEOUT_MS", "100")]);
     let err = load(None, &[], slow).unwrap_err();
     assert!(format!("{err:#}").contains("heartbeat"), "{err:#}");
+}
+
+#[test]
+fn an_embedded_store_is_refused_for_a_replicated_cluster() {
+    let listen = ("RECD__CLUSTER__LISTEN", "127.0.0.1:7700");
+    let cookie = ("RECD__CLUSTER__COOKIE", "c");
+    let err = load(None, &[], env(&[listen, cookie])).unwrap_err();
+    assert!(format!("{err:#}").contains("replicated cluster"), "{err:#}");
+    // one replica per shard, or no store: accepted
+    let one = ("RECD__CLUSTER__REPLICAS", "1");
+    assert!(load(None, &[], env(&[listen, cookie, one])).is_ok());
+    let none = ("RECD__FEATURES__STORE__BACKEND", "none");
+    assert!(load(None, &[], env(&[listen, cookie, none])).is_ok());
+    let err = load(
+        None,
+        &[],
+        env(&[("RECD__FEATURES__STORE__RECENT_ITEMS", "0")]),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("recent_items"), "{err:#}");
 }
 
 fn tempfile_in() -> (std::path::PathBuf, std::fs::File) {

@@ -1,0 +1,174 @@
+//! The durable truth behind a feature shard's cache: the [`ProfileStore`] trait, and
+//! [`apply_ops`] — what a batch of writes does, shared by every backend so they agree.
+//!
+//! ```text
+//! FeatureShard ── read (batched, cache misses) ──► ProfileStore ─┬─ embedded::Embedded (redb, per shard)
+//!      │                                                          └─ (redis: issue 11, next)
+//!      └─ write(ops, done) ─► the backend's group commit ─► done(Committed) once durable
+//! ```
+//!
+//! Values are the bytes of `codec` (untrusted on the way back in). A write job is
+//! atomic: every op of it is applied or none is.
+
+pub mod embedded;
+
+use super::codec::{self, Stored};
+use super::fold;
+use super::profile::{is_known_user, ProfileSource};
+use crate::data::{Catalogue, DIM, FEAT_DIM};
+use crate::types::{Profile, WriteOp, WriteOutcome};
+use anyhow::{ensure, Context};
+use recd_runtime::RecdError;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The writes of one job, once durable: an outcome per op, and the new stored value of
+/// every user changed (`None`: removed), for the shard's cache.
+#[derive(Debug)]
+pub struct Committed {
+    /// One per op, in order.
+    pub outcomes: Vec<WriteOutcome>,
+    /// Users changed and their stored bytes now.
+    pub changed: Vec<(Arc<str>, Option<Vec<u8>>)>,
+}
+
+/// Called once with the job's fate (on the backend's thread: keep it short).
+pub type Done = Box<dyn FnOnce(Result<Committed, String>) + Send>;
+
+/// A feature shard's durable profiles.
+pub trait ProfileStore: Send + Sync {
+    /// The stored bytes of each user, in order (`None`: nothing stored).
+    fn read(&self, users: &[Arc<str>]) -> anyhow::Result<Vec<Option<Vec<u8>>>>;
+
+    /// Queues `ops` as one atomic job; `done` is called once it is durable (or failed).
+    /// Refused at once (overloaded) when the backend's queue is full.
+    fn write(&self, ops: Vec<WriteOp>, done: Done) -> Result<(), RecdError>;
+}
+
+/// The store of `features.store.backend: none`: nothing stored (every user gets the
+/// derived or default profile), writes refused with 501.
+pub struct NoStore;
+
+impl ProfileStore for NoStore {
+    fn read(&self, users: &[Arc<str>]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+        Ok(vec![None; users.len()])
+    }
+
+    fn write(&self, _: Vec<WriteOp>, _: Done) -> Result<(), RecdError> {
+        Err(RecdError::new(
+            recd_runtime::ErrorCode::NotImplemented,
+            "this cluster has no feature store (features.store.backend: none): writes are off",
+        ))
+    }
+}
+
+/// What applying writes needs besides the stored values.
+#[derive(Clone)]
+pub struct FoldContext {
+    /// Profiles of users with nothing stored (derived demo users, the default).
+    pub source: ProfileSource,
+    /// Item embeddings events move toward.
+    pub catalogue: Arc<Catalogue>,
+    /// Length of the ring of recent items.
+    pub max_recent: usize,
+}
+
+impl FoldContext {
+    /// The profile `user` has now, given its stored bytes.
+    fn current(&self, user: &str, stored: Option<&[u8]>) -> anyhow::Result<(Profile, u64)> {
+        match stored.map(codec::decode).transpose()? {
+            Some(Stored::Profile(p, at)) => Ok((*p, at)),
+            Some(Stored::Erased) => Ok(((*self.source.default_profile()).clone(), 0)),
+            None => Ok(((*self.source.profile(user)).clone(), 0)),
+        }
+    }
+}
+
+/// The changes `ops` make, as one job: reads go through `read` (the backend's view,
+/// including earlier jobs of the same commit), event ids through `seen`. Fails — with
+/// nothing to write — if any op cannot be applied.
+pub fn apply_ops(
+    ctx: &FoldContext,
+    ops: &[WriteOp],
+    now_secs: u64,
+    mut read: impl FnMut(&str) -> anyhow::Result<Option<Vec<u8>>>,
+    mut seen: impl FnMut(&str) -> anyhow::Result<bool>,
+) -> anyhow::Result<(Committed, Vec<Arc<str>>)> {
+    let mut overlay: HashMap<Arc<str>, Option<Vec<u8>>> = HashMap::new();
+    let mut new_events: Vec<Arc<str>> = Vec::new();
+    let mut new_set: HashSet<Arc<str>> = HashSet::new();
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for op in ops {
+        let user = op.user();
+        let stored = match overlay.get(user) {
+            Some(v) => v.clone(),
+            None => read(user).with_context(|| format!("reading user {user:?}"))?,
+        };
+        let outcome = match op {
+            WriteOp::Upsert {
+                emb, feats, recent, ..
+            } => {
+                ensure!(
+                    emb.len() == DIM && feats.len() == FEAT_DIM,
+                    "upsert of the wrong shape"
+                );
+                let mut p = Profile {
+                    emb: emb.as_slice().try_into()?,
+                    feats: feats.as_slice().try_into()?,
+                    known: true,
+                    recent: Vec::new(),
+                };
+                ensure!(fold::normalise(&mut p.emb), "upsert of a zero embedding");
+                for &r in recent.iter().rev() {
+                    fold::push_recent(&mut p.recent, r, ctx.max_recent);
+                }
+                overlay.insert(Arc::clone(user), Some(codec::encode(&p, now_secs)));
+                WriteOutcome::Applied
+            }
+            WriteOp::Delete { .. } => {
+                let held = matches!(
+                    stored.as_deref().map(codec::decode).transpose()?,
+                    Some(Stored::Profile(..))
+                );
+                // a demo user's derived profile must not come back: keep a marker
+                let after = is_known_user(user).then(codec::encode_erased);
+                let outcome = match held || (is_known_user(user) && stored.is_none()) {
+                    true => WriteOutcome::Applied,
+                    false => WriteOutcome::NotFound,
+                };
+                overlay.insert(Arc::clone(user), after);
+                outcome
+            }
+            WriteOp::Event {
+                event_id,
+                item,
+                kind,
+                weight,
+                ts,
+                ..
+            } => {
+                if new_set.contains(event_id) || seen(event_id)? {
+                    outcomes.push(WriteOutcome::Duplicate);
+                    continue;
+                }
+                ensure!(
+                    (*item as usize) < ctx.catalogue.len(),
+                    "unknown item {item}"
+                );
+                let (mut p, at) = ctx.current(user, stored.as_deref())?;
+                let item_emb = ctx.catalogue.item(*item as usize);
+                fold::apply_event(&mut p, *item, item_emb, *kind, *weight, ctx.max_recent);
+                overlay.insert(Arc::clone(user), Some(codec::encode(&p, at.max(*ts))));
+                new_set.insert(Arc::clone(event_id));
+                new_events.push(Arc::clone(event_id));
+                WriteOutcome::Applied
+            }
+        };
+        outcomes.push(outcome);
+    }
+    let changed = overlay.into_iter().collect();
+    Ok((Committed { outcomes, changed }, new_events))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! `features.store`: where profiles are kept durably, and the limits of writes.
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The feature store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One redb file per feature shard under `node.data_dir/store` (single node, or a
+    /// cluster with one replica per shard).
+    Embedded,
+    /// No store: profiles are derived from the id (the demo users) and writes are
+    /// refused with 501. For replicated clusters until a shared store backs them.
+    None,
+}
+
+/// The feature store and its writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Backend.
+    pub backend: StoreBackend,
+    /// Folder of the embedded store's files (default `<node.data_dir>/store`).
+    pub dir: Option<PathBuf>,
+    /// Length of each user's ring of recent items (never recommended back), 1..=64.
+    pub recent_items: usize,
+    /// How long an event id is remembered: a retry within it is applied once.
+    pub dedupe_window_secs: u64,
+    /// Most events one `POST /v1/events` may carry (1..=4096).
+    pub max_events_per_call: usize,
+    /// How long a write may wait for its shard's commit before it is answered 504.
+    pub write_timeout_ms: u64,
+    /// Largest body of a write request.
+    pub max_body_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Embedded,
+            dir: None,
+            recent_items: 16,
+            dedupe_window_secs: 86_400,
+            max_events_per_call: 1000,
+            write_timeout_ms: 2000,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the bounds; `replicated`: the cluster keeps more than one replica of a
+    /// shard (an embedded store would then diverge between them).
+    pub(super) fn validate(&self, replicated: bool) -> anyhow::Result<()> {
+        if !(1..=64).contains(&self.recent_items) {
+            bail!("features.store.recent_items must be in 1..=64");
+        }
+        if !(1..=4096).contains(&self.max_events_per_call) {
+            bail!("features.store.max_events_per_call must be in 1..=4096");
+        }
+        if self.write_timeout_ms == 0 || self.dedupe_window_secs == 0 || self.max_body_bytes == 0 {
+            bail!("features.store: write_timeout_ms, dedupe_window_secs and max_body_bytes must be > 0");
+        }
+        if replicated && self.backend == StoreBackend::Embedded {
+            bail!(
+                "features.store.backend: embedded cannot back a replicated cluster \
+                 (cluster.replicas > 1): each replica would keep its own truth. recd does \
+                 not replicate stores itself; use one replica per shard or a shared store"
+            );
+        }
+        Ok(())
+    }
+}
