@@ -11,7 +11,7 @@ mod schema;
 mod store;
 
 pub use schema::*;
-pub use store::{StoreBackend, StoreConfig};
+pub use store::{RedisConfig, StoreBackend, StoreConfig};
 
 /// The YAML parser recd uses for every config file (re-exported so all crates agree).
 pub mod yaml {

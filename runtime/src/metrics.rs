@@ -69,6 +69,8 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// Feature-store reads or writes that failed (the user got the default profile).
     pub store_errors: IntCounter,
+    /// From a write's commit on one replica to its invalidation on another.
+    pub write_visible_seconds: Histogram,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -251,6 +253,14 @@ impl Metrics {
             "Feature store reads or writes that failed",
         )
         .expect("metric");
+        let write_visible_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "recd_write_visible_seconds",
+                "Time from a write's commit to its visibility on another replica",
+            )
+            .buckets(lat()),
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -280,6 +290,7 @@ impl Metrics {
             Box::new(store_commit_seconds.clone()),
             Box::new(writes.clone()),
             Box::new(store_errors.clone()),
+            Box::new(write_visible_seconds.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -313,6 +324,7 @@ impl Metrics {
             store_commit_seconds,
             writes,
             store_errors,
+            write_visible_seconds,
         }
     }
 

@@ -11,7 +11,8 @@ pub mod codec;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of a remote message.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: profiles carry their recent items; feature-shard writes (`Request::Write`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A remote message with its protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

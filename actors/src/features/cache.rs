@@ -66,6 +66,17 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
+    /// Forgets `key` (its queue slot is skipped later).
+    pub fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+
     /// Entries held (fresh or not yet noticed as expired).
     pub fn len(&self) -> usize {
         self.map.len()

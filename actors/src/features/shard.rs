@@ -12,17 +12,19 @@
 //!
 //! Writes: handed to the store's group commit; once durable, the store's thread sends
 //! `Committed` back here, the cache takes the new values, and only then is the write
-//! acknowledged — so a write is visible on this shard the moment it is acknowledged.
+//! acknowledged — so a write is visible on this shard the moment it is acknowledged. On
+//! a shared store, what other replicas write arrives as `Changed` and is dropped from
+//! the cache (`recd_write_visible_seconds`: commit to here).
 
 use super::cache::TtlCache;
 use super::codec::{self, Stored};
 use super::profile::ProfileSource;
-use super::store::{self, ProfileStore};
+use super::store::{self, Change, ProfileStore};
 use crate::types::{Profile, WriteOp, WriteOutcome};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::WorkerFactory;
-use recd_runtime::{ErrorCode, RecdError};
+use recd_runtime::RecdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,8 @@ pub enum FeatureShardMessage {
         /// The writer waiting for it.
         reply: WriteReply,
     },
+    /// From a shared store: another replica changed these users.
+    Changed(Change),
     /// Chaos drill: the actor panics (only reachable when fault injection is enabled).
     InjectPanic,
 }
@@ -129,11 +133,12 @@ impl FeatureShardState {
         }
     }
 
-    fn lookup(
+    async fn lookup(
         &mut self,
         users: &[(Arc<str>, Duration)],
         fetch: bool,
         now: Instant,
+        deadline: Instant,
     ) -> Vec<Option<Arc<Profile>>> {
         let mut out = vec![None; users.len()];
         let mut misses = Vec::new();
@@ -152,7 +157,8 @@ impl FeatureShardState {
             return out;
         }
         let ids: Vec<Arc<str>> = misses.iter().map(|&i| Arc::clone(&users[i].0)).collect();
-        match self.args.store.read(&ids) {
+        let left = deadline.saturating_duration_since(now);
+        match self.args.store.read(&ids, left).await {
             Ok(values) => {
                 for ((&i, id), stored) in misses.iter().zip(ids).zip(values) {
                     let c = self.entry(&id, stored);
@@ -176,10 +182,14 @@ impl Actor for FeatureShard {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ShardArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let cache = TtlCache::new(args.common.ttl, args.common.max_entries);
+        // a restarted actor replaces its predecessor as the listener
+        args.store.watch(Box::new(move |c| {
+            let _ = myself.cast(FeatureShardMessage::Changed(c));
+        }));
         Ok(FeatureShardState { args, cache })
     }
 
@@ -201,7 +211,7 @@ impl Actor for FeatureShard {
                     let _ = reply.send(Vec::new());
                     return Ok(());
                 }
-                let _ = reply.send(state.lookup(&users, fetch, now));
+                let _ = reply.send(state.lookup(&users, fetch, now, deadline).await);
             }
             FeatureShardMessage::Write { ops, reply } => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -233,12 +243,26 @@ impl Actor for FeatureShard {
                         }
                         Ok(done.outcomes)
                     }
-                    Err(e) => Err(RecdError::new(
-                        ErrorCode::Internal,
-                        format!("write failed: {e}"),
-                    )),
+                    // the store failed or refused the job: nothing of it was written
+                    Err(e) => Err(RecdError::unavailable(format!("write failed: {e}"))),
                 };
                 let _ = reply.send(answer);
+            }
+            FeatureShardMessage::Changed(Change::All) => state.cache.clear(),
+            FeatureShardMessage::Changed(Change::Users(users, committed_ms)) => {
+                for u in &users {
+                    state.cache.remove(u);
+                }
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let visible = now_ms.saturating_sub(committed_ms) as f64 / 1000.0;
+                state
+                    .args
+                    .common
+                    .metrics
+                    .write_visible_seconds
+                    .observe(visible);
             }
             FeatureShardMessage::InjectPanic => panic!("injected fault in feature shard"),
         }

@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! FeatureShard ── read (batched, cache misses) ──► ProfileStore ─┬─ embedded::Embedded (redb, per shard)
-//!      │                                                          └─ (redis: issue 11, next)
-//!      └─ write(ops, done) ─► the backend's group commit ─► done(Committed) once durable
+//!      │                                                          ├─ redis::Shared (Redis, every replica)
+//!      │                                                          └─ NoStore (derived profiles only)
+//!      ├─ write(ops, done) ─► the backend's group commit ─► done(Committed) once durable
+//!      └─ watch(on_change) ◄─ what other replicas wrote (shared store: pub/sub)
 //! ```
 //!
 //! Values are the bytes of `codec` (untrusted on the way back in). A write job is
 //! atomic: every op of it is applied or none is.
 
 pub mod embedded;
+pub mod redis;
 
 use super::codec::{self, Stored};
 use super::fold;
@@ -18,9 +21,11 @@ use super::profile::{is_known_user, ProfileSource};
 use crate::data::{Catalogue, DIM, FEAT_DIM};
 use crate::types::{Profile, WriteOp, WriteOutcome};
 use anyhow::{ensure, Context};
+use futures_util::future::BoxFuture;
 use recd_runtime::RecdError;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The writes of one job, once durable: an outcome per op, and the new stored value of
 /// every user changed (`None`: removed), for the shard's cache.
@@ -35,14 +40,35 @@ pub struct Committed {
 /// Called once with the job's fate (on the backend's thread: keep it short).
 pub type Done = Box<dyn FnOnce(Result<Committed, String>) + Send>;
 
+/// What another writer of a shared store changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// These users, committed at this unix time (ms, the writer's clock).
+    Users(Vec<Arc<str>>, u64),
+    /// Unknown: notifications may have been missed (drop every cached entry).
+    All,
+}
+
+/// Told about changes by other writers (on the backend's task: keep it short).
+pub type OnChange = Box<dyn Fn(Change) + Send + Sync>;
+
+/// The stored bytes of a batch of users, in order (`None`: nothing stored).
+pub type ReadResult = anyhow::Result<Vec<Option<Vec<u8>>>>;
+
 /// A feature shard's durable profiles.
 pub trait ProfileStore: Send + Sync {
-    /// The stored bytes of each user, in order (`None`: nothing stored).
-    fn read(&self, users: &[Arc<str>]) -> anyhow::Result<Vec<Option<Vec<u8>>>>;
+    /// The stored bytes of each user, in order, within `timeout`.
+    fn read<'a>(&'a self, users: &'a [Arc<str>], timeout: Duration) -> BoxFuture<'a, ReadResult>;
 
     /// Queues `ops` as one atomic job; `done` is called once it is durable (or failed).
     /// Refused at once (overloaded) when the backend's queue is full.
     fn write(&self, ops: Vec<WriteOp>, done: Done) -> Result<(), RecdError>;
+
+    /// Tells `on_change` what other writers change from now on (a shared store has
+    /// them; a store owned by one shard replica does not); replaces an earlier listener.
+    fn watch(&self, on_change: OnChange) {
+        drop(on_change);
+    }
 }
 
 /// The store of `features.store.backend: none`: nothing stored (every user gets the
@@ -50,8 +76,8 @@ pub trait ProfileStore: Send + Sync {
 pub struct NoStore;
 
 impl ProfileStore for NoStore {
-    fn read(&self, users: &[Arc<str>]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
-        Ok(vec![None; users.len()])
+    fn read<'a>(&'a self, users: &'a [Arc<str>], _: Duration) -> BoxFuture<'a, ReadResult> {
+        Box::pin(std::future::ready(Ok(vec![None; users.len()])))
     }
 
     fn write(&self, _: Vec<WriteOp>, _: Done) -> Result<(), RecdError> {

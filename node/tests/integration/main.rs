@@ -8,5 +8,6 @@ mod failover;
 mod golden;
 mod http;
 mod roles;
+mod shared_store;
 mod supervision;
 mod writes;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-async fn send(
+pub(crate) async fn send(
     c: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -26,16 +26,20 @@ async fn send(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn events(c: &reqwest::Client, addr: SocketAddr, body: Value) -> (u16, Value) {
+pub(crate) async fn events(c: &reqwest::Client, addr: SocketAddr, body: Value) -> (u16, Value) {
     events_raw(c, addr, body.to_string()).await
 }
 
-async fn events_raw(c: &reqwest::Client, addr: SocketAddr, body: String) -> (u16, Value) {
+pub(crate) async fn events_raw(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    body: String,
+) -> (u16, Value) {
     let url = format!("http://{addr}/v1/events");
     send(c, reqwest::Method::POST, url, Some(body)).await
 }
 
-async fn user(c: &reqwest::Client, addr: SocketAddr, id: &str) -> (u16, Value) {
+pub(crate) async fn user(c: &reqwest::Client, addr: SocketAddr, id: &str) -> (u16, Value) {
     send(
         c,
         reqwest::Method::GET,
@@ -45,7 +49,7 @@ async fn user(c: &reqwest::Client, addr: SocketAddr, id: &str) -> (u16, Value) {
     .await
 }
 
-async fn top(c: &reqwest::Client, addr: SocketAddr, id: &str, k: usize) -> Vec<u64> {
+pub(crate) async fn top(c: &reqwest::Client, addr: SocketAddr, id: &str, k: usize) -> Vec<u64> {
     let body = format!(r#"{{"user_id":"{id}","topk":{k}}}"#);
     let (status, json) = recommend(c, addr, &body, &[]).await;
     assert_eq!(status, 200, "{json}");
@@ -55,7 +59,7 @@ async fn top(c: &reqwest::Client, addr: SocketAddr, id: &str, k: usize) -> Vec<u
         .collect()
 }
 
-fn click(id: &str, user: &str, item: u64) -> Value {
+pub(crate) fn click(id: &str, user: &str, item: u64) -> Value {
     json!({"event_id": id, "user_id": user, "item_id": item, "type": "click"})
 }
 

@@ -11,6 +11,9 @@ pub enum StoreBackend {
     /// One redb file per feature shard under `node.data_dir/store` (single node, or a
     /// cluster with one replica per shard).
     Embedded,
+    /// Redis (or a Redis-compatible server) shared by every replica of a shard
+    /// (`features.store.redis`).
+    Redis,
     /// No store: profiles are derived from the id (the demo users) and writes are
     /// refused with 501. For replicated clusters until a shared store backs them.
     None,
@@ -34,6 +37,51 @@ pub struct StoreConfig {
     pub write_timeout_ms: u64,
     /// Largest body of a write request.
     pub max_body_bytes: usize,
+    /// The shared store (backend `redis`).
+    pub redis: RedisConfig,
+}
+
+/// `features.store.redis`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (a password belongs in the environment:
+    /// `RECD__FEATURES__STORE__REDIS__URL`).
+    pub url: String,
+    /// Key prefix, so deployments can share a server.
+    pub prefix: String,
+    /// Timeout of every Redis call.
+    pub timeout_ms: u64,
+    /// Refuse to start unless the server fsyncs every write before replying
+    /// (`appendonly yes`, `appendfsync always`).
+    pub require_fsync: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "recd".into(),
+            timeout_ms: 200,
+            require_fsync: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    /// The url without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = match (self.url.split_once("://"), self.url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://<redacted>{}", &self.url[at..]),
+            _ => self.url.clone(),
+        };
+        f.debug_struct("RedisConfig")
+            .field("url", &url)
+            .field("prefix", &self.prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("require_fsync", &self.require_fsync)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -46,6 +94,7 @@ impl Default for StoreConfig {
             max_events_per_call: 1000,
             write_timeout_ms: 2000,
             max_body_bytes: 1 << 20,
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -63,11 +112,16 @@ impl StoreConfig {
         if self.write_timeout_ms == 0 || self.dedupe_window_secs == 0 || self.max_body_bytes == 0 {
             bail!("features.store: write_timeout_ms, dedupe_window_secs and max_body_bytes must be > 0");
         }
+        if self.backend == StoreBackend::Redis
+            && (self.redis.timeout_ms == 0 || !self.redis.url.starts_with("redis://"))
+        {
+            bail!("features.store.redis: url must be redis://… and timeout_ms > 0");
+        }
         if replicated && self.backend == StoreBackend::Embedded {
             bail!(
                 "features.store.backend: embedded cannot back a replicated cluster \
                  (cluster.replicas > 1): each replica would keep its own truth. recd does \
-                 not replicate stores itself; use one replica per shard or a shared store"
+                 not replicate stores itself; use one replica per shard or backend: redis"
             );
         }
         Ok(())

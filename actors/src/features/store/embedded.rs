@@ -8,9 +8,10 @@
 //! Reads open a read transaction of their own (redb is MVCC: they never wait for the
 //! writer).
 
-use super::{apply_ops, Committed, Done, FoldContext, ProfileStore};
+use super::{apply_ops, Committed, Done, FoldContext, ProfileStore, ReadResult};
 use crate::types::WriteOp;
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use prometheus::Histogram;
 use recd_runtime::RecdError;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -89,14 +90,21 @@ impl Embedded {
     }
 }
 
-impl ProfileStore for Embedded {
-    fn read(&self, users: &[Arc<str>]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+impl Embedded {
+    fn read_now(&self, users: &[Arc<str>]) -> ReadResult {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(PROFILES)?;
         users
             .iter()
             .map(|u| Ok(table.get(&**u)?.map(|v| v.value().to_vec())))
             .collect()
+    }
+}
+
+impl ProfileStore for Embedded {
+    /// Reads in place: a local file in the page cache (see ADR 0015).
+    fn read<'a>(&'a self, users: &'a [Arc<str>], _: Duration) -> BoxFuture<'a, ReadResult> {
+        Box::pin(std::future::ready(self.read_now(users)))
     }
 
     fn write(&self, ops: Vec<WriteOp>, done: Done) -> Result<(), RecdError> {
