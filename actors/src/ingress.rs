@@ -6,11 +6,13 @@
 //!                                  ▲                                        │
 //!                                  └── answer: oneshot reply (or 504) ◄─────┘
 //!                     ├──► writes: /v1/events /v1/users/{id} ── Call::Write per shard ──► Router
+//!                     ├──► items: /v1/items/{id} ── item store, overlay, Call::Items ──► Router
 //!                     └──► ops: /readyz /metrics /cluster /admin/fault
 //! ```
 //!
 //! - [`state`]: what the handlers share, and [`state::Refusal`], every refusal's JSON.
-//! - [`recommend`]: `/recommend`. [`writes`]: the write API. [`ops`]: the operator
+//! - [`recommend`]: `/recommend`. [`writes`]: the write API of users and events,
+//!   [`items`] of items. [`ops`]: the operator
 //!   routes. [`routes`]: the table. [`body`]: JSON bodies, bounded.
 //!
 //! The listener runs as a task the actor starts in `pre_start` and shuts down
@@ -18,6 +20,7 @@
 //! ready (`Serving` set), `/recommend` and `/readyz` answer 503.
 
 mod body;
+mod items;
 pub mod ops;
 mod recommend;
 pub mod routes;

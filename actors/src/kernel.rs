@@ -6,6 +6,7 @@
 use crate::candidates::index::{merge, ShardIndex};
 use crate::data::Catalogue;
 use crate::features::profile::ProfileSource;
+use crate::items::Items;
 use crate::ranker::model::{top_k, Mlp, ScoreInput};
 use recd_runtime::config::Config;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Everything one request needs, loaded in memory.
 pub struct Kernel {
     /// Items and features.
-    pub catalogue: Arc<Catalogue>,
+    pub items: Items,
     /// Profile source.
     pub source: ProfileSource,
     /// Index shards.
@@ -62,7 +63,7 @@ impl Kernel {
         Ok(Self {
             source: ProfileSource::new(Arc::new(catalogue.centers.clone())),
             mlp: Arc::new(Mlp::from_flat(&catalogue.mlp)?),
-            catalogue,
+            items: Items::new(catalogue),
             shards,
             per_shard_k: config.per_shard_k(),
             candidates: config.index.candidates,
@@ -90,7 +91,7 @@ impl Kernel {
             .collect();
         let t2 = Instant::now();
         let scores = self.mlp.score_batch(
-            &self.catalogue,
+            &self.items.view(),
             &[ScoreInput {
                 profile: &profile,
                 candidates: &ids,

@@ -18,8 +18,9 @@
 pub mod ladder;
 mod stages;
 
-use crate::data::{dot, Catalogue};
+use crate::data::dot;
 use crate::features::profile::ProfileSource;
+use crate::items::Items;
 use crate::ranker::model::top_k;
 use crate::remote::router::Router;
 use crate::request::{Answer, BatchDone, PendingRequest, StageTimings};
@@ -82,8 +83,8 @@ pub struct PipelineSettings {
 pub struct PipelineCtx {
     /// Where shard and ranker calls go (local actors or peers).
     pub router: Arc<Router>,
-    /// Items (for the ANN-order fallback scores).
-    pub catalogue: Arc<Catalogue>,
+    /// The live items (ANN-order fallback scores; deleted items are dropped).
+    pub items: Arc<Items>,
     /// The default profile for fallbacks.
     pub source: ProfileSource,
     /// Timeouts and sizes.
@@ -98,7 +99,7 @@ impl PipelineCtx {
     /// Bundles the pipeline's dependencies.
     pub fn new(
         router: Arc<Router>,
-        catalogue: Arc<Catalogue>,
+        items: Arc<Items>,
         source: ProfileSource,
         settings: PipelineSettings,
         metrics: Arc<Metrics>,
@@ -106,7 +107,7 @@ impl PipelineCtx {
         let lanes = settings.lanes.len().max(1);
         Self {
             router,
-            catalogue,
+            items,
             source,
             settings,
             metrics,
@@ -374,10 +375,13 @@ pub async fn run_batch(
     };
 
     let processed = work.len();
-    for ((w, ids), scores) in work.into_iter().zip(per_request).zip(scores) {
+    for ((w, mut ids), mut scores) in work.into_iter().zip(per_request).zip(scores) {
         for stage in &w.degraded {
             ctx.metrics.degraded.with_label_values(&[stage]).inc();
         }
+        // an item deleted while the batch ran is never answered: the delete was
+        // acknowledged after the overlay took it
+        drop_deleted(&ctx.items, &mut ids, &mut scores);
         let items = top_k(&ids, &scores, w.req.topk)
             .into_iter()
             .map(|(id, score)| ScoredItem { id, score })
@@ -403,14 +407,32 @@ pub async fn run_batch(
 
 /// Inner products of each user with its candidates: the ANN order, as scores.
 fn ann_order_scores(ctx: &PipelineCtx, work: &[Work], candidates: &[Vec<u64>]) -> Vec<Vec<f32>> {
+    let items = ctx.items.view();
     work.iter()
         .zip(candidates)
         .map(|(w, ids)| {
             ids.iter()
-                .map(|&id| dot(&w.profile.emb, ctx.catalogue.item(id as usize)))
+                .map(|&id| {
+                    items
+                        .get(id)
+                        .map_or(f32::MIN, |(v, _)| dot(&w.profile.emb, v))
+                })
                 .collect()
         })
         .collect()
+}
+
+/// Removes the items no longer live from a candidate list and its scores.
+fn drop_deleted(items: &Items, ids: &mut Vec<u64>, scores: &mut Vec<f32>) {
+    let view = items.view();
+    if ids.iter().all(|&id| view.is_live(id)) {
+        return;
+    }
+    let (kept_ids, kept_scores) = (ids.iter().zip(scores.iter()))
+        .filter(|(&id, _)| view.is_live(id))
+        .map(|(&id, &s)| (id, s))
+        .unzip();
+    (*ids, *scores) = (kept_ids, kept_scores);
 }
 
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {

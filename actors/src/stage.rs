@@ -18,7 +18,7 @@
 
 pub mod local;
 
-use crate::types::{Candidate, Profile, ScoreRequest, WriteOp, WriteOutcome};
+use crate::types::{Candidate, ItemChanges, Profile, ScoreRequest, WriteOp, WriteOutcome};
 use futures_util::future::BoxFuture;
 use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
@@ -81,6 +81,14 @@ pub enum Call {
         /// Profile and candidates per request.
         requests: Arc<Vec<ScoreRequest>>,
     },
+    /// Item upserts (`Some`) and deletes (`None`) for index shard `shard` (items
+    /// `id % shards`), after the node made them durable.
+    Items {
+        /// Index shard.
+        shard: usize,
+        /// The changes, in order.
+        changes: ItemChanges,
+    },
     /// Writes to users owned by feature shard `shard`: applied atomically, answered once
     /// durable (a retry is safe: events carry ids, upserts and deletes are idempotent).
     Write {
@@ -102,6 +110,8 @@ pub enum Answer {
     Scores(Vec<Vec<f32>>),
     /// To `Write`, one outcome per op.
     Written(Vec<WriteOutcome>),
+    /// To `Items`, how many changes the shard applied.
+    Applied(usize),
 }
 
 impl Call {
@@ -109,7 +119,7 @@ impl Call {
     pub fn target(&self) -> Target {
         match self {
             Call::Lookup { shard, .. } | Call::Write { shard, .. } => Target::Features(*shard),
-            Call::Search { shard, .. } => Target::Index(*shard),
+            Call::Search { shard, .. } | Call::Items { shard, .. } => Target::Index(*shard),
             Call::Score { .. } => Target::Ranker,
         }
     }
@@ -129,6 +139,7 @@ impl Call {
                         .all(|(s, r)| s.len() == r.candidates.len())
             }
             (Call::Write { ops, .. }, Answer::Written(o)) => o.len() == ops.len(),
+            (Call::Items { changes, .. }, Answer::Applied(n)) => *n == changes.len(),
             _ => false,
         }
     }

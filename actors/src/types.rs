@@ -4,6 +4,7 @@
 //! answered per op with a [`WriteOutcome`]). Stages import these, never each other.
 
 use crate::data::{DIM, FEAT_DIM};
+use crate::items::ItemRow;
 use std::sync::Arc;
 
 /// A user's features: what the ranker and the ANN query need.
@@ -148,11 +149,10 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
 }
 
 impl WriteOp {
-    /// Why this write is refused, if it is: ids, shapes, finiteness, item ids below
-    /// `items`, at most `max_recent` recent items, weights in (0, 100].
-    pub fn check(&self, items: usize, max_recent: usize) -> Result<(), String> {
+    /// Why this write is refused, if it is: ids, shapes, finiteness, items `item_ok`
+    /// knows, at most `max_recent` recent items, weights in (0, 100].
+    pub fn check(&self, item_ok: &dyn Fn(u64) -> bool, max_recent: usize) -> Result<(), String> {
         check_id("user_id", self.user())?;
-        let item_ok = |id: u64| (id as usize) < items;
         match self {
             WriteOp::Upsert {
                 emb, feats, recent, ..
@@ -217,3 +217,6 @@ pub enum WriteOutcome {
     /// A delete of a user the store did not hold.
     NotFound,
 }
+
+/// Item upserts (`Some`) and deletes (`None`) for an index shard, in order.
+pub type ItemChanges = Arc<Vec<(u64, Option<Arc<ItemRow>>)>>;

@@ -126,7 +126,7 @@ pub fn bench_kernel(
     let k = kernel.candidates;
     for _ in 0..recall_queries {
         let profile = kernel.source.profile(&user());
-        let truth = brute_force(&kernel.catalogue, &profile.emb, k);
+        let truth = brute_force(kernel.items.base(), &profile.emb, k);
         let lists = kernel
             .shards
             .iter()
@@ -138,7 +138,7 @@ pub fn bench_kernel(
             .count();
     }
     Ok(KernelReport {
-        items: kernel.catalogue.len(),
+        items: kernel.items.base().len(),
         shards: kernel.shards.len(),
         expansion_search: config.index.expansion_search,
         per_shard_k: kernel.per_shard_k,

@@ -79,6 +79,14 @@ impl Node {
             let (config, held) = (config.clone(), local.index.held().to_vec());
             tokio::task::spawn_blocking(move || load_data(&config, &held)).await??
         };
+        let (items, item_store) = {
+            let (config, held) = (config.clone(), local.index.held().to_vec());
+            let (catalogue, indexes) = (Arc::clone(&catalogue), indexes.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::stores::open_items(&config, &catalogue, &indexes, &held)
+            })
+            .await??
+        };
         // replies from peers carry item ids: the catalogue is their bound
         if let Some(net) = &net {
             let _ = net.items.set(catalogue.len());
@@ -92,6 +100,7 @@ impl Node {
         let data = roles::DataRoles {
             config: &config,
             catalogue: &catalogue,
+            items: &items,
             local: &local,
             metrics: &metrics,
             compute: roles::DataRoles::compute(&config, &metrics),
@@ -115,7 +124,8 @@ impl Node {
             pipeline,
             local,
             router,
-            items: catalogue.len(),
+            items,
+            item_store,
         };
         if ingress_state.serving.set(serving).is_err() {
             anyhow::bail!("node started twice");

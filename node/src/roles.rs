@@ -10,6 +10,7 @@ use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::{GatewayArgs, GatewayMessage};
 use recd_actors::ingress::state::IngressState;
+use recd_actors::items::Items;
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineMessage, PipelineSettings};
 use recd_actors::ranker::actor::RankerArgs;
 use recd_actors::ranker::model::Mlp;
@@ -109,6 +110,7 @@ impl Pools {
 pub(crate) struct DataRoles<'a> {
     pub(crate) config: &'a Config,
     pub(crate) catalogue: &'a Arc<Catalogue>,
+    pub(crate) items: &'a Arc<Items>,
     pub(crate) local: &'a Arc<LocalStages>,
     pub(crate) metrics: &'a Arc<Metrics>,
     pub(crate) compute: ComputePool,
@@ -140,8 +142,7 @@ impl DataRoles<'_> {
         if !local.features.held().is_empty() {
             let held = local.features.held();
             let stores =
-                crate::stores::open(config, self.catalogue, self.source(), held, self.metrics)
-                    .await?;
+                crate::stores::open(config, self.items, self.source(), held, self.metrics).await?;
             let args = FeatureShardArgs {
                 source: self.source(),
                 stores: Arc::new(stores),
@@ -161,7 +162,7 @@ impl DataRoles<'_> {
         if local.runs_rankers() {
             let args = RankerArgs {
                 model: Arc::new(Mlp::from_flat(&self.catalogue.mlp)?),
-                catalogue: Arc::clone(self.catalogue),
+                items: Arc::clone(self.items),
                 compute: self.compute.clone(),
             };
             pools.start("ranker", args, &local.ranker).await?;
@@ -249,7 +250,7 @@ pub(crate) async fn start_request_path(
     };
     let ctx = PipelineCtx::new(
         Arc::clone(&router),
-        Arc::clone(data.catalogue),
+        Arc::clone(data.items),
         data.source(),
         settings,
         Arc::clone(data.metrics),

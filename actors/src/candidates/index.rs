@@ -2,10 +2,12 @@
 //! per-shard results.
 
 use crate::data::{Catalogue, DIM};
+use crate::items::ItemRow;
 use crate::types::Candidate;
 use anyhow::{ensure, Context};
 use recd_runtime::config::{IndexConfig, MetricConfig, ScalarKindConfig};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 /// Scale of recd's own f32 → i8 quantisation (usearch's truncates; see USEARCH-NOTES).
@@ -17,6 +19,13 @@ pub struct ShardIndex {
     scalar: ScalarKindConfig,
     exact: bool,
     shard: usize,
+    /// Thread slots reserved (searchers and the writer).
+    threads: usize,
+    /// Searches hold it shared; growing the capacity holds it alone (usearch must not
+    /// reallocate under a search).
+    grow: RwLock<()>,
+    /// One writer at a time: parallel adds can leave nodes unreachable (USearch#735).
+    writer: Mutex<()>,
 }
 
 impl ShardIndex {
@@ -75,12 +84,42 @@ impl ShardIndex {
             .reserve_capacity_and_threads(index.size(), threads)
             .context("reserving threads")?;
         index.change_expansion_search(cfg.expansion_search);
-        Ok(Self {
+        Ok(Self::over(index, cfg, shard, threads))
+    }
+
+    fn over(index: Index, cfg: &IndexConfig, shard: usize, threads: usize) -> Self {
+        Self {
             index,
             scalar: cfg.scalar,
             exact: cfg.exact,
             shard,
-        })
+            threads,
+            grow: RwLock::new(()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Applies item upserts (`Some`: remove then add) and deletes (`None`), one writer
+    /// at a time, growing the capacity by half when full. Blocking (run it on the
+    /// compute pool, never on an async worker).
+    pub fn apply(&self, changes: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
+        let _one = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, row) in changes {
+            if row.is_some() && self.index.size() + 1 > self.index.capacity() {
+                let _alone = self.grow.write().unwrap_or_else(|p| p.into_inner());
+                let cap = self.index.capacity() + self.index.capacity() / 2 + 1024;
+                (self.index.reserve_capacity_and_threads(cap, self.threads))
+                    .map_err(|e| anyhow::anyhow!("growing shard {}: {e}", self.shard))?;
+            }
+            let _shared = self.grow.read().unwrap_or_else(|p| p.into_inner());
+            if self.index.contains(*id) {
+                (self.index.remove(*id)).map_err(|e| anyhow::anyhow!("removing item {id}: {e}"))?;
+            }
+            if let Some(row) = row {
+                self.add(*id, &row.emb)?;
+            }
+        }
+        Ok(())
     }
 
     /// Builds the shard from the catalogue: `threads.1` threads add the items (one:
@@ -99,12 +138,7 @@ impl ShardIndex {
         index
             .reserve_capacity_and_threads(n, threads.max(search_threads))
             .context("reserving index")?;
-        let me = Self {
-            index,
-            scalar: cfg.scalar,
-            exact: cfg.exact,
-            shard,
-        };
+        let me = Self::over(index, cfg, shard, threads.max(search_threads));
         let done = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| -> anyhow::Result<()> {
             let workers: Vec<_> = (0..threads)
@@ -148,6 +182,7 @@ impl ShardIndex {
             "query has {} dims, expected {DIM}",
             query.len()
         );
+        let _searching = self.grow.read().unwrap_or_else(|p| p.into_inner());
         let m = match (self.scalar, self.exact) {
             (ScalarKindConfig::I8, false) => self.index.search(&quantise_i8(query), k),
             (ScalarKindConfig::I8, true) => self.index.exact_search(&quantise_i8(query), k),

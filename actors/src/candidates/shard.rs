@@ -1,10 +1,10 @@
-//! The `IndexShard` actor: owns one `ShardIndex` and answers one batched search per
-//! micro-batch. The search runs on the compute pool and replies from the compute thread,
+//! The `IndexShard` actor: owns one `ShardIndex`, answers one batched search per
+//! micro-batch and applies item upserts and deletes. The search runs on the compute pool and replies from the compute thread,
 //! so the actor's mailbox never waits behind ANN work; a full compute queue is answered
 //! at once with `Overloaded`.
 
 use super::index::ShardIndex;
-use crate::types::Candidate;
+use crate::types::{Candidate, ItemChanges};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;
@@ -26,6 +26,15 @@ pub enum IndexShardMessage {
         priority: Priority,
         /// Where the results go.
         reply: RpcReplyPort<SearchReply>,
+    },
+    /// Item upserts (`Some`) and deletes (`None`) of this shard's items.
+    Apply {
+        /// The changes, in order.
+        changes: ItemChanges,
+        /// Deadline (compute queue order).
+        priority: Priority,
+        /// How many were applied.
+        reply: RpcReplyPort<Result<usize, RecdError>>,
     },
     /// Chaos drill: the actor panics (only reachable when fault injection is enabled).
     InjectPanic,
@@ -82,6 +91,22 @@ impl Actor for IndexShard {
                 let index = Arc::clone(&state.index);
                 let job = move |reply: RpcReplyPort<SearchReply>| {
                     let _ = reply.send(search_all(&index, &queries, k));
+                };
+                if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
+                    let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
+                }
+            }
+            // on the compute pool too: an HNSW insert is CPU work (the index serialises
+            // its writers itself)
+            IndexShardMessage::Apply {
+                changes,
+                priority,
+                reply,
+            } => {
+                let index = Arc::clone(&state.index);
+                let job = move |reply: RpcReplyPort<Result<usize, RecdError>>| {
+                    let r = index.apply(&changes).map(|()| changes.len());
+                    let _ = reply.send(r.map_err(|e| RecdError::unavailable(format!("{e:#}"))));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));

@@ -18,7 +18,8 @@ pub mod redis;
 use super::codec::{self, Stored};
 use super::fold;
 use super::profile::{is_known_user, ProfileSource};
-use crate::data::{Catalogue, DIM, FEAT_DIM};
+use crate::data::{DIM, FEAT_DIM};
+use crate::items::Items;
 use crate::types::{Profile, WriteOp, WriteOutcome};
 use anyhow::{ensure, Context};
 use futures_util::future::BoxFuture;
@@ -94,7 +95,7 @@ pub struct FoldContext {
     /// Profiles of users with nothing stored (derived demo users, the default).
     pub source: ProfileSource,
     /// Item embeddings events move toward.
-    pub catalogue: Arc<Catalogue>,
+    pub items: Arc<Items>,
     /// Length of the ring of recent items.
     pub max_recent: usize,
 }
@@ -177,12 +178,11 @@ pub fn apply_ops(
                     outcomes.push(WriteOutcome::Duplicate);
                     continue;
                 }
-                ensure!(
-                    (*item as usize) < ctx.catalogue.len(),
-                    "unknown item {item}"
-                );
                 let (mut p, at) = ctx.current(user, stored.as_deref())?;
-                let item_emb = ctx.catalogue.item(*item as usize);
+                let view = ctx.items.view();
+                let Some((item_emb, _)) = view.get(*item) else {
+                    anyhow::bail!("unknown item {item}");
+                };
                 fold::apply_event(&mut p, *item, item_emb, *kind, *weight, ctx.max_recent);
                 overlay.insert(Arc::clone(user), Some(codec::encode(&p, at.max(*ts))));
                 new_set.insert(Arc::clone(event_id));

@@ -3,7 +3,7 @@
 //! (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]).
 
 use super::state::{IngressState, Refusal};
-use super::{ops, recommend, writes};
+use super::{items, ops, recommend, writes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,10 @@ pub fn router(state: Arc<IngressState>) -> Router {
             get(writes::get_user)
                 .put(writes::put_user)
                 .delete(writes::delete_user),
+        )
+        .route(
+            "/v1/items/{id}",
+            axum::routing::put(items::put_item).delete(items::delete_item),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(ops::readyz))

@@ -3,6 +3,7 @@
 
 use crate::experiments::AbScenarios;
 use crate::gateway::GatewayMessage;
+use crate::items::{ItemStore, Items};
 use crate::pipeline::PipelineMessage;
 use crate::remote::replicas::NodeReplicas;
 use crate::remote::router::Router;
@@ -39,8 +40,10 @@ pub struct Serving {
     pub local: Arc<LocalStages>,
     /// Where writes go (with the ingress role).
     pub router: Option<Arc<Router>>,
-    /// Items in the catalogue (events and recent items must name one).
-    pub items: usize,
+    /// The live items (events and recent items must name one).
+    pub items: Arc<Items>,
+    /// Where item writes are made durable (`None`: item writes are off here).
+    pub item_store: Option<Arc<ItemStore>>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -49,6 +52,8 @@ pub struct IngressState {
     pub config: IngressConfig,
     /// Write limits.
     pub store: StoreConfig,
+    /// One item write at a time (store, overlay and index shard see them in one order).
+    pub item_writes: tokio::sync::Mutex<()>,
     /// Lanes and deadlines.
     pub gateway_config: GatewayConfig,
     /// A/B assignment.
@@ -110,6 +115,7 @@ impl IngressState {
         Self {
             config,
             store: node.features.store.clone(),
+            item_writes: tokio::sync::Mutex::new(()),
             gateway_config,
             ab,
             admission,

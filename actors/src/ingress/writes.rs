@@ -9,6 +9,7 @@
 use super::body::read_json;
 use super::state::{IngressState, Refusal};
 use crate::features::shard_of;
+use crate::items::Items;
 use crate::remote::router::Router;
 use crate::stage::{Answer, Call};
 use crate::types::{check_id, EventKind, WriteOp, WriteOutcome};
@@ -66,14 +67,14 @@ struct UserBody {
 }
 
 /// The router writes go through and the catalogue's size, once the node serves writes.
-fn writer(st: &IngressState) -> Result<(&Arc<Router>, usize), RecdError> {
+fn writer(st: &IngressState) -> Result<(&Arc<Router>, &Items), RecdError> {
     let serving =
         (st.serving.get()).ok_or_else(|| RecdError::unavailable("not ready: loading shards"))?;
     if st.draining.load(Ordering::Relaxed) {
         return Err(RecdError::unavailable("shutting down"));
     }
     match &serving.router {
-        Some(r) if serving.takes_requests => Ok((r, serving.items)),
+        Some(r) if serving.takes_requests => Ok((r, &serving.items)),
         _ => Err(RecdError::unavailable(
             "this node does not run the ingress role",
         )),
@@ -227,7 +228,8 @@ pub(super) async fn events(
                     weight: e.weight,
                     ts,
                 };
-                op.check(items, st.store.recent_items).map_err(at)?;
+                op.check(&|id| items.is_live(id), st.store.recent_items)
+                    .map_err(at)?;
                 ops.push(op);
             }
             let n = ops.len();
@@ -266,7 +268,7 @@ pub(super) async fn put_user(
                 feats,
                 recent: u.recent_items,
             };
-            op.check(items, st.store.recent_items)
+            op.check(&|id| items.is_live(id), st.store.recent_items)
                 .map_err(RecdError::bad_request)?;
             write(&st, router, vec![op]).await?;
             Ok(Json(json!({"user_id": id, "stored": true})).into_response())

@@ -94,16 +94,18 @@ pub(super) async fn fetch_candidates(
     let coverage = answered.len() as f32 / shards as f32;
     let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
         answered.into_iter().map(Vec::into_iter).collect();
+    let items = ctx.items.view();
     let merged = work
         .iter()
         .map(|w| {
-            // what the user interacted with lately is never recommended back
+            // what the user interacted with lately is never recommended back, nor an
+            // item deleted since the index shard answered
             let recent = &w.profile.recent;
             let lists = per_shard
                 .iter_mut()
                 .filter_map(Iterator::next)
                 .map(|mut l| {
-                    l.retain(|c| !recent.contains(&c.id));
+                    l.retain(|c| !recent.contains(&c.id) && items.is_live(c.id));
                     l
                 });
             merge(lists, ctx.settings.candidates)

@@ -59,6 +59,7 @@ impl Stage for FakeStages {
                         .map(|r| r.candidates.iter().map(|&id| 100.0 - id as f32).collect())
                         .collect(),
                 ),
+                Call::Items { changes, .. } => stage::Answer::Applied(changes.len()),
                 Call::Write { ops, .. } => {
                     stage::Answer::Written(vec![crate::types::WriteOutcome::Applied; ops.len()])
                 }
@@ -116,7 +117,8 @@ fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
         lanes: vec!["critical".into(), "default".into(), "background".into()],
         refuse_early: true,
     };
-    let ctx = PipelineCtx::new(Arc::new(router), Arc::new(cat), source, settings, metrics);
+    let items = Arc::new(crate::items::Items::new(Arc::new(cat)));
+    let ctx = PipelineCtx::new(Arc::new(router), items, source, settings, metrics);
     Batch { _dir: dir, ctx }
 }
 
@@ -190,7 +192,7 @@ async fn a_failed_ranker_returns_the_ann_order() {
     let first = a.response.items[0].id as usize;
     assert_eq!(
         scores[0],
-        dot(&profile.emb, b.ctx.catalogue.item(first)),
+        dot(&profile.emb, b.ctx.items.base().item(first)),
         "scored by the inner product"
     );
 }

@@ -2,7 +2,7 @@
 //! pool and replies from the compute thread (its mailbox never waits behind scoring).
 
 use super::model::{Mlp, ScoreInput};
-use crate::data::Catalogue;
+use crate::items::Items;
 use crate::types::ScoreRequest;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
@@ -38,7 +38,7 @@ pub struct RankerArgs {
     /// The model.
     pub model: Arc<Mlp>,
     /// Items and their features.
-    pub catalogue: Arc<Catalogue>,
+    pub items: Arc<Items>,
     /// Where scoring runs.
     pub compute: ComputePool,
 }
@@ -71,7 +71,7 @@ impl Actor for Ranker {
                 priority,
                 reply,
             } => {
-                let (model, cat) = (Arc::clone(&state.model), Arc::clone(&state.catalogue));
+                let (model, items) = (Arc::clone(&state.model), Arc::clone(&state.items));
                 let job = move |reply: RpcReplyPort<ScoreReply>| {
                     let inputs: Vec<ScoreInput<'_>> = requests
                         .iter()
@@ -80,7 +80,7 @@ impl Actor for Ranker {
                             candidates: &r.candidates,
                         })
                         .collect();
-                    let _ = reply.send(Ok(model.score_batch(&cat, &inputs)));
+                    let _ = reply.send(Ok(model.score_batch(&items.view(), &inputs)));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));

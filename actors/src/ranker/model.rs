@@ -2,7 +2,8 @@
 //! `x = [user_emb ⊙ item_emb, user_feats, item_feats]` (96 wide), computed as three
 //! SGEMMs over every candidate row of a micro-batch.
 
-use crate::data::{Catalogue, DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
+use crate::data::{DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
+use crate::items::ItemsView;
 use crate::types::Profile;
 use anyhow::ensure;
 
@@ -51,14 +52,15 @@ impl Mlp {
 
     /// Scores every candidate of every input in one pass; returns one score list per
     /// input, in candidate order.
-    pub fn score_batch(&self, cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
-        let x = Self::inputs(cat, inputs);
+    pub fn score_batch(&self, items: &ItemsView<'_>, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
+        let x = Self::inputs(items, inputs);
         let scores = self.forward(&x, x.len() / MLP_IN);
         split_rows(scores, inputs)
     }
 
-    /// The input matrix (rows × 96) of a scoring call.
-    pub fn inputs(cat: &Catalogue, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
+    /// The input matrix (rows × 96) of a scoring call. An item deleted since it was a
+    /// candidate gets an all-zero item part (the pipeline drops it from the answer).
+    pub fn inputs(items: &ItemsView<'_>, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
         let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
         let mut x = vec![0f32; rows * MLP_IN];
         let mut out = x.chunks_exact_mut(MLP_IN);
@@ -67,11 +69,14 @@ impl Mlp {
             for (&id, row) in input.candidates.iter().zip(&mut out) {
                 let (cross, rest) = row.split_at_mut(DIM);
                 let (user_feats, item_feats) = rest.split_at_mut(FEAT_DIM);
-                for ((c, u), v) in cross.iter_mut().zip(emb).zip(cat.item(id as usize)) {
+                user_feats.copy_from_slice(feats);
+                let Some((item_emb, item_feat)) = items.get(id) else {
+                    continue;
+                };
+                for ((c, u), v) in cross.iter_mut().zip(emb).zip(item_emb) {
                     *c = u * v;
                 }
-                user_feats.copy_from_slice(feats);
-                item_feats.copy_from_slice(cat.item_feat(id as usize));
+                item_feats.copy_from_slice(item_feat);
             }
         }
         x
@@ -199,9 +204,10 @@ mod tests {
         let src =
             crate::features::profile::ProfileSource::new(std::sync::Arc::new(cat.centers.clone()));
         let (p1, p2) = (src.profile("u1"), src.profile("u2"));
+        let items = crate::items::Items::new(std::sync::Arc::new(cat));
         let (c1, c2): (Vec<u64>, Vec<u64>) = ((0..50).collect(), (100..130).collect());
         let both = mlp.score_batch(
-            &cat,
+            &items.view(),
             &[
                 ScoreInput {
                     profile: &p1,
@@ -214,7 +220,7 @@ mod tests {
             ],
         );
         let one = mlp.score_batch(
-            &cat,
+            &items.view(),
             &[ScoreInput {
                 profile: &p2,
                 candidates: &c2,

@@ -123,6 +123,7 @@ impl Served {
             Request::Search { .. } => "index",
             Request::Score { .. } => "ranker",
             Request::Write { .. } => "writes",
+            Request::Items { .. } => "items",
         };
         let reply = match request.into_call(self.limits) {
             Ok(None) => Reply::Pong,

@@ -101,6 +101,15 @@ pub enum Request {
         /// Time left until the batch's deadline.
         budget_us: u64,
     },
+    /// Item upserts (embedding, features) and deletes (`None`) for index shard `shard`.
+    Items {
+        /// Index shard.
+        shard: u32,
+        /// The changes, in order.
+        changes: Vec<write::WireItem>,
+        /// Time left until the writer gives up.
+        budget_us: u64,
+    },
     /// Writes to users owned by feature shard `shard`.
     Write {
         /// Feature shard.
@@ -125,6 +134,8 @@ pub enum Reply {
     Scores(Vec<Vec<f32>>),
     /// Answer to `Write`: an outcome code per op, once durable.
     Written(Vec<u8>),
+    /// Answer to `Items`: how many changes were applied.
+    Applied(u32),
     /// The call failed; `code` is one of recd's error codes.
     Error {
         /// Error code (`bad_request`, `overloaded`, `unavailable`, `timeout`).
@@ -240,6 +251,13 @@ impl Request {
                 lane,
                 budget_us,
             },
+            Call::Items { shard, changes } => Request::Items {
+                shard: *shard as u32,
+                changes: (changes.iter())
+                    .map(|(id, r)| (*id, r.as_ref().map(|r| (r.emb.to_vec(), r.feats.to_vec()))))
+                    .collect(),
+                budget_us,
+            },
             Call::Write { shard, ops } => Request::Write {
                 shard: *shard as u32,
                 ops: ops.iter().map(WireWrite::from).collect(),
@@ -336,6 +354,17 @@ impl Request {
                 };
                 (call, priority(lane, budget_us))
             }
+            Request::Items {
+                shard,
+                changes,
+                budget_us,
+            } => {
+                let call = Call::Items {
+                    shard: shard as usize,
+                    changes: Arc::new(write::checked_items(changes)?),
+                };
+                (call, priority(0, budget_us))
+            }
             Request::Write {
                 shard,
                 ops,
@@ -368,6 +397,7 @@ impl From<Answer> for Reply {
             ),
             Answer::Scores(s) => Reply::Scores(s),
             Answer::Written(o) => Reply::Written(o.into_iter().map(write::outcome_code).collect()),
+            Answer::Applied(n) => Reply::Applied(n.min(u32::MAX as usize) as u32),
         }
     }
 }
@@ -412,6 +442,7 @@ impl Reply {
                 }
                 Ok(Answer::Scores(s))
             }
+            Reply::Applied(n) => Ok(Answer::Applied(n as usize)),
             Reply::Written(codes) => codes
                 .into_iter()
                 .map(write::outcome_of)

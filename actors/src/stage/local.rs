@@ -148,6 +148,19 @@ impl LocalStages {
                 };
                 settle(actor.call(msg, t).await, "ranker")?.map(Answer::Scores)
             }
+            Call::Items { shard, changes } => {
+                let actor = self
+                    .index
+                    .get(*shard)
+                    .ok_or_else(|| not_here("index shard", *shard))?;
+                let changes = Arc::clone(changes);
+                let msg = |reply| IndexShardMessage::Apply {
+                    changes,
+                    priority,
+                    reply,
+                };
+                settle(actor.call(msg, t).await, "index shard")?.map(Answer::Applied)
+            }
             Call::Write { shard, ops } => {
                 let actor = self
                     .features

@@ -57,10 +57,7 @@ impl Embedded {
     /// Opens (or creates) the store at `path` and starts its writer thread, which ends
     /// when the store is dropped.
     pub fn open(path: &Path, settings: WriterSettings) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let db = Database::create(path).with_context(|| format!("opening {}", path.display()))?;
+        let db = crate::redb_file::open(path)?;
         let txn = db.begin_write()?;
         txn.open_table(PROFILES)?;
         txn.open_table(EVENTS)?;

@@ -3,7 +3,7 @@
 
 use super::embedded::{Embedded, WriterSettings};
 use super::*;
-use crate::data::dot;
+use crate::data::{dot, Catalogue};
 use crate::types::EventKind;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ fn settings(cat: &Arc<Catalogue>, commit_seconds: prometheus::Histogram) -> Writ
     WriterSettings {
         fold: FoldContext {
             source: ProfileSource::new(Arc::new(cat.centers.clone())),
-            catalogue: Arc::clone(cat),
+            items: Arc::new(crate::items::Items::new(Arc::clone(cat))),
             max_recent: 16,
         },
         dedupe_window: Duration::from_secs(3600),

@@ -1,10 +1,16 @@
 //! The wire form of feature-shard writes ([`WireWrite`]) and of their outcomes, with the
 //! checks a receiving node applies to a peer's writes: the same as the ingress applies
-//! to a client's (`WriteOp::check`), plus ownership of every user by the shard.
+//! to a client's (`WriteOp::check`), plus ownership of every user by the shard; and the
+//! checks of item changes sent to an index shard.
 
 use super::{bad, Limits, MAX_BATCH};
+use crate::data::{DIM, FEAT_DIM};
 use crate::features::shard_of;
+use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::types::{EventKind, WriteOp, WriteOutcome};
+
+/// Item changes, checked.
+type Checked = Vec<(u64, Option<Arc<ItemRow>>)>;
 use recd_runtime::RecdError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -129,11 +135,43 @@ pub(super) fn checked_ops(
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         let op = op.into_op().map_err(bad)?;
-        op.check(limits.items, limits.max_recent).map_err(bad)?;
+        op.check(&|id| (id as usize) < limits.items, limits.max_recent)
+            .map_err(bad)?;
         if shard_of(op.user(), limits.feature_shards) != shard {
             return Err(bad(format!("a user not owned by feature shard {shard}")));
         }
         out.push(op);
+    }
+    Ok(out)
+}
+
+/// An item change on the wire: id, and embedding and features (`None`: a delete).
+pub type WireItem = (u64, Option<(Vec<f32>, Vec<f32>)>);
+
+/// A peer's item changes, checked: ids in range, shapes, finite values.
+pub(super) fn checked_items(changes: Vec<WireItem>) -> Result<Checked, RecdError> {
+    if changes.is_empty() || changes.len() > MAX_BATCH {
+        return Err(bad(format!("{} item changes", changes.len())));
+    }
+    let mut out = Vec::with_capacity(changes.len());
+    for (id, row) in changes {
+        if id > MAX_ITEM_ID {
+            return Err(bad(format!("item id {id} is out of range")));
+        }
+        let row = match row {
+            None => None,
+            Some((emb, feats)) => {
+                let emb: [f32; DIM] =
+                    (emb.try_into()).map_err(|_| bad("item embedding of the wrong size"))?;
+                let feats: [f32; FEAT_DIM] =
+                    (feats.try_into()).map_err(|_| bad("item features of the wrong size"))?;
+                if !emb.iter().chain(&feats).all(|x| x.is_finite()) {
+                    return Err(bad("an item holds a non-finite value"));
+                }
+                Some(Arc::new(ItemRow { emb, feats }))
+            }
+        };
+        out.push((id, row));
     }
     Ok(out)
 }

@@ -1,0 +1,164 @@
+//! The item write API: `PUT /v1/items/{id}` (embedding and features; a new id or a
+//! replacement) and `DELETE /v1/items/{id}`. One item write at a time per node: made
+//! durable in the node's item store, then live in the item overlay (from that moment a
+//! deleted item is never answered and an upserted one is scored with its new vectors),
+//! then applied to the owning index shard (`id % shards`) so searches find it. Answered
+//! only after all three; a shard that did not take it is a 503 to retry (idempotent).
+
+use super::body::read_json;
+use super::state::{IngressState, Refusal};
+use crate::features::fold::normalise;
+use crate::items::{ItemRow, MAX_ITEM_ID};
+use crate::stage::{Answer, Call};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use recd_runtime::compute::Priority;
+use recd_runtime::{ErrorCode, RecdError};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Body of `PUT /v1/items/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    embedding: Vec<f32>,
+    #[serde(default)]
+    features: Option<Vec<f32>>,
+}
+
+fn item_id(id: &str) -> Result<u64, RecdError> {
+    match id.parse::<u64>() {
+        Ok(n) if n <= MAX_ITEM_ID => Ok(n),
+        _ => Err(RecdError::bad_request(format!(
+            "item id must be an integer in 0..={MAX_ITEM_ID}"
+        ))),
+    }
+}
+
+fn row(body: ItemBody) -> Result<ItemRow, RecdError> {
+    let (dim, feat_dim) = (crate::data::DIM, crate::data::FEAT_DIM);
+    let feats = body.features.unwrap_or_else(|| vec![0.0; feat_dim]);
+    let mut r = ItemRow {
+        emb: (body.embedding.as_slice().try_into())
+            .map_err(|_| RecdError::bad_request(format!("embedding must have {dim} floats")))?,
+        feats: (feats.as_slice().try_into())
+            .map_err(|_| RecdError::bad_request(format!("features must have {feat_dim} floats")))?,
+    };
+    if !r.emb.iter().chain(&r.feats).all(|x| x.is_finite()) {
+        return Err(RecdError::bad_request(
+            "embedding and features must be finite",
+        ));
+    }
+    if !normalise(&mut r.emb) {
+        return Err(RecdError::bad_request("embedding must not be all zeros"));
+    }
+    Ok(r)
+}
+
+/// Store, overlay, index shard — in that order, one item write at a time.
+async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), RecdError> {
+    let serving = st
+        .serving
+        .get()
+        .ok_or_else(|| RecdError::unavailable("not ready: loading shards"))?;
+    if st.draining.load(Ordering::Relaxed) {
+        return Err(RecdError::unavailable("shutting down"));
+    }
+    let (Some(router), true) = (&serving.router, serving.takes_requests) else {
+        return Err(RecdError::unavailable(
+            "this node does not run the ingress role",
+        ));
+    };
+    let Some(store) = &serving.item_store else {
+        return Err(RecdError::new(
+            ErrorCode::NotImplemented,
+            "item writes need a single node with the embedded store (a cluster's item log is not built yet)",
+        ));
+    };
+    let timeout = Duration::from_millis(st.store.write_timeout_ms);
+    let _one = st.item_writes.lock().await;
+    if row.is_none() && !serving.items.is_live(id) {
+        return Err(RecdError::new(ErrorCode::NotFound, format!("no item {id}")));
+    }
+    let row = row.map(Arc::new);
+    let (store, durable) = (Arc::clone(store), row.clone());
+    let put = tokio::task::spawn_blocking(move || store.put(id, durable.as_deref()));
+    match tokio::time::timeout(timeout, put).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(RecdError::unavailable(format!("item store: {e:#}"))),
+        _ => return Err(RecdError::deadline("item store did not commit in time")),
+    }
+    serving.items.set(id, row.clone());
+    let shard = (id % router.shards().index as u64) as usize;
+    let call = Call::Items {
+        shard,
+        changes: Arc::new(vec![(id, row)]),
+    };
+    let priority = Priority {
+        deadline: recd_runtime::clock::now() + timeout,
+        lane: 0,
+    };
+    match router.call(call, priority, timeout).await {
+        Ok(Answer::Applied(1)) => Ok(()),
+        Ok(_) => Err(RecdError::new(
+            ErrorCode::Internal,
+            "index shard answered out of kind",
+        )),
+        Err(e) => Err(RecdError::new(
+            e.code,
+            format!(
+                "item {id} is stored and live, but index shard {shard} did not take it ({}): retry",
+                e.message
+            ),
+        )),
+    }
+}
+
+fn reply(op: &str, st: &IngressState, r: Result<Response, RecdError>) -> Response {
+    let outcome = if r.is_ok() { "applied" } else { "failed" };
+    st.metrics.writes.with_label_values(&[op, outcome]).inc();
+    r.unwrap_or_else(|e| Refusal::from(e).into_response())
+}
+
+/// `PUT /v1/items/{id}`.
+pub(super) async fn put_item(
+    State(st): State<Arc<IngressState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let r = async {
+        let id = item_id(&id)?;
+        let timeout = Duration::from_millis(st.store.write_timeout_ms);
+        let body: ItemBody =
+            tokio::time::timeout(timeout, read_json(&headers, b, st.store.max_body_bytes))
+                .await
+                .map_err(|_| {
+                    RecdError::deadline("write timeout spent reading the request body")
+                })??;
+        apply(&st, id, Some(row(body)?)).await?;
+        Ok(Json(json!({"item_id": id, "stored": true})).into_response())
+    }
+    .await;
+    reply("item_upsert", &st, r)
+}
+
+/// `DELETE /v1/items/{id}`.
+pub(super) async fn delete_item(
+    State(st): State<Arc<IngressState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = async {
+        let id = item_id(&id)?;
+        apply(&st, id, None).await?;
+        Ok(Json(json!({"item_id": id, "deleted": true})).into_response())
+    }
+    .await;
+    reply("item_delete", &st, r)
+}
