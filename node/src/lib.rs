@@ -25,6 +25,7 @@
 //! ```
 
 pub mod commands;
+pub mod import;
 mod node;
 mod roles;
 mod stores;

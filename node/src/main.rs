@@ -65,6 +65,19 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Bulk-load user profiles into the configured feature store (embedded: no node may
+    /// hold its files; redis: nodes may be serving). Parquet file or raw folder.
+    Import {
+        /// What to import (users).
+        #[arg(value_parser = ["users"])]
+        what: String,
+        /// A Parquet file (user_id, embedding, features?, recent_items?) or a folder with
+        /// user_ids.txt, users.f32 and optionally user_feats.f32.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        flags: ConfigFlags,
+    },
     /// Measure the in-process kernel (no HTTP, no actors) on every core; prints JSON.
     BenchKernel {
         #[command(flatten)]
@@ -125,6 +138,15 @@ fn main() -> anyhow::Result<()> {
                 recd_node::commands::bench_kernel(&config, requests, recall_queries, threads, 7)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
+        }
+        Command::Import { from, flags, .. } => {
+            let config = load_config(&flags)?;
+            recd_runtime::telemetry::init_logging("text");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            runtime.block_on(recd_node::import::users(&config, &from))
         }
         Command::Run(flags) => {
             let config = load_config(&flags)?;

@@ -42,6 +42,7 @@ pub(crate) async fn open(
                 },
                 dedupe_window: Duration::from_secs(sc.dedupe_window_secs),
                 commit_seconds: metrics.store_commit_seconds.clone(),
+                shards: config.features.shards,
             };
             stores.push(Arc::new(Shared::connect(s, settings).await?) as Arc<dyn ProfileStore>);
             tracing::info!(shard = s, "feature store (redis) connected");
@@ -55,6 +56,7 @@ pub(crate) async fn open(
         max_recent: sc.recent_items,
     };
     let (held, window) = (held.to_vec(), Duration::from_secs(sc.dedupe_window_secs));
+    let shards = config.features.shards;
     let commit_seconds = metrics.store_commit_seconds.clone();
     tokio::task::spawn_blocking(move || {
         held.iter()
@@ -63,6 +65,7 @@ pub(crate) async fn open(
                     fold: fold.clone(),
                     dedupe_window: window,
                     commit_seconds: commit_seconds.clone(),
+                    layout: (*s, shards),
                 };
                 let store = Embedded::open(&dir.join(format!("features-{s}.redb")), settings)?;
                 tracing::info!(

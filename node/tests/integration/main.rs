@@ -7,6 +7,7 @@ mod configs;
 mod failover;
 mod golden;
 mod http;
+mod import;
 mod items;
 mod roles;
 mod shared_store;

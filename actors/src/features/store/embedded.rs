@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const EVENTS: TableDefinition<&str, u64> = TableDefinition::new("events");
 const EVENTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("events_by_time");
+/// `layout` → "s/S": the shard this file holds, of how many (users are placed by it).
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 /// Jobs queued for the writer before writes are refused.
 const QUEUE: usize = 256;
@@ -51,6 +53,8 @@ pub struct WriterSettings {
     pub dedupe_window: Duration,
     /// Commit latency (`recd_store_commit_seconds`).
     pub commit_seconds: Histogram,
+    /// The shard this store holds, and the shard count (checked against the file's).
+    pub layout: (usize, usize),
 }
 
 impl Embedded {
@@ -62,6 +66,21 @@ impl Embedded {
         txn.open_table(PROFILES)?;
         txn.open_table(EVENTS)?;
         txn.open_table(EVENTS_BY_TIME)?;
+        {
+            let want = format!("{}/{}", settings.layout.0, settings.layout.1);
+            let mut meta = txn.open_table(META)?;
+            let held = meta.get("layout")?.map(|v| v.value().to_owned());
+            match held {
+                Some(h) if h != want => anyhow::bail!(
+                    "{} holds feature shard {h} but the config places shard {want} there:                      features.shards changed (users would be looked up in the wrong shard)",
+                    path.display()
+                ),
+                Some(_) => {}
+                None => {
+                    meta.insert("layout", want.as_str())?;
+                }
+            }
+        }
         txn.commit()?;
         let db = Arc::new(db);
         let (jobs, rx) = sync_channel(QUEUE);

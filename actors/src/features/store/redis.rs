@@ -73,6 +73,8 @@ pub struct SharedSettings {
     pub dedupe_window: Duration,
     /// Commit latency.
     pub commit_seconds: Histogram,
+    /// Feature shards in the cluster (checked against `<prefix>:layout`).
+    pub shards: usize,
 }
 
 struct Job {
@@ -127,6 +129,23 @@ impl Shared {
             .context("connecting to the feature store (redis)")?;
         if s.require_fsync {
             check_fsync(&mut con).await?;
+        }
+        // users are placed by the shard count: a server written under another one is refused
+        let layout = format!("{}:layout", s.prefix);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&layout)
+            .arg(s.shards)
+            .arg("NX")
+            .query_async(&mut con)
+            .await?;
+        if set.is_none() {
+            let held: String = redis::cmd("GET").arg(&layout).query_async(&mut con).await?;
+            anyhow::ensure!(
+                held == s.shards.to_string(),
+                "the feature store (redis, prefix {:?}) was written with {held} feature shards, the                  config has {}: features.shards changed (users would be looked up in the wrong shard)",
+                s.prefix,
+                s.shards
+            );
         }
         let keys = Keys {
             base: format!("{}:{{f{shard}}}", s.prefix),

@@ -17,6 +17,7 @@ fn settings(cat: &Arc<Catalogue>, commit_seconds: prometheus::Histogram) -> Writ
         },
         dedupe_window: Duration::from_secs(3600),
         commit_seconds,
+        layout: (0, 1),
     }
 }
 
@@ -95,6 +96,15 @@ fn acknowledged_writes_survive_a_reopen_and_events_apply_once() {
     assert_eq!(q.recent, vec![11, 9, 7]);
     assert!(dot(&q.emb, cat.item(11)) > dot(&p.emb, cat.item(11)));
     assert_eq!(store.profiles().unwrap(), 1);
+    drop(store);
+    // the same file under another shard layout is refused
+    let mut moved = settings(&cat, histogram());
+    moved.layout = (0, 4);
+    let err = Embedded::open(&path, moved).err().expect("refused");
+    assert!(
+        format!("{err:#}").contains("features.shards changed"),
+        "{err:#}"
+    );
 }
 
 #[test]
