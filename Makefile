@@ -1,6 +1,6 @@
 # Common tasks. CI runs .ci/run (fmt, clippy, tests, deployment checks); `make ci` runs
 # the same.
-.PHONY: build release test lint fmt ci run bench overload cluster-bench remote-cost deploy-check image container-test scrape-test clean-data
+.PHONY: build release test lint fmt ci run bench overload cluster-bench remote-cost writes-bench import-bench deploy-check image container-test scrape-test clean-data
 
 build:
 	cargo build --workspace
@@ -31,6 +31,14 @@ bench:
 # overload (0.5x..3x the knee of `make bench`) and bursts, deadline vs fixed batching
 overload:
 	bash loadgen/scripts/overload.sh
+
+# read p99 at 0.7x capacity alone vs with 1000 clicks/s and 100 item upserts/s
+writes-bench:
+	bash loadgen/scripts/writes.sh
+
+# 10 M users through `recd-node import users`: users/s, bytes per user, cold/warm p99
+import-bench:
+	bash loadgen/scripts/import.sh
 
 # manifests (kubernetes-validate, yamllint), rules (promtool check + unit tests),
 # dashboard, shell scripts, Dockerfile (hadolint); installs the tools it needs

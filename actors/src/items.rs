@@ -89,6 +89,11 @@ impl Items {
         self.view().is_live(id)
     }
 
+    /// Whether `id` was deleted through the API.
+    pub fn was_deleted(&self, id: u64) -> bool {
+        matches!(self.view().overlay.get(&id), Some(None))
+    }
+
     /// Records an upsert (`Some`) or a delete (`None`) of `id`.
     pub fn set(&self, id: u64, row: Option<Arc<ItemRow>>) {
         let mut o = self.overlay.write().unwrap_or_else(|p| p.into_inner());

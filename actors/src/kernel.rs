@@ -91,7 +91,7 @@ impl Kernel {
             .collect();
         let t2 = Instant::now();
         let scores = self.mlp.score_batch(
-            &self.items.view(),
+            &self.items,
             &[ScoreInput {
                 profile: &profile,
                 candidates: &ids,

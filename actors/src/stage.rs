@@ -115,6 +115,13 @@ pub enum Answer {
 }
 
 impl Call {
+    /// Whether the call changes state. A write is never hedged, and goes to another
+    /// replica only after a refusal that proves nothing ran ([`retry_write_on`]): a late
+    /// duplicate of an acknowledged write could otherwise undo a newer one.
+    pub fn is_write(&self) -> bool {
+        matches!(self, Call::Write { .. } | Call::Items { .. })
+    }
+
     /// Where the call goes.
     pub fn target(&self) -> Target {
         match self {
@@ -150,6 +157,13 @@ impl Call {
 /// fails the same way everywhere).
 pub fn is_transient(e: &RecdError) -> bool {
     !matches!(e.code, ErrorCode::BadRequest | ErrorCode::NotImplemented)
+}
+
+/// Whether a write that failed with `e` may go to another replica: only when it was
+/// refused before anything was queued (a full write queue, or the shard is not held or
+/// not live there). A timeout or a closed channel may have committed.
+pub fn retry_write_on(e: &RecdError) -> bool {
+    e.code == ErrorCode::Overloaded || e.message.contains("is not held or not live here")
 }
 
 /// One replica's way to run a [`Call`]: this node's actors or a peer's endpoint.

@@ -167,8 +167,18 @@ impl WriteOp {
                 if !emb.iter().chain(feats).all(|x| x.is_finite()) {
                     return Err("embedding and features must be finite".into());
                 }
-                if emb.iter().all(|&x| x == 0.0) {
-                    return Err("embedding must not be all zeros".into());
+                // stored as f16 (features::codec): beyond its range a value would not
+                // read back
+                if emb.iter().chain(feats).any(|x| x.abs() > 65504.0) {
+                    return Err("embedding and features must be within ±65504".into());
+                }
+                let norm = emb
+                    .iter()
+                    .map(|&x| f64::from(x).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm < 1e-6 {
+                    return Err("embedding must not be all zeros (norm below 1e-6)".into());
                 }
                 if recent.len() > max_recent {
                     return Err(format!("at most {max_recent} recent_items"));

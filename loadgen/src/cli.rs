@@ -65,6 +65,15 @@ pub struct Args {
     /// Items asked per request.
     #[arg(long, default_value_t = 10)]
     pub topk: u32,
+    /// Open/closed: also send this many click events per second (one per request).
+    #[arg(long, default_value_t = 0.0)]
+    pub events_rps: f64,
+    /// Open/closed: also send this many item upserts per second.
+    #[arg(long, default_value_t = 0.0)]
+    pub item_upserts_rps: f64,
+    /// Items in the node's catalogue (the clicks' item ids are drawn below it).
+    #[arg(long, default_value_t = 200_000)]
+    pub items: u64,
     /// Fraction of requests whose connection is dropped mid-flight.
     #[arg(long, default_value_t = 0.0)]
     pub cancel_fraction: f64,

@@ -10,6 +10,7 @@
 //! - [`sweep`]: open-loop steps at rising rates until p99 or errors pass a bound.
 //! - [`stats`], [`report`], [`plot`]: HDR histograms, summary.json / CSV / HDR logs,
 //!   PNG and SVG plots; [`compare`] draws several sweeps together.
+//! - [`writers`]: clicks and item upserts at fixed rates beside the reads (writes.json).
 //!
 //! It depends on recd-runtime's API types only and talks HTTP to the URL it is given.
 
@@ -23,6 +24,7 @@ pub mod report;
 pub mod stats;
 pub mod sweep;
 pub mod workload;
+pub mod writers;
 
 /// Runs the mode chosen on the command line and writes the results to `--out`.
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {
@@ -30,14 +32,18 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     let client = || client::Client::new(&args.url, args.timeout);
     match args.mode {
         cli::Mode::Open => {
+            let writes = spawn_writers(&args);
             let run = open_loop::run(&args, &client()?, args.rate, args.duration, args.seed).await;
             report::write_single(&args, &run)?;
             report::print_summary(&run.summary(&args));
+            finish_writers(&args, writes).await?;
         }
         cli::Mode::Closed => {
+            let writes = spawn_writers(&args);
             let run = closed_loop::run(&args, &client()?).await;
             report::write_single(&args, &run)?;
             report::print_summary(&run.summary(&args));
+            finish_writers(&args, writes).await?;
         }
         cli::Mode::Sweep => {
             let result = sweep::run(&args, &client()?).await;
@@ -51,6 +57,34 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
             }
         }
         cli::Mode::Compare => compare::run(&args)?,
+    }
+    Ok(())
+}
+
+type Writers = Option<tokio::task::JoinHandle<writers::WriteReport>>;
+
+/// The writers of `--events-rps` / `--item-upserts-rps`, for the run's duration.
+fn spawn_writers(args: &cli::Args) -> Writers {
+    (args.events_rps > 0.0 || args.item_upserts_rps > 0.0).then(|| {
+        let (url, ev, up, d, seed) = (
+            args.url.clone(),
+            args.events_rps,
+            args.item_upserts_rps,
+            args.duration,
+            args.seed,
+        );
+        let sizes = (workload::USERS, args.items);
+        tokio::spawn(async move { writers::run(&url, ev, up, d, seed, sizes).await })
+    })
+}
+
+/// Waits for the writers; prints and writes `writes.json`.
+async fn finish_writers(args: &cli::Args, writes: Writers) -> anyhow::Result<()> {
+    if let Some(w) = writes {
+        let report = w.await?;
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(args.out.join("writes.json"), &json)?;
+        eprintln!("writes: {json}");
     }
     Ok(())
 }

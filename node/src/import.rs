@@ -57,7 +57,8 @@ pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
         Box::new(parquet_users(from)?)
     };
     let started = Instant::now();
-    let (done_tx, mut done_rx) = mpsc::channel::<Result<usize, String>>(shards * IN_FLIGHT);
+    // room for every job that can be in flight: the limit, plus the final flush's one per shard
+    let (done_tx, mut done_rx) = mpsc::channel::<Result<usize, String>>(shards * (IN_FLIGHT + 1));
     let mut pending: Vec<Vec<WriteOp>> = vec![Vec::new(); shards];
     let (mut sent, mut written, mut in_flight, mut last_report) =
         (0usize, 0usize, 0usize, Instant::now());
@@ -133,7 +134,7 @@ fn submit(
     let (n, tx) = (ops.len(), done.clone());
     let done: Done = Box::new(move |r| {
         // never full: at most its capacity of jobs is in flight
-        let _ = tx.try_send(r.map(|_| n));
+        let _ = tx.try_send(r.map(|_| n).map_err(|e| e.message));
     });
     store
         .write(ops, done)

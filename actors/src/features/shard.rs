@@ -11,10 +11,13 @@
 //! profiles as profiles.
 //!
 //! Writes: handed to the store's group commit; once durable, the store's thread sends
-//! `Committed` back here, the cache takes the new values, and only then is the write
-//! acknowledged — so a write is visible on this shard the moment it is acknowledged. On
-//! a shared store, what other replicas write arrives as `Changed` and is dropped from
-//! the cache (`recd_write_visible_seconds`: commit to here).
+//! `Committed` back here (in commit order), the cache takes the new values, and only then
+//! is the write acknowledged — so a write is visible on this shard the moment it is
+//! acknowledged. On a shared store the cache drops what this replica wrote instead (a
+//! newer write of another replica may have raced it; the next read goes to the store),
+//! and what other replicas write arrives as `Changed` and is dropped too
+//! (`recd_write_visible_seconds`: commit to here). A failed job drops its users: a store
+//! that timed out may have committed.
 
 use super::cache::TtlCache;
 use super::codec::{self, Stored};
@@ -55,7 +58,10 @@ pub enum FeatureShardMessage {
     /// From the store's writer: a job is durable (or failed).
     Committed {
         /// What the job did.
-        result: Result<store::Committed, String>,
+        result: Result<store::Committed, RecdError>,
+        /// The users its ops named (dropped from the cache if it failed: a store that
+        /// timed out may still have committed).
+        users: Vec<Arc<str>>,
         /// The writer waiting for it.
         reply: WriteReply,
     },
@@ -214,37 +220,50 @@ impl Actor for FeatureShard {
                 let _ = reply.send(state.lookup(&users, fetch, now, deadline).await);
             }
             FeatureShardMessage::Write { ops, reply } => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let done: store::Done = Box::new(move |r| {
-                    let _ = tx.send(r);
-                });
-                match state.args.store.write(ops, done) {
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
+                // the reply comes back through the mailbox, after the cache took the job:
+                // cast straight from the store's callback, so mailbox order is commit order
+                let users: Vec<Arc<str>> = ops.iter().map(|o| Arc::clone(o.user())).collect();
+                let slot = Arc::new(std::sync::Mutex::new(Some(reply)));
+                let taken = Arc::clone(&slot);
+                let done: store::Done = Box::new(move |result| {
+                    if let Some(reply) = taken.lock().ok().and_then(|mut r| r.take()) {
+                        let msg = FeatureShardMessage::Committed {
+                            result,
+                            users,
+                            reply,
+                        };
+                        let _ = myself.cast(msg);
                     }
-                    // the reply comes back through the mailbox, after the cache took it
-                    Ok(()) => {
-                        tokio::spawn(async move {
-                            if let Ok(result) = rx.await {
-                                let _ =
-                                    myself.cast(FeatureShardMessage::Committed { result, reply });
-                            }
-                        });
+                });
+                if let Err(e) = state.args.store.write(ops, done) {
+                    if let Some(reply) = slot.lock().ok().and_then(|mut r| r.take()) {
+                        let _ = reply.send(Err(e));
                     }
                 }
             }
-            FeatureShardMessage::Committed { result, reply } => {
+            FeatureShardMessage::Committed {
+                result,
+                users,
+                reply,
+            } => {
                 let answer = match result {
                     Ok(done) => {
                         let now = recd_runtime::clock::now();
+                        let shared = state.args.store.shared();
                         for (user, bytes) in done.changed {
-                            let c = state.entry(&user, bytes);
-                            state.cache.insert(user, c, now);
+                            if shared {
+                                state.cache.remove(&user);
+                            } else {
+                                let c = state.entry(&user, bytes);
+                                state.cache.insert(user, c, now);
+                            }
                         }
                         Ok(done.outcomes)
                     }
-                    // the store failed or refused the job: nothing of it was written
-                    Err(e) => Err(RecdError::unavailable(format!("write failed: {e}"))),
+                    Err(e) => {
+                        users.iter().for_each(|u| state.cache.remove(u));
+                        Err(e)
+                    }
                 };
                 let _ = reply.send(answer);
             }

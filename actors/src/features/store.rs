@@ -38,8 +38,14 @@ pub struct Committed {
     pub changed: Vec<(Arc<str>, Option<Vec<u8>>)>,
 }
 
-/// Called once with the job's fate (on the backend's thread: keep it short).
-pub type Done = Box<dyn FnOnce(Result<Committed, String>) + Send>;
+/// Called once with the job's fate (on the backend's thread: keep it short): a job its
+/// own ops could not apply is a bad request; a store that failed, unavailable.
+pub type Done = Box<dyn FnOnce(Result<Committed, RecdError>) + Send>;
+
+/// The error of a job whose ops could not be applied (nothing of it was written).
+pub fn refused(e: &anyhow::Error) -> RecdError {
+    RecdError::bad_request(format!("{e:#}"))
+}
 
 /// What another writer of a shared store changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +70,12 @@ pub trait ProfileStore: Send + Sync {
     /// Queues `ops` as one atomic job; `done` is called once it is durable (or failed).
     /// Refused at once (overloaded) when the backend's queue is full.
     fn write(&self, ops: Vec<WriteOp>, done: Done) -> Result<(), RecdError>;
+
+    /// Whether other replicas write the same truth: the cache then drops what this
+    /// replica wrote instead of keeping it (a newer write elsewhere may have raced it).
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Tells `on_change` what other writers change from now on (a shared store has
     /// them; a store owned by one shard replica does not); replaces an earlier listener.

@@ -83,16 +83,21 @@ async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), R
     };
     let timeout = Duration::from_millis(st.store.write_timeout_ms);
     let _one = st.item_writes.lock().await;
-    if row.is_none() && !serving.items.is_live(id) {
+    // a delete of a deleted item is applied again (a retry after an index shard that
+    // did not take it); one of an item never known is 404
+    let known = serving.items.is_live(id) || serving.items.was_deleted(id);
+    if row.is_none() && !known {
         return Err(RecdError::new(ErrorCode::NotFound, format!("no item {id}")));
     }
     let row = row.map(Arc::new);
     let (store, durable) = (Arc::clone(store), row.clone());
-    let put = tokio::task::spawn_blocking(move || store.put(id, durable.as_deref()));
-    match tokio::time::timeout(timeout, put).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => return Err(RecdError::unavailable(format!("item store: {e:#}"))),
-        _ => return Err(RecdError::deadline("item store did not commit in time")),
+    // awaited to the end, the lock held: a commit cut off by a timeout could still land
+    // after the next write of this id
+    let put = tokio::task::spawn_blocking(move || store.put(id, durable.as_deref())).await;
+    match put {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(RecdError::unavailable(format!("item store: {e:#}"))),
+        Err(e) => return Err(RecdError::unavailable(format!("item store: {e}"))),
     }
     serving.items.set(id, row.clone());
     let shard = (id % router.shards().index as u64) as usize;

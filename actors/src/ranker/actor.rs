@@ -80,7 +80,7 @@ impl Actor for Ranker {
                             candidates: &r.candidates,
                         })
                         .collect();
-                    let _ = reply.send(Ok(model.score_batch(&items.view(), &inputs)));
+                    let _ = reply.send(Ok(model.score_batch(&items, &inputs)));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));

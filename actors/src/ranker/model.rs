@@ -3,7 +3,7 @@
 //! SGEMMs over every candidate row of a micro-batch.
 
 use crate::data::{DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
-use crate::items::ItemsView;
+use crate::items::{Items, ItemsView};
 use crate::types::Profile;
 use anyhow::ensure;
 
@@ -52,8 +52,10 @@ impl Mlp {
 
     /// Scores every candidate of every input in one pass; returns one score list per
     /// input, in candidate order.
-    pub fn score_batch(&self, items: &ItemsView<'_>, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
-        let x = Self::inputs(items, inputs);
+    /// The items' read guard is held while the input matrix is built, not through the
+    /// forward pass (an item write waits for it).
+    pub fn score_batch(&self, items: &Items, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
+        let x = Self::inputs(&items.view(), inputs);
         let scores = self.forward(&x, x.len() / MLP_IN);
         split_rows(scores, inputs)
     }
@@ -207,7 +209,7 @@ mod tests {
         let items = crate::items::Items::new(std::sync::Arc::new(cat));
         let (c1, c2): (Vec<u64>, Vec<u64>) = ((0..50).collect(), (100..130).collect());
         let both = mlp.score_batch(
-            &items.view(),
+            &items,
             &[
                 ScoreInput {
                     profile: &p1,
@@ -220,7 +222,7 @@ mod tests {
             ],
         );
         let one = mlp.score_batch(
-            &items.view(),
+            &items,
             &[ScoreInput {
                 profile: &p2,
                 candidates: &c2,

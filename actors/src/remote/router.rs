@@ -1,4 +1,5 @@
 //! The `Router`: where each stage call of a micro-batch goes, over the [`Stage`] seam.
+//! Writes are the exception to hedging and failover (see `Call::is_write`).
 //! It only chooses: replicas in order — this node's own first, then the least in flight,
 //! then the lowest EWMA latency; a failed attempt (transient error, wrong-shaped answer)
 //! moves on to the next replica at once; an attempt still out after the hedge delay
@@ -11,7 +12,7 @@
 //! Where the replicas of a target are comes from a [`Replicas`] (the node's:
 //! `remote::replicas::NodeReplicas`; tests use fakes).
 
-use crate::stage::{is_transient, Answer, Call, Stage, Target};
+use crate::stage::{is_transient, retry_write_on, Answer, Call, Stage, Target};
 use crate::types::{Candidate, Profile, ScoreRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use recd_runtime::compute::Priority;
@@ -190,7 +191,7 @@ impl Router {
         }
         loop {
             let hedge = self.hedge_delay(target, timeout);
-            let can_hedge = queue.len() > 0;
+            let can_hedge = queue.len() > 0 && !call.is_write();
             tokio::select! {
                 done = pending.next() => match done {
                     Some((Ok(answer), took)) if call.fits(&answer) => {
@@ -202,6 +203,8 @@ impl Router {
                     Some((r, _)) => {
                         last = match r {
                             Err(e) if !is_transient(&e) => return Err(e),
+                            Err(e) if call.is_write() && !retry_write_on(&e) => return Err(e),
+                            Ok(_) if call.is_write() => return Err(RecdError::unavailable(format!("a replica of {target:?} answered a write out of shape"))),
                             // the call's time is up: a closed channel then was a timeout too
                             _ if Instant::now() >= give_up => RecdError::deadline(format!("no replica of {target:?} answered in time")),
                             Err(e) => e,

@@ -264,6 +264,17 @@ async fn bad_writes_get_a_clear_error_and_apply_nothing() {
             json!({"features": vec![0.1; 16]}),
             "missing field",
         ),
+        // a value f16 cannot hold would not read back from the store
+        (
+            "huge feature",
+            json!({"embedding": unit, "features": vec![1e6; 16]}),
+            "within ±65504",
+        ),
+        (
+            "tiny embedding",
+            json!({"embedding": vec![1e-9; 64]}),
+            "all zeros",
+        ),
     ] {
         let (status, json) = put(body).await;
         assert_eq!(status, 400, "{name}: {json}");

@@ -169,7 +169,10 @@ fn writer(db: &Database, rx: &Receiver<Job>, settings: &WriterSettings) {
         let timer = settings.commit_seconds.start_timer();
         let (results, committed) = match commit(db, &group, settings) {
             Ok(results) => (results, Ok(())),
-            Err(e) => (Vec::new(), Err(format!("{e:#}"))),
+            Err(e) => (
+                Vec::new(),
+                Err(RecdError::unavailable(format!("feature store: {e:#}"))),
+            ),
         };
         timer.observe_duration();
         if let Err(e) = &committed {
@@ -178,7 +181,9 @@ fn writer(db: &Database, rx: &Receiver<Job>, settings: &WriterSettings) {
         let mut results = results.into_iter();
         for job in group {
             let r = match &committed {
-                Ok(()) => results.next().unwrap_or_else(|| Err("no result".into())),
+                Ok(()) => results
+                    .next()
+                    .unwrap_or_else(|| Err(RecdError::unavailable("feature store: no result"))),
                 Err(e) => Err(e.clone()),
             };
             (job.done)(r);
@@ -191,7 +196,7 @@ fn commit(
     db: &Database,
     group: &[Job],
     settings: &WriterSettings,
-) -> anyhow::Result<Vec<Result<Committed, String>>> {
+) -> anyhow::Result<Vec<Result<Committed, RecdError>>> {
     let now = now();
     let now_ms = now.as_millis() as u64;
     let txn = db.begin_write()?;
@@ -211,7 +216,7 @@ fn commit(
             let (committed, new_events) = match applied {
                 Ok(a) => a,
                 Err(e) => {
-                    results.push(Err(format!("{e:#}")));
+                    results.push(Err(super::refused(&e)));
                     continue;
                 }
             };

@@ -33,6 +33,8 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 256;
 /// Jobs one group takes at most.
 const GROUP: usize = 64;
+/// Ops one group takes at most (then it is closed, whatever its job count).
+const GROUP_OPS: usize = 4096;
 /// Times a group is read and applied again after a concurrent write.
 const ATTEMPTS: usize = 5;
 
@@ -248,6 +250,10 @@ impl ProfileStore for Shared {
         }
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn watch(&self, on_change: OnChange) {
         if let Ok(mut l) = self.listener.lock() {
             *l = Some(on_change);
@@ -266,10 +272,16 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         while let Some(first) = rx.recv().await {
+            // at most GROUP jobs and GROUP_OPS ops: the fold runs on this task (an async
+            // worker), a few milliseconds of CPU at most
+            let mut ops_in = first.ops.len();
             let mut group = vec![first];
-            while group.len() < GROUP {
+            while group.len() < GROUP && ops_in < GROUP_OPS {
                 match rx.try_recv() {
-                    Ok(job) => group.push(job),
+                    Ok(job) => {
+                        ops_in += job.ops.len();
+                        group.push(job);
+                    }
                     Err(_) => break,
                 }
             }
@@ -285,12 +297,22 @@ impl Writer {
     }
 
     /// Every job's fate: read, apply, compare-and-set; again after a concurrent write.
-    async fn commit(&mut self, group: &[Vec<WriteOp>]) -> Vec<Result<Committed, String>> {
-        let fail = |e: String| group.iter().map(|_| Err(e.clone())).collect();
-        for _ in 0..ATTEMPTS {
+    async fn commit(&mut self, group: &[Vec<WriteOp>]) -> Vec<Result<Committed, RecdError>> {
+        let fail = |e: String| {
+            group
+                .iter()
+                .map(|_| Err(RecdError::unavailable(e.clone())))
+                .collect()
+        };
+        for attempt in 0..ATTEMPTS {
             match self.attempt(group).await {
                 Ok(Some(results)) => return results,
-                Ok(None) => continue, // another replica wrote a value this group read
+                // another replica wrote a value this group read: again, after a jittered
+                // pause so two replicas racing on one user do not race again in step
+                Ok(None) => {
+                    let jitter = rand_u64() % 4 + 1;
+                    tokio::time::sleep(Duration::from_millis(jitter << attempt)).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "feature store commit failed");
                     return fail(format!("feature store: {e:#}"));
@@ -303,7 +325,7 @@ impl Writer {
     async fn attempt(
         &mut self,
         group: &[Vec<WriteOp>],
-    ) -> anyhow::Result<Option<Vec<Result<Committed, String>>>> {
+    ) -> anyhow::Result<Option<Vec<Result<Committed, RecdError>>>> {
         let mut users: Vec<Arc<str>> = Vec::new();
         let mut ids: Vec<Arc<str>> = Vec::new();
         let (mut seen_u, mut seen_e) = (HashSet::new(), HashSet::new());
@@ -367,7 +389,7 @@ impl Writer {
                     new_events.extend(events);
                     results.push(Ok(committed));
                 }
-                Err(e) => results.push(Err(format!("{e:#}"))),
+                Err(e) => results.push(Err(super::refused(&e))),
             }
         }
         let changed: Vec<&Arc<str>> = users

@@ -42,7 +42,9 @@ fn write(store: &Embedded, ops: Vec<WriteOp>) -> Result<Committed, String> {
     store
         .write(ops, Box::new(move |r| tx.send(r).unwrap()))
         .map_err(|e| e.message)?;
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .map_err(|e| e.message)
 }
 
 fn read(store: &Embedded, users: &[Arc<str>]) -> Vec<Option<Vec<u8>>> {

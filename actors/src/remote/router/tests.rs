@@ -47,8 +47,15 @@ impl Stage for Fake {
         Box::pin(async move {
             let at = self.began.elapsed();
             self.log.lock().unwrap().push((self.tag, at, timeout));
-            let Call::Search { queries, .. } = call else {
-                unreachable!("the tests search")
+            let n = match call {
+                Call::Search { queries, .. } => queries.len() / DIM,
+                // a write is answered as applied by any replica that answers
+                Call::Items { changes, .. } => changes.len(),
+                _ => unreachable!("the tests search and write items"),
+            };
+            let answer = |one: Candidate| match call {
+                Call::Items { .. } => Answer::Applied(n),
+                _ => Answer::Candidates(vec![vec![one]; n]),
             };
             let (delay, result) = match self.does {
                 Does::Answer(d) => {
@@ -56,10 +63,7 @@ impl Stage for Fake {
                         id: self.tag,
                         distance: 0.0,
                     };
-                    (
-                        d,
-                        Ok(Answer::Candidates(vec![vec![one]; queries.len() / DIM])),
-                    )
+                    (d, Ok(answer(one)))
                 }
                 Does::Fail(d, code) => (d, Err(RecdError::new(code, "fake failure"))),
                 Does::Misshapen(d) => (d, Ok(Answer::Candidates(Vec::new()))),
@@ -69,10 +73,7 @@ impl Stage for Fake {
                         id: self.tag,
                         distance: 0.0,
                     };
-                    (
-                        d,
-                        Ok(Answer::Candidates(vec![vec![one]; queries.len() / DIM])),
-                    )
+                    (d, Ok(answer(one)))
                 }
             };
             if tokio::time::timeout(timeout, tokio::time::sleep(delay))
@@ -347,4 +348,64 @@ async fn no_replica_is_unavailable_at_once() {
     let e = r.call(search(), priority(), 100 * MS).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Unavailable);
     assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+fn item_write() -> Call {
+    Call::Items {
+        shard: 0,
+        changes: Arc::new(vec![(7, None)]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_is_never_hedged_and_moves_on_only_after_a_refusal() {
+    // a slow replica is not hedged for a write (it is for a read)
+    let slow = || {
+        vec![
+            (1, true, 0, 0, Does::Answer(30 * MS)),
+            (2, false, 0, 0, Does::Answer(MS)),
+        ]
+    };
+    let (r, log, _) = router(slow(), Some(5 * MS));
+    assert!(matches!(
+        r.call(item_write(), priority(), Duration::from_secs(1))
+            .await,
+        Ok(Answer::Applied(1))
+    ));
+    assert_eq!(
+        tried(&log).iter().map(|t| t.0).collect::<Vec<_>>(),
+        [1],
+        "no hedge"
+    );
+    let (r, log, _) = router(slow(), Some(5 * MS));
+    assert_eq!(
+        answered_by(r.call(search(), priority(), Duration::from_secs(1)).await),
+        2
+    );
+    assert_eq!(tried(&log).len(), 2, "a read is hedged");
+    // a write that timed out may have committed: not sent again
+    let late = vec![
+        (1, true, 0, 0, Does::Fail(MS, ErrorCode::DeadlineExceeded)),
+        (2, false, 0, 0, Does::Answer(MS)),
+    ];
+    let (r, log, _) = router(late, None);
+    let e = r
+        .call(item_write(), priority(), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, tried(&log).len()),
+        (ErrorCode::DeadlineExceeded, 1)
+    );
+    // refused before it ran (a full queue): the next replica takes it
+    let full = vec![
+        (1, true, 0, 0, Does::Fail(MS, ErrorCode::Overloaded)),
+        (2, false, 0, 0, Does::Answer(MS)),
+    ];
+    let (r, log, _) = router(full, None);
+    assert!(r
+        .call(item_write(), priority(), Duration::from_secs(1))
+        .await
+        .is_ok());
+    assert_eq!(tried(&log).iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
 }
