@@ -57,6 +57,7 @@ pub(crate) async fn open(
     };
     let (held, window) = (held.to_vec(), Duration::from_secs(sc.dedupe_window_secs));
     let shards = config.features.shards;
+    let commit_window = Duration::from_micros(sc.commit_window_us);
     let commit_seconds = metrics.store_commit_seconds.clone();
     tokio::task::spawn_blocking(move || {
         held.iter()
@@ -66,6 +67,7 @@ pub(crate) async fn open(
                     dedupe_window: window,
                     commit_seconds: commit_seconds.clone(),
                     layout: (*s, shards),
+                    window: commit_window,
                 };
                 let store = Embedded::open(&dir.join(format!("features-{s}.redb")), settings)?;
                 tracing::info!(

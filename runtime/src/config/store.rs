@@ -37,6 +37,9 @@ pub struct StoreConfig {
     pub write_timeout_ms: u64,
     /// Largest body of a write request.
     pub max_body_bytes: usize,
+    /// Embedded store: how long a commit gathers writes before its fsync (µs; 0: only
+    /// what is queued). More writes per fsync, that much more write latency.
+    pub commit_window_us: u64,
     /// The shared store (backend `redis`).
     pub redis: RedisConfig,
 }
@@ -94,6 +97,7 @@ impl Default for StoreConfig {
             max_events_per_call: 1000,
             write_timeout_ms: 2000,
             max_body_bytes: 1 << 20,
+            commit_window_us: 0,
             redis: RedisConfig::default(),
         }
     }

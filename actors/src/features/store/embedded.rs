@@ -55,6 +55,9 @@ pub struct WriterSettings {
     pub commit_seconds: Histogram,
     /// The shard this store holds, and the shard count (checked against the file's).
     pub layout: (usize, usize),
+    /// How long the writer gathers jobs after the first before it commits (zero: only
+    /// what is already queued). Trades that much write latency for fewer fsyncs.
+    pub window: Duration,
 }
 
 impl Embedded {
@@ -160,10 +163,16 @@ fn now() -> Duration {
 fn writer(db: &Database, rx: &Receiver<Job>, settings: &WriterSettings) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
+        let close = std::time::Instant::now() + settings.window;
         while group.len() < GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+            let left = close.saturating_duration_since(std::time::Instant::now());
+            let next = match left.is_zero() {
+                true => rx.try_recv().ok(),
+                false => rx.recv_timeout(left).ok(),
+            };
+            match next {
+                Some(job) => group.push(job),
+                None => break,
             }
         }
         let timer = settings.commit_seconds.start_timer();

@@ -18,6 +18,7 @@ fn settings(cat: &Arc<Catalogue>, commit_seconds: prometheus::Histogram) -> Writ
         dedupe_window: Duration::from_secs(3600),
         commit_seconds,
         layout: (0, 1),
+        window: Duration::ZERO,
     }
 }
 
