@@ -9,7 +9,7 @@
 use anyhow::{bail, ensure, Context};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Embedding dimensions of users and items.
@@ -30,6 +30,13 @@ pub const MLP_LEN: usize = MLP_IN * H1 + H1 + H1 * H2 + H2 + H2 + 1;
 /// The catalogue files of a data folder.
 pub const FILES: [&str; 4] = ["items.f32", "item_feats.f32", "centers.f32", "mlp.f32"];
 
+/// The optional file of stable item ids: N little-endian u64, row order (row numbers
+/// when absent).
+pub const IDS_FILE: &str = "item_ids.u64";
+
+/// Largest item id (ids stay exact as JSON numbers).
+pub const MAX_ITEM_ID: u64 = (1 << 53) - 1;
+
 /// `meta.json`: only what recd needs is read; other keys are allowed.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Meta {
@@ -43,6 +50,9 @@ pub struct Meta {
     pub sha256: BTreeMap<String, String>,
 }
 
+/// Item ids by row, and rows by id.
+type Ids = (Vec<u64>, HashMap<u64, u32>);
+
 /// Items, centres and model weights in memory.
 pub struct Catalogue {
     /// Parsed `meta.json`.
@@ -55,6 +65,8 @@ pub struct Catalogue {
     pub centers: Vec<f32>,
     /// The MLP weights in file order.
     pub mlp: Vec<f32>,
+    /// Stable item ids by row (`item_ids.u64`), and rows by id; `None`: ids are rows.
+    ids: Option<Ids>,
 }
 
 impl Catalogue {
@@ -117,12 +129,34 @@ impl Catalogue {
         {
             bail!("catalogue holds a non-finite value");
         }
+        let ids = read_ids(dir, n, &meta)?;
         Ok(Self {
             meta,
             items,
             item_feats,
             centers,
             mlp,
+            ids,
+        })
+    }
+
+    /// The stable id of row `row`.
+    pub fn id(&self, row: usize) -> u64 {
+        self.ids.as_ref().map_or(row as u64, |(ids, _)| ids[row])
+    }
+
+    /// The row of item `id`, if the catalogue holds it.
+    pub fn row(&self, id: u64) -> Option<usize> {
+        match &self.ids {
+            Some((_, rows)) => rows.get(&id).map(|&r| r as usize),
+            None => ((id as usize) < self.meta.n_items).then_some(id as usize),
+        }
+    }
+
+    /// One past the largest id (what a peer's item ids are checked against).
+    pub fn id_bound(&self) -> usize {
+        self.ids.as_ref().map_or(self.meta.n_items, |(ids, _)| {
+            ids.iter().max().map_or(0, |&m| m as usize + 1)
         })
     }
 
@@ -146,13 +180,58 @@ impl Catalogue {
         &self.item_feats[id * FEAT_DIM..(id + 1) * FEAT_DIM]
     }
 
-    /// A short fingerprint of the item vectors (for snapshot validity).
+    /// A short fingerprint of the item vectors and ids (for snapshot validity).
     pub fn fingerprint(&self) -> String {
-        self.meta.sha256.get("items.f32").map_or_else(
+        let items: String = self.meta.sha256.get("items.f32").map_or_else(
             || format!("n{}", self.meta.n_items),
             |s| s.chars().take(16).collect(),
-        )
+        );
+        match &self.ids {
+            None => items,
+            Some((ids, _)) => {
+                let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+                format!("{items}-ids{}", &hex(&Sha256::digest(&bytes))[..8])
+            }
+        }
     }
+}
+
+/// The ids of `item_ids.u64` in `dir`, checked (count, sha256 when listed, range,
+/// uniqueness); `None` when there is no such file.
+fn read_ids(dir: &Path, n: usize, meta: &Meta) -> anyhow::Result<Option<Ids>> {
+    let path = dir.join(IDS_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(want) = meta.sha256.get(IDS_FILE) {
+        let got = hex(&Sha256::digest(&bytes));
+        ensure!(
+            &got == want,
+            "{IDS_FILE}: sha256 {got} does not match meta.json {want}"
+        );
+    }
+    ensure!(
+        bytes.len() == n * 8,
+        "{IDS_FILE}: {} bytes, expected {} ({n} u64)",
+        bytes.len(),
+        n * 8
+    );
+    let ids: Vec<u64> = (bytes.chunks_exact(8))
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let mut rows = HashMap::with_capacity(n);
+    for (row, &id) in ids.iter().enumerate() {
+        ensure!(
+            id <= MAX_ITEM_ID,
+            "{IDS_FILE}: row {row} has id {id}, above {MAX_ITEM_ID}"
+        );
+        ensure!(
+            rows.insert(id, row as u32).is_none(),
+            "{IDS_FILE}: id {id} appears twice"
+        );
+    }
+    Ok(Some((ids, rows)))
 }
 
 /// Lowercase hex of bytes.

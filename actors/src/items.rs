@@ -19,9 +19,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 
-/// Largest item id a write may use (ids are stable external u64s; this keeps them
-/// exact as JSON numbers).
-pub const MAX_ITEM_ID: u64 = (1 << 53) - 1;
+pub use crate::data::MAX_ITEM_ID;
 
 /// An item written through the API.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +51,7 @@ impl ItemsView<'_> {
                 return entry.as_deref().map(|r| (&r.emb[..], &r.feats[..]));
             }
         }
-        ((id as usize) < self.base.len()).then(|| {
-            (
-                self.base.item(id as usize),
-                self.base.item_feat(id as usize),
-            )
-        })
+        (self.base.row(id)).map(|r| (self.base.item(r), self.base.item_feat(r)))
     }
 
     /// Whether `id` is a live item.

@@ -89,7 +89,7 @@ impl Node {
         };
         // replies from peers carry item ids: the catalogue is their bound
         if let Some(net) = &net {
-            let _ = net.items.set(catalogue.len());
+            let _ = net.items.set(catalogue.id_bound());
         }
         let mut pools = Pools::new(
             root.clone(),

@@ -184,7 +184,7 @@ pub(crate) async fn start_remote(
         local: Arc::clone(data.local),
         limits: Limits {
             feature_shards: data.config.features.shards,
-            items: data.catalogue.len(),
+            items: data.catalogue.id_bound(),
             max_recent: data.config.features.store.recent_items,
         },
         permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),

@@ -46,7 +46,7 @@ impl ShardIndex {
         let options = options(cfg);
         if path.is_file() {
             match Self::load(&path, &options, cfg, shard, threads.0) {
-                Ok(me) if me.len() == partition_len(cat.len(), shard, shards) => {
+                Ok(me) if me.len() == shard_rows(cat, shard, shards).len() => {
                     return Ok((me, true))
                 }
                 Ok(_) => {
@@ -132,7 +132,8 @@ impl ShardIndex {
         (search_threads, threads): (usize, usize),
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<Self> {
-        let n = partition_len(cat.len(), shard, shards);
+        let rows = shard_rows(cat, shard, shards);
+        let n = rows.len();
         let index = Index::new(&options(cfg)).context("creating index")?;
         let threads = threads.max(1);
         index
@@ -143,11 +144,11 @@ impl ShardIndex {
         std::thread::scope(|s| -> anyhow::Result<()> {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
-                    let (me, done) = (&me, &done);
+                    let (me, done, rows) = (&me, &done, &rows);
                     s.spawn(move || -> anyhow::Result<()> {
                         for local in (t..n).step_by(threads) {
-                            let id = shard + local * shards;
-                            me.add(id as u64, cat.item(id))?;
+                            let row = rows[local];
+                            me.add(cat.id(row), cat.item(row))?;
                             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                             if d % 20_000 == 0 || d == n {
                                 progress(d, n);
@@ -224,7 +225,7 @@ pub fn merge(lists: impl IntoIterator<Item = Vec<Candidate>>, k: usize) -> Vec<C
 /// recall measurements; ties by smaller id).
 pub fn brute_force(cat: &Catalogue, query: &[f32], k: usize) -> Vec<u64> {
     let mut scored: Vec<(f32, u64)> = (0..cat.len())
-        .map(|i| (crate::data::dot(query, cat.item(i)), i as u64))
+        .map(|i| (crate::data::dot(query, cat.item(i)), cat.id(i)))
         .collect();
     let by = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     let k = k.min(scored.len());
@@ -236,8 +237,12 @@ pub fn brute_force(cat: &Catalogue, query: &[f32], k: usize) -> Vec<u64> {
     scored.into_iter().map(|(_, id)| id).collect()
 }
 
-fn partition_len(n: usize, shard: usize, shards: usize) -> usize {
-    n / shards + usize::from(shard < n % shards)
+/// The catalogue rows of shard `shard`: items whose id is `shard` modulo `shards` (the
+/// rule item writes follow too).
+fn shard_rows(cat: &Catalogue, shard: usize, shards: usize) -> Vec<usize> {
+    (0..cat.len())
+        .filter(|&r| cat.id(r) % shards as u64 == shard as u64)
+        .collect()
 }
 
 fn options(cfg: &IndexConfig) -> IndexOptions {

@@ -1,6 +1,7 @@
 //! Item writes on a real node: a new item is searchable at once, a deleted one is never
 //! answered from the moment its delete is acknowledged — also while deletes, upserts and
-//! reads run together — and both survive a restart (replayed into the index shards).
+//! reads run together — and both survive a restart (replayed into the index shards); a
+//! catalogue with an ids file is served and written by those ids.
 
 use crate::common::{client, config, small_data};
 use crate::writes::{send, user};
@@ -171,4 +172,43 @@ async fn deleted_items_are_never_returned_while_deletes_upserts_and_reads_run() 
         targets.len()
     );
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_with_an_ids_file_is_served_by_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    recd_actors::datagen::generate(dir.path(), 2000, 5, |_| {}).unwrap();
+    let id_of = |row: u64| 5_000_000 + 7 * row;
+    let ids: Vec<u8> = (0..2000u64).flat_map(|r| id_of(r).to_le_bytes()).collect();
+    std::fs::write(dir.path().join(recd_actors::data::IDS_FILE), ids).unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let (c, addr) = (client(), node.http_addr);
+    let answer = all_candidates(&c, addr, "u9").await;
+    assert_eq!(answer.len(), 200);
+    assert!(
+        answer
+            .iter()
+            .all(|&id| id >= 5_000_000 && (id - 5_000_000) % 7 == 0),
+        "{answer:?}"
+    );
+    // writes name the external ids: a row number is an unknown item
+    let ev = |item: u64| json!({"events": [{"event_id": format!("x{item}"), "user_id": "u9", "item_id": item, "type": "click"}]});
+    assert_eq!(crate::writes::events(&c, addr, ev(answer[0])).await.0, 200);
+    let (status, json) = crate::writes::events(&c, addr, ev(3)).await;
+    assert_eq!(status, 400, "{json}");
+    assert!(
+        !all_candidates(&c, addr, "u9").await.contains(&answer[0]),
+        "clicked, not recommended back"
+    );
+    assert_eq!(delete_item(&c, addr, answer[1]).await.0, 200);
+    assert!(!all_candidates(&c, addr, "u9").await.contains(&answer[1]));
+    node.shutdown().await;
+    // a duplicate id is refused at load
+    let dup: Vec<u8> = (0..2000u64).flat_map(|r| (r / 2).to_le_bytes()).collect();
+    std::fs::write(dir.path().join(recd_actors::data::IDS_FILE), dup).unwrap();
+    let err = Node::start(config(dir.path()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("appears twice"), "{err:#}");
 }
