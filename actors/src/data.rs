@@ -95,22 +95,7 @@ impl Catalogue {
         );
         ensure!(meta.n_items > 0, "meta.json: n_items is 0");
         let read = |name: &str, expect: usize| -> anyhow::Result<Vec<f32>> {
-            let path = dir.join(name);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            if let Some(want) = meta.sha256.get(name) {
-                let got = hex(&Sha256::digest(&bytes));
-                ensure!(
-                    &got == want,
-                    "{name}: sha256 {got} does not match meta.json {want}"
-                );
-            }
-            ensure!(
-                bytes.len() == expect * 4,
-                "{name}: {} bytes, expected {} ({expect} f32)",
-                bytes.len(),
-                expect * 4
-            );
+            let bytes = checked_file(dir, name, &meta, expect, "f32")?;
             Ok(bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -196,6 +181,34 @@ impl Catalogue {
     }
 }
 
+/// The bytes of `dir/name`: its sha256 as `meta.json` lists it (when it does), and
+/// exactly `count` values of `kind` (f32 or u64).
+fn checked_file(
+    dir: &Path,
+    name: &str,
+    meta: &Meta,
+    count: usize,
+    kind: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(want) = meta.sha256.get(name) {
+        let got = hex(&Sha256::digest(&bytes));
+        ensure!(
+            &got == want,
+            "{name}: sha256 {got} does not match meta.json {want}"
+        );
+    }
+    let width = if kind == "u64" { 8 } else { 4 };
+    ensure!(
+        bytes.len() == count * width,
+        "{name}: {} bytes, expected {} ({count} {kind})",
+        bytes.len(),
+        count * width
+    );
+    Ok(bytes)
+}
+
 /// The ids of `item_ids.u64` in `dir`, checked (count, sha256 when listed, range,
 /// uniqueness); `None` when there is no such file.
 fn read_ids(dir: &Path, n: usize, meta: &Meta) -> anyhow::Result<Option<Ids>> {
@@ -203,20 +216,7 @@ fn read_ids(dir: &Path, n: usize, meta: &Meta) -> anyhow::Result<Option<Ids>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    if let Some(want) = meta.sha256.get(IDS_FILE) {
-        let got = hex(&Sha256::digest(&bytes));
-        ensure!(
-            &got == want,
-            "{IDS_FILE}: sha256 {got} does not match meta.json {want}"
-        );
-    }
-    ensure!(
-        bytes.len() == n * 8,
-        "{IDS_FILE}: {} bytes, expected {} ({n} u64)",
-        bytes.len(),
-        n * 8
-    );
+    let bytes = checked_file(dir, IDS_FILE, meta, n, "u64")?;
     let ids: Vec<u64> = (bytes.chunks_exact(8))
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
