@@ -18,7 +18,6 @@ use recd_actors::data::{Catalogue, DIM, FEAT_DIM};
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard_of;
 use recd_actors::features::store::{Done, ProfileStore};
-use recd_actors::items::Items;
 use recd_actors::types::WriteOp;
 use recd_runtime::config::Config;
 use recd_runtime::metrics::Metrics;
@@ -45,7 +44,8 @@ struct UserRow {
 pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
     let catalogue =
         Arc::new(Catalogue::load(&config.node.data_dir).context("loading the catalogue")?);
-    let items = Arc::new(Items::new(Arc::clone(&catalogue)));
+    // the live items (the catalogue and the item store's changes): recent items must name one
+    let (items, _) = stores::open_items(config, &catalogue, &[], &[])?;
     let source = ProfileSource::new(Arc::new(catalogue.centers.clone()));
     let shards = config.features.shards;
     let all: Vec<usize> = (0..shards).collect();
