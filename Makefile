@@ -49,8 +49,10 @@ deploy-check:
 image:
 	bash deploy/docker/build.sh
 
-# three containers on a private network: kill, restart, partition, heal
+# three containers on a private network, their feature store a Redis container:
+# kill, restart, partition, heal; a write seen across replicas; Redis killed and back
 container-test: image
+	bash deploy/docker/build-redis.sh
 	bash deploy/docker/cluster-test.sh
 
 # a real Prometheus scraping a real node

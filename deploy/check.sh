@@ -166,9 +166,11 @@ hadolint_dockerfile() {
 }
 
 check "shellcheck" shellcheck deploy/check.sh deploy/k8s/render-configmap.sh \
-  deploy/observability/scrape-test.sh deploy/docker/build.sh deploy/docker/cluster-test.sh
+  deploy/observability/scrape-test.sh deploy/docker/build.sh deploy/docker/cluster-test.sh \
+  deploy/docker/build-redis.sh
 check "shellcheck (benchmark scripts)" shellcheck -x -P loadgen/scripts loadgen/scripts/bench.sh \
-  loadgen/scripts/overload.sh loadgen/scripts/cluster.sh loadgen/scripts/remote-cost.sh
+  loadgen/scripts/overload.sh loadgen/scripts/cluster.sh loadgen/scripts/remote-cost.sh \
+  loadgen/scripts/writes.sh loadgen/scripts/import.sh
 check "hadolint deploy/docker/Dockerfile" hadolint_dockerfile
 
 log ""

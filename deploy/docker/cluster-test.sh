@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Three recd-node containers (the image of build.sh, configs/prod.yaml as in Kubernetes)
-# on a private Docker network, under load through recd-0:
+# on a private Docker network, their feature store a Redis container (build-redis.sh),
+# under load through recd-0:
 #   1. they form the cluster (and stop dialling), answer /recommend with full coverage
 #   2. `docker kill recd-2`: ≤ 0.1 % failed requests, traffic moved within 2 s
 #   3. `docker start recd-2`: it rejoins and serves its shards again
@@ -8,15 +9,20 @@
 #      heartbeat timeout plus the disconnect command and polling), ≤ 0.1 %
 #      failed; `docker network connect`: it heals (sessions to the silent peer are
 #      closed and re-dialled)
+#   5. a click through recd-0 is gone from recd-1's answer within 1 s (replicas share Redis)
+#   6. `docker kill` of Redis: answers keep coming (the features rung flagged), writes
+#      answer 503; `docker start`: writes work again and the click is still there (AOF)
 # Prints each figure; exits non-zero when a bound is missed. Usage: cluster-test.sh
 # Env: IMAGE (default recd-node:0.1.0).
 set -euo pipefail
 cd "$(dirname "$0")"
 IMAGE=${IMAGE:-recd-node:0.1.0}
+REDIS_IMAGE=${REDIS_IMAGE:-recd-redis:7.0}
 NET=recd-test-$$
 WORK=$(mktemp -d)
 cleanup() {
   for i in 0 1 2; do docker rm -f "$NET-recd-$i" >/dev/null 2>&1 || true; done
+  docker rm -f "$NET-redis" >/dev/null 2>&1 || true
   docker network rm "$NET" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -24,6 +30,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for i in 0 1 2; do docker logs --tail 20 "$NET-recd-$i" 2>&1 | sed "s/^/recd-$i: /" >&2 || true; done; exit 1; }
 
 docker network create "$NET" >/dev/null
+docker run -d --name "$NET-redis" --network "$NET" --network-alias redis "$REDIS_IMAGE" >/dev/null
 start() {
   docker run -d --name "$NET-recd-$1" --network "$NET" --network-alias "recd-$1" \
     --hostname "recd-$1" \
@@ -31,6 +38,7 @@ start() {
     -e RECD__CLUSTER__COOKIE=container-test-cookie \
     -e "RECD__CLUSTER__SEEDS=[recd-0:7700, recd-1:7700]" \
     -e RECD__DATA__ITEMS=5000 -e TOKIO_WORKER_THREADS=2 \
+    -e RECD__FEATURES__STORE__BACKEND=redis -e RECD__FEATURES__STORE__REDIS__URL=redis://redis:6379 \
     "$IMAGE" >/dev/null
 }
 ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NET-recd-$1"; }
@@ -76,6 +84,25 @@ after=$(opened)
 [ "$before" = "$after" ] || fail "sessions keep being opened in a formed cluster ($before then $after)"
 echo "ok: no re-dialling once formed ($after sessions opened in all)"
 
+# answers of USER through node N, as item ids (one per line)
+answer() {
+  curl -s -m 2 -H 'content-type: application/json' -d "{\"user_id\":\"$2\",\"topk\":50}" \
+    "http://$(ip_of "$1"):8080/recommend" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print("\n".join(str(i["id"]) for i in r["items"]))'
+}
+click() { # NODE USER ITEM EVENT_ID: prints the status
+  curl -s -o /dev/null -m 3 -w '%{http_code}' -H 'content-type: application/json' \
+    -d "{\"events\":[{\"event_id\":\"$4\",\"user_id\":\"$2\",\"item_id\":$3,\"type\":\"click\"}]}" \
+    "http://$(ip_of "$1"):8080/v1/events"
+}
+gone() { ! answer "$1" "$2" | grep -qx "$3"; }
+item=$(answer 1 ctest | head -1)
+[ -n "$item" ] || fail "no answer for ctest through recd-1"
+t_click=$(date +%s.%N)
+[ "$(click 0 ctest "$item" c1)" = 200 ] || fail "the click through recd-0 was not acknowledged"
+wait_for 1 gone 1 ctest "$item" || fail "the click through recd-0 was not visible through recd-1 within 1 s"
+echo "ok: a click through recd-0 was gone from recd-1's answer after $(python3 -c "import time; print(f'{time.time() - $t_click:.3f}')")s"
+
 python3 drive.py "http://$(ip_of 0):8080" 30 "$WORK/load.log" 4 &
 LOAD=$!
 sleep 2
@@ -113,4 +140,27 @@ echo "docker network connect recd-1: healed after $(python3 -c "import time; pri
 kill "$LOAD" 2>/dev/null || true
 wait "$LOAD" 2>/dev/null || true
 read -r total failed _ < <(tally 0)
+
+# the store goes away: answers keep coming, flagged; writes are refused; it comes back
+docker kill "$NET-redis" >/dev/null
+flagged() {
+  curl -s -m 2 -H 'content-type: application/json' -d '{"user_id":"u4242","topk":10}' \
+    "http://$(ip_of 0):8080/recommend" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if "features" in r["degraded"] else 1)'
+}
+wait_for 10 flagged || fail "with Redis down, answers were not flagged degraded: features"
+code=$(click 0 u4242 1 c2)
+[ "${code:0:1}" = 5 ] || fail "with Redis down, a write answered $code"
+echo "docker kill redis: answers flagged degraded [features], writes answered $code"
+docker start "$NET-redis" >/dev/null
+t_back=$(date +%s.%N)
+acked() { [ "$(click 0 u4242 2 c3)" = 200 ]; }
+wait_for 30 acked || fail "writes did not recover after Redis came back"
+# read from the store itself (a zero-age lookup skips the cache)
+stored() {
+  curl -s -m 2 "http://$(ip_of 1):8080/v1/users/ctest" |
+    python3 -c "import json,sys; sys.exit(0 if $item in json.load(sys.stdin)['recent_items'] else 1)"
+}
+wait_for 10 stored || fail "the click acknowledged before Redis was killed is lost: $(curl -s -m 2 "http://$(ip_of 1):8080/v1/users/ctest")"
+echo "docker start redis: writes back after $(python3 -c "import time; print(f'{time.time() - $t_back:.2f}')")s; the earlier click is still there"
 echo "ok: container cluster test passed ($total requests in all, $failed failed)"
