@@ -95,8 +95,13 @@ click() { # NODE USER ITEM EVENT_ID: prints the status
     -d "{\"events\":[{\"event_id\":\"$4\",\"user_id\":\"$2\",\"item_id\":$3,\"type\":\"click\"}]}" \
     "http://$(ip_of "$1"):8080/v1/events"
 }
-gone() { ! answer "$1" "$2" | grep -qx "$3"; }
-item=$(answer 1 ctest | head -1)
+# ITEM is not in USER's answer through node N (a failed answer is not "gone")
+gone() {
+  local ids
+  ids=$(answer "$1" "$2") || return 1
+  ! grep -qx "$3" <<<"$ids"
+}
+item=$(answer 1 ctest | awk 'NR == 1')
 [ -n "$item" ] || fail "no answer for ctest through recd-1"
 t_click=$(date +%s.%N)
 [ "$(click 0 ctest "$item" c1)" = 200 ] || fail "the click through recd-0 was not acknowledged"
