@@ -54,6 +54,11 @@ impl ItemsView<'_> {
         (self.base.row(id)).map(|r| (self.base.item(r), self.base.item_feat(r)))
     }
 
+    /// True while no item has been written since start: nothing has stopped being live.
+    pub fn unchanged(&self) -> bool {
+        self.overlay.is_empty()
+    }
+
     /// Whether `id` is a live item.
     pub fn is_live(&self, id: u64) -> bool {
         self.get(id).is_some()

@@ -425,7 +425,8 @@ fn ann_order_scores(ctx: &PipelineCtx, work: &[Work], candidates: &[Vec<u64>]) -
 /// Removes the items no longer live from a candidate list and its scores.
 fn drop_deleted(items: &Items, ids: &mut Vec<u64>, scores: &mut Vec<f32>) {
     let view = items.view();
-    if ids.iter().all(|&id| view.is_live(id)) {
+    // candidates were live when merged: only an item write since can have changed that
+    if view.unchanged() || ids.iter().all(|&id| view.is_live(id)) {
         return;
     }
     let (kept_ids, kept_scores) = (ids.iter().zip(scores.iter()))

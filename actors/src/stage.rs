@@ -163,8 +163,11 @@ pub fn is_transient(e: &RecdError) -> bool {
 /// refused before anything was queued (a full write queue, or the shard is not held or
 /// not live there). A timeout or a closed channel may have committed.
 pub fn retry_write_on(e: &RecdError) -> bool {
-    e.code == ErrorCode::Overloaded || e.message.contains("is not held or not live here")
+    e.code == ErrorCode::Overloaded || e.message.ends_with(NOT_HERE)
 }
+
+/// How a refusal of a call for a shard this node does not hold (or not live) ends.
+pub const NOT_HERE: &str = "is not held or not live here";
 
 /// One replica's way to run a [`Call`]: this node's actors or a peer's endpoint.
 pub trait Stage: Send + Sync {

@@ -272,9 +272,7 @@ impl Actor for FeatureShard {
                 for u in &users {
                     state.cache.remove(u);
                 }
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now_ms = recd_runtime::clock::unix_time().as_millis() as u64;
                 let visible = now_ms.saturating_sub(committed_ms) as f64 / 1000.0;
                 state
                     .args

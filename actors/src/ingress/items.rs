@@ -5,8 +5,8 @@
 //! then applied to the owning index shard (`id % shards`) so searches find it. Answered
 //! only after all three; a shard that did not take it is a 503 to retry (idempotent).
 
-use super::body::read_json;
 use super::state::{IngressState, Refusal};
+use super::writes::{body, writer};
 use crate::features::fold::normalise;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
@@ -15,13 +15,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Body of `PUT /v1/items/{id}`.
 #[derive(Debug, Deserialize)]
@@ -63,25 +60,13 @@ fn row(body: ItemBody) -> Result<ItemRow, RecdError> {
 
 /// Store, overlay, index shard — in that order, one item write at a time.
 async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), RecdError> {
-    let serving = st
-        .serving
-        .get()
-        .ok_or_else(|| RecdError::unavailable("not ready: loading shards"))?;
-    if st.draining.load(Ordering::Relaxed) {
-        return Err(RecdError::unavailable("shutting down"));
-    }
-    let (Some(router), true) = (&serving.router, serving.takes_requests) else {
-        return Err(RecdError::unavailable(
-            "this node does not run the ingress role",
-        ));
-    };
+    let (serving, router) = writer(st)?;
     let Some(store) = &serving.item_store else {
         return Err(RecdError::new(
             ErrorCode::NotImplemented,
             "item writes need a single node with the embedded store (a cluster's item log is not built yet)",
         ));
     };
-    let timeout = Duration::from_millis(st.store.write_timeout_ms);
     let _one = st.item_writes.lock().await;
     // a delete of a deleted item is applied again (a retry after an index shard that
     // did not take it); one of an item never known is 404
@@ -105,11 +90,7 @@ async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), R
         shard,
         changes: Arc::new(vec![(id, row)]),
     };
-    let priority = Priority {
-        deadline: recd_runtime::clock::now() + timeout,
-        lane: 0,
-    };
-    match router.call(call, priority, timeout).await {
+    match (router.call(call, st.write_priority(), st.write_timeout())).await {
         Ok(Answer::Applied(1)) => Ok(()),
         Ok(_) => Err(RecdError::new(
             ErrorCode::Internal,
@@ -140,13 +121,7 @@ pub(super) async fn put_item(
 ) -> Response {
     let r = async {
         let id = item_id(&id)?;
-        let timeout = Duration::from_millis(st.store.write_timeout_ms);
-        let body: ItemBody =
-            tokio::time::timeout(timeout, read_json(&headers, b, st.store.max_body_bytes))
-                .await
-                .map_err(|_| {
-                    RecdError::deadline("write timeout spent reading the request body")
-                })??;
+        let body: ItemBody = body(&st, &headers, b).await?;
         apply(&st, id, Some(row(body)?)).await?;
         Ok(Json(json!({"item_id": id, "stored": true})).into_response())
     }

@@ -92,15 +92,7 @@ async fn read_request(
     body: Body,
 ) -> Result<RecommendRequest, RecdError> {
     let req: RecommendRequest = read_json(headers, body, st.config.max_body_bytes).await?;
-    let max_len = st.config.max_user_id_len;
-    if req.user_id.is_empty() || req.user_id.len() > max_len {
-        return Err(RecdError::bad_request(format!(
-            "user_id must be 1..={max_len} bytes"
-        )));
-    }
-    if req.user_id.chars().any(char::is_control) {
-        return Err(RecdError::bad_request("user_id must be printable"));
-    }
+    st.check_user_id(&req.user_id)?;
     if req.topk == 0 || req.topk > st.config.max_topk {
         return Err(RecdError::bad_request(format!(
             "topk must be in 1..={}",

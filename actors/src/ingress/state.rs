@@ -133,6 +133,34 @@ impl IngressState {
         }
     }
 
+    /// Why `id` is refused as a user id, if it is: empty, longer than
+    /// `ingress.max_user_id_len`, or not printable (every route that names a user).
+    pub(super) fn check_user_id(&self, id: &str) -> Result<(), RecdError> {
+        let max = self.config.max_user_id_len;
+        if id.is_empty() || id.len() > max {
+            return Err(RecdError::bad_request(format!(
+                "user_id must be 1..={max} bytes"
+            )));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(RecdError::bad_request("user_id must be printable"));
+        }
+        Ok(())
+    }
+
+    /// How long a write may take (`features.store.write_timeout_ms`).
+    pub(super) fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.store.write_timeout_ms)
+    }
+
+    /// The priority of a write's stage call: the top lane, due at the write timeout.
+    pub(super) fn write_priority(&self) -> recd_runtime::compute::Priority {
+        recd_runtime::compute::Priority {
+            deadline: recd_runtime::clock::now() + self.write_timeout(),
+            lane: 0,
+        }
+    }
+
     pub(super) fn request_id(&self) -> String {
         format!(
             "{:08x}-{:010x}",

@@ -7,24 +7,22 @@
 //! whole batch is safe, event ids are applied once.
 
 use super::body::read_json;
-use super::state::{IngressState, Refusal};
+use super::state::{IngressState, Refusal, Serving};
 use crate::features::shard_of;
-use crate::items::Items;
 use crate::remote::router::Router;
 use crate::stage::{Answer, Call};
-use crate::types::{check_id, EventKind, WriteOp, WriteOutcome};
+use crate::types::{EventKind, WriteOp, WriteOutcome};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Latest an event's `ts` may be ahead of this node's clock.
 const MAX_FUTURE_SECS: u64 = 86_400;
@@ -66,46 +64,29 @@ struct UserBody {
     recent_items: Vec<u64>,
 }
 
-/// The router writes go through and the catalogue's size, once the node serves writes.
-fn writer(st: &IngressState) -> Result<(&Arc<Router>, &Items), RecdError> {
+/// What a write needs once the node serves writes: the serving state and the router.
+pub(super) fn writer(st: &IngressState) -> Result<(&Serving, &Arc<Router>), RecdError> {
     let serving =
         (st.serving.get()).ok_or_else(|| RecdError::unavailable("not ready: loading shards"))?;
     if st.draining.load(Ordering::Relaxed) {
         return Err(RecdError::unavailable("shutting down"));
     }
     match &serving.router {
-        Some(r) if serving.takes_requests => Ok((r, &serving.items)),
+        Some(r) if serving.takes_requests => Ok((serving, r)),
         _ => Err(RecdError::unavailable(
             "this node does not run the ingress role",
         )),
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn check_user(st: &IngressState, id: &str) -> Result<(), RecdError> {
-    let max = st.config.max_user_id_len;
-    if id.len() > max {
-        return Err(RecdError::bad_request(format!(
-            "user_id must be 1..={max} bytes"
-        )));
-    }
-    check_id("user_id", id).map_err(RecdError::bad_request)
-}
-
 /// Reads a write body within the write timeout.
-async fn body<T: serde::de::DeserializeOwned>(
+pub(super) async fn body<T: serde::de::DeserializeOwned>(
     st: &IngressState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, RecdError> {
-    let sc = &st.store;
-    let timeout = Duration::from_millis(sc.write_timeout_ms);
-    tokio::time::timeout(timeout, read_json(headers, body, sc.max_body_bytes))
+    let limit = st.store.max_body_bytes;
+    tokio::time::timeout(st.write_timeout(), read_json(headers, body, limit))
         .await
         .map_err(|_| RecdError::deadline("write timeout spent reading the request body"))?
 }
@@ -121,11 +102,7 @@ async fn write(
     for (i, op) in ops.iter().enumerate() {
         by_shard[shard_of(op.user(), shards)].push(i);
     }
-    let timeout = Duration::from_millis(st.store.write_timeout_ms);
-    let priority = Priority {
-        deadline: recd_runtime::clock::now() + timeout,
-        lane: 0,
-    };
+    let (timeout, priority) = (st.write_timeout(), st.write_priority());
     let calls = by_shard
         .iter()
         .enumerate()
@@ -195,7 +172,7 @@ pub(super) async fn events(
 ) -> Response {
     reply(
         async {
-            let (router, items) = writer(&st)?;
+            let (serving, router) = writer(&st)?;
             let parsed: EventsBody = body(&st, &headers, b).await?;
             let max = st.store.max_events_per_call;
             if parsed.events.is_empty() || parsed.events.len() > max {
@@ -203,11 +180,11 @@ pub(super) async fn events(
                     "events: 1..={max} per call"
                 )));
             }
-            let now = now_secs();
+            let now = recd_runtime::clock::unix_time().as_secs();
             let mut ops = Vec::with_capacity(parsed.events.len());
             for (i, e) in parsed.events.into_iter().enumerate() {
                 let at = |m: String| RecdError::bad_request(format!("events[{i}]: {m}"));
-                check_user(&st, &e.user_id).map_err(|e| at(e.message))?;
+                st.check_user_id(&e.user_id).map_err(|e| at(e.message))?;
                 let kind = EventKind::parse(&e.kind).ok_or_else(|| {
                     let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
                     at(format!(
@@ -228,7 +205,7 @@ pub(super) async fn events(
                     weight: e.weight,
                     ts,
                 };
-                op.check(&|id| items.is_live(id), st.store.recent_items)
+                op.check(&|id| serving.items.is_live(id), st.store.recent_items)
                     .map_err(at)?;
                 ops.push(op);
             }
@@ -256,8 +233,8 @@ pub(super) async fn put_user(
 ) -> Response {
     reply(
         async {
-            let (router, items) = writer(&st)?;
-            check_user(&st, &id)?;
+            let (serving, router) = writer(&st)?;
+            st.check_user_id(&id)?;
             let u: UserBody = body(&st, &headers, b).await?;
             let feats = u
                 .features
@@ -268,7 +245,7 @@ pub(super) async fn put_user(
                 feats,
                 recent: u.recent_items,
             };
-            op.check(&|id| items.is_live(id), st.store.recent_items)
+            op.check(&|id| serving.items.is_live(id), st.store.recent_items)
                 .map_err(RecdError::bad_request)?;
             write(&st, router, vec![op]).await?;
             Ok(Json(json!({"user_id": id, "stored": true})).into_response())
@@ -284,8 +261,8 @@ pub(super) async fn delete_user(
 ) -> Response {
     reply(
         async {
-            let (router, _) = writer(&st)?;
-            check_user(&st, &id)?;
+            let (_, router) = writer(&st)?;
+            st.check_user_id(&id)?;
             let op = WriteOp::Delete {
                 user: Arc::from(id.as_str()),
             };
@@ -308,14 +285,10 @@ pub(super) async fn get_user(
 ) -> Response {
     reply(
         async {
-            let (router, _) = writer(&st)?;
-            check_user(&st, &id)?;
+            let (_, router) = writer(&st)?;
+            st.check_user_id(&id)?;
             let shard = shard_of(&id, router.shards().features);
-            let timeout = Duration::from_millis(st.store.write_timeout_ms);
-            let priority = Priority {
-                deadline: recd_runtime::clock::now() + timeout,
-                lane: 0,
-            };
+            let (timeout, priority) = (st.write_timeout(), st.write_priority());
             // a zero maximum age skips the cache: the store's truth
             let call = Call::Lookup {
                 shard,

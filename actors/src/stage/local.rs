@@ -186,7 +186,7 @@ impl Stage for LocalStages {
 }
 
 fn not_here(what: &str, s: usize) -> RecdError {
-    RecdError::unavailable(format!("{what} {s} is not held or not live here"))
+    RecdError::unavailable(format!("{what} {s} {}", super::NOT_HERE))
 }
 
 /// The reply of a local actor call, or why there is none.

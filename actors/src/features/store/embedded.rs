@@ -18,7 +18,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const EVENTS: TableDefinition<&str, u64> = TableDefinition::new("events");
@@ -153,12 +153,6 @@ impl Drop for Embedded {
     }
 }
 
-fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 /// The writer loop: a group of jobs per transaction, one fsync per group.
 fn writer(db: &Database, rx: &Receiver<Job>, settings: &WriterSettings) {
     while let Ok(first) = rx.recv() {
@@ -206,7 +200,7 @@ fn commit(
     group: &[Job],
     settings: &WriterSettings,
 ) -> anyhow::Result<Vec<Result<Committed, RecdError>>> {
-    let now = now();
+    let now = recd_runtime::clock::unix_time();
     let now_ms = now.as_millis() as u64;
     let txn = db.begin_write()?;
     let mut results = Vec::with_capacity(group.len());

@@ -25,7 +25,7 @@ use recd_runtime::RecdError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -112,9 +112,7 @@ impl Keys {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    recd_runtime::clock::unix_time().as_millis() as u64
 }
 
 impl Shared {
@@ -217,9 +215,7 @@ async fn check_fsync(con: &mut ConnectionManager) -> anyhow::Result<()> {
 }
 
 fn rand_u64() -> u64 {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let t = recd_runtime::clock::unix_time().as_nanos() as u64;
     recd_runtime::hash::SplitMix64::new(t ^ u64::from(std::process::id()) << 32).next_u64()
 }
 
@@ -453,13 +449,20 @@ async fn listen(
                     tell(Change::All);
                     let mut messages = ps.on_message();
                     while let Some(msg) = messages.next().await {
-                        let payload: String = msg.get_payload().unwrap_or_default();
-                        let mut lines = payload.split('\n');
-                        if lines.next() == Some(origin.as_str()) {
-                            continue;
+                        let payload: Option<String> = msg.get_payload().ok();
+                        let mut lines = payload.as_deref().unwrap_or("").split('\n');
+                        let (from, at) = (lines.next(), lines.next().map(str::parse::<u64>));
+                        match (from, at) {
+                            (Some(o), _) if o == origin => {}
+                            (_, Some(Ok(at))) => {
+                                tell(Change::Users(lines.map(Arc::from).collect(), at))
+                            }
+                            // who changed is unknown: nothing cached can be trusted
+                            _ => {
+                                tracing::warn!("unreadable change message: caches dropped");
+                                tell(Change::All);
+                            }
                         }
-                        let at = lines.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-                        tell(Change::Users(lines.map(Arc::from).collect(), at));
                     }
                 }
             }
