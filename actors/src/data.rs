@@ -2,8 +2,10 @@
 //! centres and the MLP weights as little-endian f32 files, described by `meta.json`.
 //!
 //! The format is the contract: files written by `recd-node gen-data` and by the
-//! workload's `gen_data.py` load the same way. Sizes are checked against `meta.json`
-//! and every file's sha256 is verified, so a truncated or swapped file is an error at
+//! workload's `gen_data.py` load the same way. The sizes — embedding dimensions and
+//! feature counts, the [`Schema`] every stage checks its inputs against — come from
+//! `meta.json` (within [`Schema::check`]'s bounds); each file's length is checked
+//! against them and its sha256 verified, so a truncated or swapped file is an error at
 //! start, not wrong answers later.
 
 use anyhow::{bail, ensure, Context};
@@ -12,23 +14,64 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Embedding dimensions of users and items.
-pub const DIM: usize = 64;
-/// Dense features per user and per item.
-pub const FEAT_DIM: usize = 16;
-/// Mixture centres users derive from.
+/// Mixture centres users derive from when `meta.json` does not say.
 pub const N_CENTERS: usize = 1000;
-/// Ranker input width: user⊙item (64) + user feats (16) + item feats (16).
-pub const MLP_IN: usize = DIM + 2 * FEAT_DIM;
-/// First hidden layer width.
+/// First hidden layer width of the native MLP format.
 pub const H1: usize = 128;
-/// Second hidden layer width.
+/// Second hidden layer width of the native MLP format.
 pub const H2: usize = 64;
-/// Floats in `mlp.f32`.
-pub const MLP_LEN: usize = MLP_IN * H1 + H1 + H1 * H2 + H2 + H2 + 1;
 
-/// The catalogue files of a data folder.
+/// The catalogue files of a data folder (`centers.f32` is optional: without it there
+/// are no derived demo users).
 pub const FILES: [&str; 4] = ["items.f32", "item_feats.f32", "centers.f32", "mlp.f32"];
+
+/// The shape of the data: what every profile, item, query and ranker input is sized by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// Embedding dimensions of users and items.
+    pub dim: usize,
+    /// Dense features per user and per item.
+    pub feat_dim: usize,
+}
+
+impl Schema {
+    /// The reference workload's sizes (docs/workload.md): 64-d, 16 features.
+    pub const WORKLOAD: Schema = Schema {
+        dim: 64,
+        feat_dim: 16,
+    };
+    /// Largest embedding accepted.
+    pub const MAX_DIM: usize = 4096;
+    /// Most dense features accepted.
+    pub const MAX_FEAT_DIM: usize = 1024;
+
+    /// Why these sizes are refused, if they are: 2..=4096 dimensions, 0..=1024 features.
+    pub fn check(self) -> anyhow::Result<Self> {
+        ensure!(
+            (2..=Self::MAX_DIM).contains(&self.dim),
+            "dim {} is outside 2..={}",
+            self.dim,
+            Self::MAX_DIM
+        );
+        ensure!(
+            self.feat_dim <= Self::MAX_FEAT_DIM,
+            "feat_dim {} is above {}",
+            self.feat_dim,
+            Self::MAX_FEAT_DIM
+        );
+        Ok(self)
+    }
+
+    /// Ranker input width: user⊙item (dim) + user features + item features.
+    pub fn mlp_in(self) -> usize {
+        self.dim + 2 * self.feat_dim
+    }
+
+    /// Floats in `mlp.f32` for this schema.
+    pub fn mlp_len(self) -> usize {
+        self.mlp_in() * H1 + H1 + H1 * H2 + H2 + H2 + 1
+    }
+}
 
 /// The optional file of stable item ids: N little-endian u64, row order (row numbers
 /// when absent).
@@ -42,12 +85,19 @@ pub const MAX_ITEM_ID: u64 = (1 << 53) - 1;
 pub struct Meta {
     /// Number of items (rows of items.f32).
     pub n_items: usize,
-    /// Embedding dimensions (must be 64).
+    /// Embedding dimensions (2..=4096).
     pub dim: usize,
-    /// Feature dimensions (must be 16).
+    /// Feature dimensions (0..=1024).
     pub feat_dim: usize,
+    /// Rows of `centers.f32` (1000 when absent).
+    #[serde(default = "default_centers")]
+    pub n_centers: usize,
     /// sha256 of each file, hex.
     pub sha256: BTreeMap<String, String>,
+}
+
+fn default_centers() -> usize {
+    N_CENTERS
 }
 
 /// Item ids by row, and rows by id.
@@ -57,11 +107,13 @@ type Ids = (Vec<u64>, HashMap<u64, u32>);
 pub struct Catalogue {
     /// Parsed `meta.json`.
     pub meta: Meta,
-    /// N × 64, row-major, L2-normalised.
+    /// Its sizes, checked.
+    pub schema: Schema,
+    /// N × dim, row-major, L2-normalised.
     pub items: Vec<f32>,
-    /// N × 16, row-major.
+    /// N × feat_dim, row-major.
     pub item_feats: Vec<f32>,
-    /// 1000 × 64 mixture centres.
+    /// n_centers × dim mixture centres (empty without `centers.f32`).
     pub centers: Vec<f32>,
     /// The MLP weights in file order.
     pub mlp: Vec<f32>,
@@ -83,17 +135,18 @@ impl Catalogue {
                 .with_context(|| format!("reading {}", meta_path.display()))?,
         )
         .with_context(|| format!("parsing {}", meta_path.display()))?;
-        ensure!(
-            meta.dim == DIM,
-            "meta.json: dim {} but recd serves {DIM}",
-            meta.dim
-        );
-        ensure!(
-            meta.feat_dim == FEAT_DIM,
-            "meta.json: feat_dim {} but recd serves {FEAT_DIM}",
-            meta.feat_dim
-        );
+        let schema = Schema {
+            dim: meta.dim,
+            feat_dim: meta.feat_dim,
+        }
+        .check()
+        .context("meta.json")?;
         ensure!(meta.n_items > 0, "meta.json: n_items is 0");
+        ensure!(
+            (1..=1_000_000).contains(&meta.n_centers),
+            "meta.json: n_centers {} is outside 1..=1000000",
+            meta.n_centers
+        );
         let read = |name: &str, expect: usize| -> anyhow::Result<Vec<f32>> {
             let bytes = checked_file(dir, name, &meta, expect, "f32")?;
             Ok(bytes
@@ -101,22 +154,21 @@ impl Catalogue {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect())
         };
-        let n = meta.n_items;
-        let items = read("items.f32", n * DIM)?;
-        let item_feats = read("item_feats.f32", n * FEAT_DIM)?;
-        let centers = read("centers.f32", N_CENTERS * DIM)?;
-        let mlp = read("mlp.f32", MLP_LEN)?;
-        if items
-            .iter()
-            .chain(&item_feats)
-            .chain(&mlp)
-            .any(|v| !v.is_finite())
-        {
+        let (n, dim) = (meta.n_items, schema.dim);
+        let items = read("items.f32", n * dim)?;
+        let item_feats = read("item_feats.f32", n * schema.feat_dim)?;
+        let centers = match dir.join("centers.f32").is_file() {
+            true => read("centers.f32", meta.n_centers * dim)?,
+            false => Vec::new(),
+        };
+        let mlp = read("mlp.f32", schema.mlp_len())?;
+        if (items.iter().chain(&item_feats).chain(&centers).chain(&mlp)).any(|v| !v.is_finite()) {
             bail!("catalogue holds a non-finite value");
         }
         let ids = read_ids(dir, n, &meta)?;
         Ok(Self {
             meta,
+            schema,
             items,
             item_feats,
             centers,
@@ -155,14 +207,16 @@ impl Catalogue {
         self.meta.n_items == 0
     }
 
-    /// Embedding of item `id`.
-    pub fn item(&self, id: usize) -> &[f32] {
-        &self.items[id * DIM..(id + 1) * DIM]
+    /// Embedding of the item in row `row`.
+    pub fn item(&self, row: usize) -> &[f32] {
+        let d = self.schema.dim;
+        &self.items[row * d..(row + 1) * d]
     }
 
-    /// Dense features of item `id`.
-    pub fn item_feat(&self, id: usize) -> &[f32] {
-        &self.item_feats[id * FEAT_DIM..(id + 1) * FEAT_DIM]
+    /// Dense features of the item in row `row`.
+    pub fn item_feat(&self, row: usize) -> &[f32] {
+        let f = self.schema.feat_dim;
+        &self.item_feats[row * f..(row + 1) * f]
     }
 
     /// A short fingerprint of the item vectors and ids (for snapshot validity).

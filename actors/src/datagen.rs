@@ -5,7 +5,7 @@
 //! around a uniformly chosen centre with σ = 0.1 noise and normalised, standard-normal
 //! item features. Output is byte-identical for a seed.
 
-use crate::data::{hex, DIM, FEAT_DIM, H1, H2, MLP_IN, N_CENTERS};
+use crate::data::{hex, Schema, H1, H2, N_CENTERS};
 use crate::features::profile::SplitMix64;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -57,14 +57,27 @@ fn write_f32s(
     out.write_all(&buf)
 }
 
-/// Writes `n_items` items and the rest of the catalogue to `dir`, calling `progress`
-/// with the number of items written so far.
+/// Writes `n_items` items and the rest of a workload-sized catalogue to `dir`, calling
+/// `progress` with the number of items written so far.
 pub fn generate(
     dir: &Path,
     n_items: usize,
     seed: u64,
+    progress: impl FnMut(usize),
+) -> anyhow::Result<()> {
+    generate_with(dir, n_items, seed, Schema::WORKLOAD, progress)
+}
+
+/// [`generate`] for any sizes within [`Schema::check`]'s bounds.
+pub fn generate_with(
+    dir: &Path,
+    n_items: usize,
+    seed: u64,
+    schema: Schema,
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<()> {
+    let Schema { dim, feat_dim } = schema.check()?;
+    let mlp_in = schema.mlp_in();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut rng = Normal {
         rng: SplitMix64::new(seed),
@@ -81,8 +94,8 @@ pub fn generate(
         ))
     };
 
-    let mut centers = vec![0f64; N_CENTERS * DIM];
-    for c in centers.chunks_exact_mut(DIM) {
+    let mut centers = vec![0f64; N_CENTERS * dim];
+    for c in centers.chunks_exact_mut(dim) {
         c.iter_mut().for_each(|x| *x = rng.next());
         normalise(c);
     }
@@ -95,7 +108,7 @@ pub fn generate(
     let mut h = Sha256::new();
     let mut f = create("mlp.f32")?;
     let layers = [
-        (MLP_IN * H1, (2.0 / MLP_IN as f64).sqrt()),
+        (mlp_in * H1, (2.0 / mlp_in as f64).sqrt()),
         (H1, 0.01),
         (H1 * H2, (2.0 / H1 as f64).sqrt()),
         (H2, 0.01),
@@ -111,20 +124,20 @@ pub fn generate(
 
     let (mut hi, mut hf) = (Sha256::new(), Sha256::new());
     let (mut fi, mut ff) = (create("items.f32")?, create("item_feats.f32")?);
-    let mut row = [0f64; DIM];
+    let mut row = vec![0f64; dim];
     let mut done = 0;
     while done < n_items {
         let m = CHUNK.min(n_items - done);
-        let mut items = Vec::with_capacity(m * DIM);
-        let mut feats = Vec::with_capacity(m * FEAT_DIM);
+        let mut items = Vec::with_capacity(m * dim);
+        let mut feats = Vec::with_capacity(m * feat_dim);
         for _ in 0..m {
             let c = (rng.rng.next_u64() % N_CENTERS as u64) as usize;
             for (j, x) in row.iter_mut().enumerate() {
-                *x = centers[c * DIM + j] + ITEM_NOISE * rng.next();
+                *x = centers[c * dim + j] + ITEM_NOISE * rng.next();
             }
             normalise(&mut row);
             items.extend_from_slice(&row);
-            feats.extend((0..FEAT_DIM).map(|_| rng.next()));
+            feats.extend((0..feat_dim).map(|_| rng.next()));
         }
         write_f32s(&mut fi, &mut hi, items.into_iter())?;
         write_f32s(&mut ff, &mut hf, feats.into_iter())?;
@@ -140,10 +153,13 @@ pub fn generate(
         std::fs::rename(tmp(name), dir.join(name))?;
     }
     let meta = serde_json::json!({
-        "n_items": n_items, "dim": DIM, "feat_dim": FEAT_DIM, "n_centers": N_CENTERS,
+        "n_items": n_items, "dim": dim, "feat_dim": feat_dim, "n_centers": N_CENTERS,
         "seed": seed, "item_noise_std": ITEM_NOISE, "user_noise_halfwidth": 0.15,
         "dtype": "float32-le", "layout": "row-major",
-        "mlp_layout": ["W1[96,128]", "b1[128]", "W2[128,64]", "b2[64]", "W3[64,1]", "b3[1]"],
+        "mlp_layout": [
+            format!("W1[{mlp_in},{H1}]"), format!("b1[{H1}]"), format!("W2[{H1},{H2}]"),
+            format!("b2[{H2}]"), format!("W3[{H2},1]"), "b3[1]".to_owned(),
+        ],
         "generator": "recd-node gen-data",
         "sha256": sums,
     });

@@ -10,7 +10,7 @@
 //! Readers take one read guard per batch ([`Items::view`]); with no overlay (the usual
 //! case) a lookup is the catalogue's own slice.
 
-use crate::data::{Catalogue, DIM, FEAT_DIM};
+use crate::data::{Catalogue, Schema};
 use anyhow::ensure;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::HashMap;
@@ -24,10 +24,10 @@ pub use crate::data::MAX_ITEM_ID;
 /// An item written through the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {
-    /// L2-normalised embedding.
-    pub emb: [f32; DIM],
-    /// Dense features.
-    pub feats: [f32; FEAT_DIM],
+    /// L2-normalised embedding (`schema.dim` floats).
+    pub emb: Vec<f32>,
+    /// Dense features (`schema.feat_dim` floats).
+    pub feats: Vec<f32>,
 }
 
 /// The catalogue and its changes.
@@ -72,6 +72,11 @@ impl Items {
             base,
             overlay: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The catalogue's sizes (every written item has them).
+    pub fn schema(&self) -> Schema {
+        self.base.schema
     }
 
     /// A read view (hold it for one batch, not across awaits).
@@ -135,15 +140,18 @@ impl ItemStore {
         Ok(())
     }
 
-    /// Every change, in id order. Blocking.
-    pub fn all(&self) -> anyhow::Result<Vec<(u64, Option<ItemRow>)>> {
+    /// Every change, in id order, checked against `schema` (a store written for other
+    /// sizes is an error). Blocking.
+    pub fn all(&self, schema: Schema) -> anyhow::Result<Vec<(u64, Option<ItemRow>)>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ITEMS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
             let bytes = v.value();
-            let row = (!bytes.is_empty()).then(|| decode(bytes)).transpose()?;
+            let row = (!bytes.is_empty())
+                .then(|| decode(bytes, schema))
+                .transpose()?;
             out.push((k.value(), row));
         }
         Ok(out)
@@ -158,18 +166,20 @@ fn encode(row: &ItemRow) -> Vec<u8> {
         .collect()
 }
 
-fn decode(bytes: &[u8]) -> anyhow::Result<ItemRow> {
+fn decode(bytes: &[u8], schema: Schema) -> anyhow::Result<ItemRow> {
     ensure!(
-        bytes.len() == 4 * (DIM + FEAT_DIM),
-        "stored item of {} bytes",
-        bytes.len()
+        bytes.len() == 4 * (schema.dim + schema.feat_dim),
+        "stored item of {} bytes, not {}-d with {} features",
+        bytes.len(),
+        schema.dim,
+        schema.feat_dim
     );
     let mut floats = bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let mut row = ItemRow {
-        emb: [0.0; DIM],
-        feats: [0.0; FEAT_DIM],
+        emb: vec![0.0; schema.dim],
+        feats: vec![0.0; schema.feat_dim],
     };
     for x in row.emb.iter_mut().chain(row.feats.iter_mut()) {
         *x = floats.next().unwrap_or(f32::NAN);
@@ -188,8 +198,8 @@ mod tests {
         let items = Items::new(Arc::new(cat));
         assert!(items.is_live(99) && !items.is_live(100));
         let row = ItemRow {
-            emb: [0.125; DIM],
-            feats: [1.0; FEAT_DIM],
+            emb: vec![0.125; 64],
+            feats: vec![1.0; 16],
         };
         items.set(5000, Some(Arc::new(row.clone())));
         items.set(7, None);
@@ -206,7 +216,17 @@ mod tests {
             store.put(5000, Some(&row)).unwrap();
             store.put(7, None).unwrap();
         }
-        let all = ItemStore::open(&path).unwrap().all().unwrap();
+        let all = ItemStore::open(&path)
+            .unwrap()
+            .all(Schema::WORKLOAD)
+            .unwrap();
+        assert!(ItemStore::open(&path)
+            .unwrap()
+            .all(Schema {
+                dim: 32,
+                feat_dim: 16
+            })
+            .is_err());
         assert_eq!(all, vec![(7, None), (5000, Some(row))]);
     }
 }

@@ -61,8 +61,8 @@ impl Kernel {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            source: ProfileSource::new(Arc::new(catalogue.centers.clone())),
-            mlp: Arc::new(Mlp::from_flat(&catalogue.mlp)?),
+            source: ProfileSource::new(&catalogue),
+            mlp: Arc::new(Mlp::from_flat(&catalogue.mlp, catalogue.schema)?),
             items: Items::new(catalogue),
             shards,
             per_shard_k: config.per_shard_k(),

@@ -71,8 +71,10 @@ pub enum Call {
     Search {
         /// Index shard.
         shard: usize,
-        /// Queries, `DIM` floats each, concatenated.
+        /// Queries, `dim` floats each, concatenated.
         queries: Arc<Vec<f32>>,
+        /// Floats per query (the catalogue's embedding size).
+        dim: usize,
         /// Items per query.
         k: usize,
     },
@@ -136,8 +138,8 @@ impl Call {
     pub fn fits(&self, answer: &Answer) -> bool {
         match (self, answer) {
             (Call::Lookup { users, .. }, Answer::Profiles(p)) => p.len() == users.len(),
-            (Call::Search { queries, .. }, Answer::Candidates(c)) => {
-                c.len() * crate::data::DIM == queries.len()
+            (Call::Search { queries, dim, .. }, Answer::Candidates(c)) => {
+                c.len() * dim == queries.len()
             }
             (Call::Score { requests }, Answer::Scores(s)) => {
                 s.len() == requests.len()

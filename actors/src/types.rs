@@ -3,17 +3,18 @@
 //! ([`ScoreRequest`]), and the writes the ingress sends a feature shard ([`WriteOp`],
 //! answered per op with a [`WriteOutcome`]). Stages import these, never each other.
 
-use crate::data::{DIM, FEAT_DIM};
+use crate::data::Schema;
 use crate::items::ItemRow;
 use std::sync::Arc;
 
-/// A user's features: what the ranker and the ANN query need.
+/// A user's features: what the ranker and the ANN query need, sized by the catalogue's
+/// [`Schema`] (every producer checks it: the derived rule, the store's decoder, the wire).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
-    /// L2-normalised user embedding.
-    pub emb: [f32; DIM],
-    /// Dense user features.
-    pub feats: [f32; FEAT_DIM],
+    /// L2-normalised user embedding (`schema.dim` floats).
+    pub emb: Vec<f32>,
+    /// Dense user features (`schema.feat_dim` floats).
+    pub feats: Vec<f32>,
     /// False for the default profile of an unknown id.
     pub known: bool,
     /// Items the user interacted with lately, most recent first: never recommended back.
@@ -149,17 +150,24 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
 }
 
 impl WriteOp {
-    /// Why this write is refused, if it is: ids, shapes, finiteness, items `item_ok`
-    /// knows, at most `max_recent` recent items, weights in (0, 100].
-    pub fn check(&self, item_ok: &dyn Fn(u64) -> bool, max_recent: usize) -> Result<(), String> {
+    /// Why this write is refused, if it is: ids, shapes (`schema`), finiteness, items
+    /// `item_ok` knows, at most `max_recent` recent items, weights in (0, 100].
+    pub fn check(
+        &self,
+        schema: Schema,
+        item_ok: &dyn Fn(u64) -> bool,
+        max_recent: usize,
+    ) -> Result<(), String> {
         check_id("user_id", self.user())?;
         match self {
             WriteOp::Upsert {
                 emb, feats, recent, ..
             } => {
-                if emb.len() != DIM || feats.len() != FEAT_DIM {
+                if emb.len() != schema.dim || feats.len() != schema.feat_dim {
                     return Err(format!(
-                        "embedding must have {DIM} floats and features {FEAT_DIM} (got {} and {})",
+                        "embedding must have {} floats and features {} (got {} and {})",
+                        schema.dim,
+                        schema.feat_dim,
                         emb.len(),
                         feats.len()
                     ));

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use recd_actors::candidates::index::{brute_force, merge};
+use recd_actors::data::Schema;
 use recd_actors::features::profile::SplitMix64;
 use recd_actors::kernel::{Kernel, StageCost};
 use recd_runtime::config::Config;
@@ -9,10 +10,10 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Writes a synthetic catalogue of `items` items to `out`, printing progress.
-pub fn gen_data(out: &Path, items: usize, seed: u64) -> anyhow::Result<()> {
+/// Writes a synthetic catalogue of `items` items of `schema` to `out`, printing progress.
+pub fn gen_data(out: &Path, items: usize, seed: u64, schema: Schema) -> anyhow::Result<()> {
     let started = Instant::now();
-    recd_actors::datagen::generate(out, items, seed, |done| {
+    recd_actors::datagen::generate_with(out, items, seed, schema, |done| {
         eprintln!("gen-data: {done}/{items} items");
     })?;
     eprintln!(

@@ -14,7 +14,7 @@ use crate::stores;
 use anyhow::{bail, ensure, Context};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
-use recd_actors::data::{Catalogue, DIM, FEAT_DIM};
+use recd_actors::data::{Catalogue, Schema};
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard_of;
 use recd_actors::features::store::{Done, ProfileStore};
@@ -46,15 +46,15 @@ pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
         Arc::new(Catalogue::load(&config.node.data_dir).context("loading the catalogue")?);
     // the live items (the catalogue and the item store's changes): recent items must name one
     let (items, _) = stores::open_items(config, &catalogue, &[], &[])?;
-    let source = ProfileSource::new(Arc::new(catalogue.centers.clone()));
+    let source = ProfileSource::new(&catalogue);
     let shards = config.features.shards;
     let all: Vec<usize> = (0..shards).collect();
     let metrics = Metrics::new();
     let stores = stores::open(config, &items, source, &all, &metrics).await?;
     let rows: Box<dyn Iterator<Item = anyhow::Result<UserRow>> + Send> = if from.is_dir() {
-        Box::new(raw_users(from)?)
+        Box::new(raw_users(from, catalogue.schema)?)
     } else {
-        Box::new(parquet_users(from)?)
+        Box::new(parquet_users(from, catalogue.schema)?)
     };
     let started = Instant::now();
     // room for every job that can be in flight: the limit, plus the final flush's one per shard
@@ -78,7 +78,7 @@ pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
             feats: row.feats,
             recent: row.recent,
         };
-        if let Err(e) = op.check(&|id| items.is_live(id), max_recent) {
+        if let Err(e) = op.check(catalogue.schema, &|id| items.is_live(id), max_recent) {
             refused = Some(anyhow::anyhow!("row {n} (user {:?}): {e}", row.id));
             break;
         }
@@ -150,7 +150,10 @@ async fn settle(rx: &mut mpsc::Receiver<Result<usize, String>>) -> anyhow::Resul
 }
 
 /// Rows of a raw folder: `user_ids.txt`, `users.f32`, optional `user_feats.f32`.
-fn raw_users(dir: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<UserRow>> + Send> {
+fn raw_users(
+    dir: &Path,
+    schema: Schema,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<UserRow>> + Send> {
     let open = |name: &str| {
         std::fs::File::open(dir.join(name))
             .with_context(|| format!("opening {}", dir.join(name).display()))
@@ -171,10 +174,10 @@ fn raw_users(dir: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<U
     };
     Ok(ids.map(move |id| {
         let id = id.context("reading user_ids.txt")?;
-        let emb = floats(&mut embs, DIM)?;
+        let emb = floats(&mut embs, schema.dim)?;
         let feats = match &mut feats {
-            Some(f) => floats(f, FEAT_DIM)?,
-            None => vec![0.0; FEAT_DIM],
+            Some(f) => floats(f, schema.feat_dim)?,
+            None => vec![0.0; schema.feat_dim],
         };
         Ok(UserRow {
             id,
@@ -188,6 +191,7 @@ fn raw_users(dir: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<U
 /// Rows of a Parquet file.
 fn parquet_users(
     path: &Path,
+    schema: Schema,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<UserRow>> + Send> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
@@ -208,12 +212,12 @@ fn parquet_users(
             path.display()
         );
     }
-    Ok(reader.into_iter().map(|row| {
+    Ok(reader.into_iter().map(move |row| {
         let row = row.context("reading a Parquet row")?;
         let mut out = UserRow {
             id: String::new(),
             emb: Vec::new(),
-            feats: vec![0.0; FEAT_DIM],
+            feats: vec![0.0; schema.feat_dim],
             recent: Vec::new(),
         };
         for (name, field) in row.get_column_iter() {

@@ -54,6 +54,12 @@ enum Command {
         /// RNG seed.
         #[arg(long, default_value_t = 20240611)]
         seed: u64,
+        /// Embedding dimensions (2..=4096).
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        /// Dense features per user and item (0..=1024).
+        #[arg(long, default_value_t = 16)]
+        feat_dim: usize,
     },
     /// GET a URL on this host and exit 0 on a 2xx answer (a container HEALTHCHECK that
     /// needs no shell or curl in the image).
@@ -120,7 +126,16 @@ fn load_config(flags: &ConfigFlags) -> anyhow::Result<recd_runtime::config::Conf
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::GenData { out, items, seed } => recd_node::commands::gen_data(&out, items, seed),
+        Command::GenData {
+            out,
+            items,
+            seed,
+            dim,
+            feat_dim,
+        } => {
+            let schema = recd_actors::data::Schema { dim, feat_dim };
+            recd_node::commands::gen_data(&out, items, seed, schema)
+        }
         Command::Probe { url, timeout_ms } => {
             let status = recd_node::commands::probe(&url, Duration::from_millis(timeout_ms))?;
             anyhow::ensure!((200..300).contains(&status), "{url} answered {status}");

@@ -61,7 +61,7 @@ impl Node {
         let net = topo.cluster.as_ref().map(|_| {
             Arc::new(PeerNet {
                 peers: Arc::clone(&topo.peers),
-                items: OnceLock::new(),
+                catalogue: OnceLock::new(),
                 metrics: Arc::clone(&metrics),
             })
         });
@@ -87,9 +87,9 @@ impl Node {
             })
             .await??
         };
-        // replies from peers carry item ids: the catalogue is their bound
+        // replies from peers carry item ids and vectors: the catalogue is their bound
         if let Some(net) = &net {
-            let _ = net.items.set(catalogue.id_bound());
+            let _ = net.catalogue.set((catalogue.id_bound(), catalogue.schema));
         }
         let mut pools = Pools::new(
             root.clone(),

@@ -124,7 +124,7 @@ impl DataRoles<'_> {
     }
 
     fn source(&self) -> ProfileSource {
-        ProfileSource::new(Arc::new(self.catalogue.centers.clone()))
+        ProfileSource::new(self.catalogue)
     }
 
     /// Feature shards, index shards (over `indexes`, in held order) and rankers placed here.
@@ -161,7 +161,7 @@ impl DataRoles<'_> {
         }
         if local.runs_rankers() {
             let args = RankerArgs {
-                model: Arc::new(Mlp::from_flat(&self.catalogue.mlp)?),
+                model: Arc::new(Mlp::from_flat(&self.catalogue.mlp, self.catalogue.schema)?),
                 items: Arc::clone(self.items),
                 compute: self.compute.clone(),
             };
@@ -186,6 +186,7 @@ pub(crate) async fn start_remote(
             feature_shards: data.config.features.shards,
             items: data.catalogue.id_bound(),
             max_recent: data.config.features.store.recent_items,
+            schema: data.catalogue.schema,
         },
         permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
         metrics: Arc::clone(data.metrics),

@@ -99,7 +99,7 @@ pub(crate) fn open_items(
     }
     let dir = (sc.dir.clone()).unwrap_or_else(|| config.node.data_dir.join("store"));
     let store = ItemStore::open(&dir.join("items.redb"))?;
-    let changes = store.all()?;
+    let changes = store.all(catalogue.schema)?;
     let shards = config.index.shards as u64;
     for (slot, &s) in held.iter().enumerate() {
         let mine: Vec<_> = (changes.iter())

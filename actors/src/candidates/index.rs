@@ -1,7 +1,7 @@
 //! One shard of the item index over usearch, with snapshot save/load, and the merge of
 //! per-shard results.
 
-use crate::data::{Catalogue, DIM};
+use crate::data::Catalogue;
 use crate::items::ItemRow;
 use crate::types::Candidate;
 use anyhow::{ensure, Context};
@@ -19,6 +19,8 @@ pub struct ShardIndex {
     scalar: ScalarKindConfig,
     exact: bool,
     shard: usize,
+    /// Dimensions of every vector (the catalogue's schema).
+    dim: usize,
     /// Thread slots reserved (searchers and the writer).
     threads: usize,
     /// Searches hold it shared; growing the capacity holds it alone (usearch must not
@@ -43,7 +45,7 @@ impl ShardIndex {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> anyhow::Result<(Self, bool)> {
         let path = snapshot_path(dir, cat, shard, shards, cfg);
-        let options = options(cfg);
+        let options = options(cfg, cat.schema.dim);
         if path.is_file() {
             match Self::load(&path, &options, cfg, shard, threads.0) {
                 Ok(me) if me.len() == shard_rows(cat, shard, shards).len() => {
@@ -80,6 +82,12 @@ impl ShardIndex {
     ) -> anyhow::Result<Self> {
         let index = Index::new(options).context("creating index")?;
         index.load(path_str(path)?).context("loading snapshot")?;
+        ensure!(
+            index.dimensions() == options.dimensions,
+            "snapshot of {} dimensions, the catalogue has {}",
+            index.dimensions(),
+            options.dimensions
+        );
         index
             .reserve_capacity_and_threads(index.size(), threads)
             .context("reserving threads")?;
@@ -88,11 +96,13 @@ impl ShardIndex {
     }
 
     fn over(index: Index, cfg: &IndexConfig, shard: usize, threads: usize) -> Self {
+        let dim = index.dimensions();
         Self {
             index,
             scalar: cfg.scalar,
             exact: cfg.exact,
             shard,
+            dim,
             threads,
             grow: RwLock::new(()),
             writer: Mutex::new(()),
@@ -134,7 +144,7 @@ impl ShardIndex {
     ) -> anyhow::Result<Self> {
         let rows = shard_rows(cat, shard, shards);
         let n = rows.len();
-        let index = Index::new(&options(cfg)).context("creating index")?;
+        let index = Index::new(&options(cfg, cat.schema.dim)).context("creating index")?;
         let threads = threads.max(1);
         index
             .reserve_capacity_and_threads(n, threads.max(search_threads))
@@ -179,9 +189,10 @@ impl ShardIndex {
     /// The `k` nearest items of this shard to `query`.
     pub fn search(&self, query: &[f32], k: usize) -> anyhow::Result<Vec<Candidate>> {
         ensure!(
-            query.len() == DIM,
-            "query has {} dims, expected {DIM}",
-            query.len()
+            query.len() == self.dim,
+            "query has {} dims, expected {}",
+            query.len(),
+            self.dim
         );
         let _searching = self.grow.read().unwrap_or_else(|p| p.into_inner());
         let m = match (self.scalar, self.exact) {
@@ -196,6 +207,11 @@ impl ShardIndex {
             .zip(m.distances)
             .map(|(id, distance)| Candidate { id, distance })
             .collect())
+    }
+
+    /// Dimensions of its vectors (a query must have them).
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Items in this shard.
@@ -245,9 +261,9 @@ fn shard_rows(cat: &Catalogue, shard: usize, shards: usize) -> Vec<usize> {
         .collect()
 }
 
-fn options(cfg: &IndexConfig) -> IndexOptions {
+fn options(cfg: &IndexConfig, dim: usize) -> IndexOptions {
     IndexOptions {
-        dimensions: DIM,
+        dimensions: dim,
         metric: match cfg.metric {
             MetricConfig::Ip => MetricKind::IP,
             MetricConfig::Cos => MetricKind::Cos,

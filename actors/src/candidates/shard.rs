@@ -120,7 +120,7 @@ impl Actor for IndexShard {
 
 fn search_all(index: &ShardIndex, queries: &[f32], k: usize) -> SearchReply {
     queries
-        .chunks_exact(crate::data::DIM)
+        .chunks_exact(index.dim())
         .map(|q| {
             index
                 .search(q, k)

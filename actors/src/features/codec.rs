@@ -10,7 +10,7 @@
 //!          updated_at varint (unix seconds)
 //! ```
 
-use crate::data::{DIM, FEAT_DIM};
+use crate::data::Schema;
 use crate::types::Profile;
 use anyhow::{bail, ensure, Context};
 use half::f16;
@@ -38,10 +38,11 @@ pub fn encode_erased() -> Vec<u8> {
 
 /// The bytes of `profile`, changed last at `updated_at`.
 pub fn encode(profile: &Profile, updated_at: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 2 * (DIM + FEAT_DIM) + 3 * profile.recent.len());
+    let (dim, feat_dim) = (profile.emb.len(), profile.feats.len());
+    let mut out = Vec::with_capacity(8 + 2 * (dim + feat_dim) + 3 * profile.recent.len());
     out.extend([VERSION, PROFILE]);
-    put_varint(&mut out, DIM as u64);
-    put_varint(&mut out, FEAT_DIM as u64);
+    put_varint(&mut out, dim as u64);
+    put_varint(&mut out, feat_dim as u64);
     for &x in profile.emb.iter().chain(&profile.feats) {
         out.extend(f16::from_f32(x).to_le_bytes());
     }
@@ -53,8 +54,9 @@ pub fn encode(profile: &Profile, updated_at: u64) -> Vec<u8> {
     out
 }
 
-/// Decodes stored bytes; anything malformed, of another schema or non-finite is an error.
-pub fn decode(bytes: &[u8]) -> anyhow::Result<Stored> {
+/// Decodes stored bytes; anything malformed, of another schema than `schema` or
+/// non-finite is an error.
+pub fn decode(bytes: &[u8], schema: Schema) -> anyhow::Result<Stored> {
     let mut r = Reader(bytes);
     let version = r.byte()?;
     ensure!(
@@ -68,12 +70,16 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Stored> {
         }
         PROFILE => {
             let (dim, feat_dim) = (r.varint()?, r.varint()?);
+            let Schema {
+                dim: want,
+                feat_dim: want_feats,
+            } = schema;
             ensure!(
-                dim == DIM as u64 && feat_dim == FEAT_DIM as u64,
-                "stored profile is {dim}/{feat_dim}-d, the catalogue {DIM}/{FEAT_DIM}-d"
+                dim == want as u64 && feat_dim == want_feats as u64,
+                "stored profile is {dim}/{feat_dim}-d, the catalogue {want}/{want_feats}-d"
             );
-            let mut emb = [0f32; DIM];
-            let mut feats = [0f32; FEAT_DIM];
+            let mut emb = vec![0f32; want];
+            let mut feats = vec![0f32; want_feats];
             for x in emb.iter_mut().chain(feats.iter_mut()) {
                 let b = r.take(2)?;
                 *x = f16::from_le_bytes([b[0], b[1]]).to_f32();
@@ -140,14 +146,16 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    const S: Schema = Schema::WORKLOAD;
+
+    fn decode(bytes: &[u8]) -> anyhow::Result<Stored> {
+        super::decode(bytes, S)
+    }
+
     fn profile(recent: Vec<u64>) -> Profile {
-        let mut emb = [0f32; DIM];
-        for (i, e) in emb.iter_mut().enumerate() {
-            *e = (i as f32 - 32.0) / 300.0;
-        }
         Profile {
-            emb,
-            feats: [0.25; FEAT_DIM],
+            emb: (0..S.dim).map(|i| (i as f32 - 32.0) / 300.0).collect(),
+            feats: vec![0.25; S.feat_dim],
             known: true,
             recent,
         }

@@ -8,7 +8,6 @@
 //! user's ring of recent items (at most `max_recent`, no repeats), which the pipeline
 //! never recommends back. Dense features change only by upsert.
 
-use crate::data::DIM;
 use crate::types::{EventKind, Profile};
 
 /// Rate of each kind (an ordinary event has weight 1).
@@ -33,10 +32,9 @@ pub fn apply_event(
     max_recent: usize,
 ) {
     let eta = (rate(kind) * weight).clamp(-0.5, 0.5);
-    let mut moved = [0f32; DIM];
-    for ((m, &u), &v) in moved.iter_mut().zip(&profile.emb).zip(item_emb) {
-        *m = u + eta * (v - u);
-    }
+    let mut moved: Vec<f32> = (profile.emb.iter().zip(item_emb))
+        .map(|(&u, &v)| u + eta * (v - u))
+        .collect();
     // a move that cancels the embedding out (or a non-finite one) keeps the old one
     if normalise(&mut moved) {
         profile.emb = moved;
@@ -65,10 +63,13 @@ pub fn normalise(v: &mut [f32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{dot, FEAT_DIM};
+    use crate::data::dot;
 
-    fn unit(axis: usize) -> [f32; DIM] {
-        let mut v = [0f32; DIM];
+    /// Any schema folds alike: these tests run at 8 dimensions, 3 features.
+    const DIM: usize = 8;
+
+    fn unit(axis: usize) -> Vec<f32> {
+        let mut v = vec![0f32; DIM];
         v[axis] = 1.0;
         v
     }
@@ -77,7 +78,7 @@ mod tests {
     fn events_move_toward_the_item_and_skips_away() {
         let mut p = Profile {
             emb: unit(0),
-            feats: [0.0; FEAT_DIM],
+            feats: vec![0.0; 3],
             known: false,
             recent: vec![],
         };
@@ -112,11 +113,11 @@ mod tests {
     fn a_cancelling_move_keeps_the_embedding() {
         let mut p = Profile {
             emb: unit(0),
-            feats: [0.0; FEAT_DIM],
+            feats: vec![0.0; 3],
             known: true,
             recent: vec![],
         };
-        let mut opposite = [0f32; DIM];
+        let mut opposite = vec![0f32; DIM];
         opposite[0] = -1.0;
         // η = 0.5 toward the opposite vector lands on zero
         apply_event(&mut p, 1, &opposite, EventKind::Purchase, 100.0, 16);

@@ -1,7 +1,9 @@
 //! User profiles derived from the id (docs/workload.md): the profile source for the
-//! synthetic workload and the default profile (seed 0) for unknown users.
+//! synthetic workload and the default profile (seed 0) for unknown users. A catalogue
+//! without mixture centres has no demo users; its default profile is the normalised
+//! mean of the item embeddings with zero features.
 
-use crate::data::{DIM, FEAT_DIM, N_CENTERS};
+use crate::data::{Catalogue, Schema};
 use crate::types::Profile;
 use std::sync::Arc;
 
@@ -27,25 +29,57 @@ pub fn is_known_user(id: &str) -> bool {
 /// Derives profiles from the mixture centres.
 #[derive(Clone)]
 pub struct ProfileSource {
-    centers: Arc<Vec<f32>>,
+    /// `None`: the catalogue has no centres, so no demo users.
+    centers: Option<Arc<Vec<f32>>>,
+    schema: Schema,
     default: Arc<Profile>,
 }
 
 impl ProfileSource {
-    /// A source over `centers` (1000 × 64).
-    pub fn new(centers: Arc<Vec<f32>>) -> Self {
-        assert_eq!(centers.len(), N_CENTERS * DIM);
-        let default = Arc::new(derive(&centers, 0, false));
-        Self { centers, default }
+    /// A source over the catalogue's centres (its item mean when it has none).
+    pub fn new(cat: &Catalogue) -> Self {
+        let schema = cat.schema;
+        if cat.centers.is_empty() {
+            let mut mean = vec![0f64; schema.dim];
+            for row in 0..cat.len() {
+                mean.iter_mut()
+                    .zip(cat.item(row))
+                    .for_each(|(m, &x)| *m += f64::from(x));
+            }
+            let default = Arc::new(unit_profile(mean, vec![0.0; schema.feat_dim], false));
+            return Self {
+                centers: None,
+                schema,
+                default,
+            };
+        }
+        let centers = Arc::new(cat.centers.clone());
+        let default = Arc::new(derive(&centers, schema, 0, false));
+        Self {
+            centers: Some(centers),
+            schema,
+            default,
+        }
     }
 
     /// The profile of `user_id`: derived for a known id, the default profile otherwise.
     pub fn profile(&self, user_id: &str) -> Arc<Profile> {
-        if is_known_user(user_id) {
-            Arc::new(derive(&self.centers, fnv1a64(user_id), true))
-        } else {
-            Arc::clone(&self.default)
+        match &self.centers {
+            Some(c) if is_known_user(user_id) => {
+                Arc::new(derive(c, self.schema, fnv1a64(user_id), true))
+            }
+            _ => Arc::clone(&self.default),
         }
+    }
+
+    /// The sizes of the profiles it derives.
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    /// True if `user_id` has a derived profile of its own (a demo user).
+    pub fn derives(&self, user_id: &str) -> bool {
+        self.centers.is_some() && is_known_user(user_id)
     }
 
     /// The default profile (seed 0), also the fallback when a feature shard is late.
@@ -54,27 +88,29 @@ impl ProfileSource {
     }
 }
 
-fn derive(centers: &[f32], seed: u64, known: bool) -> Profile {
+fn derive(centers: &[f32], schema: Schema, seed: u64, known: bool) -> Profile {
+    let dim = schema.dim;
     let mut rng = SplitMix64::new(seed);
-    let c = (rng.next_u64() % N_CENTERS as u64) as usize;
-    let mut emb = [0f64; DIM];
-    for (j, e) in emb.iter_mut().enumerate() {
-        *e = centers[c * DIM + j] as f64 + USER_NOISE * (2.0 * rng.next_f64() - 1.0);
-    }
+    let c = (rng.next_u64() % (centers.len() / dim) as u64) as usize;
+    let emb: Vec<f64> = (centers[c * dim..(c + 1) * dim].iter())
+        .map(|&x| f64::from(x) + USER_NOISE * (2.0 * rng.next_f64() - 1.0))
+        .collect();
+    let feats = (0..schema.feat_dim)
+        .map(|_| (2.0 * rng.next_f64() - 1.0) as f32)
+        .collect();
+    unit_profile(emb, feats, known)
+}
+
+/// A profile of `emb` scaled to unit length (left as is if it is all zeros).
+fn unit_profile(emb: Vec<f64>, feats: Vec<f32>, known: bool) -> Profile {
     let norm = emb.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let mut out = Profile {
-        emb: [0.0; DIM],
-        feats: [0.0; FEAT_DIM],
+    let norm = if norm > 0.0 { norm } else { 1.0 };
+    Profile {
+        emb: emb.iter().map(|e| (e / norm) as f32).collect(),
+        feats,
         known,
         recent: Vec::new(),
-    };
-    for (o, e) in out.emb.iter_mut().zip(emb) {
-        *o = (e / norm) as f32;
     }
-    for f in out.feats.iter_mut() {
-        *f = (2.0 * rng.next_f64() - 1.0) as f32;
-    }
-    out
 }
 
 #[cfg(test)]

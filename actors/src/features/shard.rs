@@ -127,7 +127,7 @@ impl FeatureShardState {
     fn resolve(&self, c: &Cached) -> Option<Arc<Profile>> {
         match c {
             Cached::Derived(p) => Some(Arc::clone(p)),
-            Cached::Stored(b) => match codec::decode(b) {
+            Cached::Stored(b) => match codec::decode(b, self.args.common.source.schema()) {
                 Ok(Stored::Profile(p, _)) => Some(Arc::from(p)),
                 Ok(Stored::Erased) => Some(self.args.common.source.default_profile()),
                 Err(e) => {

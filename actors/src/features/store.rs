@@ -17,8 +17,7 @@ pub mod redis;
 
 use super::codec::{self, Stored};
 use super::fold;
-use super::profile::{is_known_user, ProfileSource};
-use crate::data::{DIM, FEAT_DIM};
+use super::profile::ProfileSource;
 use crate::items::Items;
 use crate::types::{Profile, WriteOp, WriteOutcome};
 use anyhow::{ensure, Context};
@@ -115,7 +114,7 @@ pub struct FoldContext {
 impl FoldContext {
     /// The profile `user` has now, given its stored bytes.
     fn current(&self, user: &str, stored: Option<&[u8]>) -> anyhow::Result<(Profile, u64)> {
-        match stored.map(codec::decode).transpose()? {
+        match (stored.map(|b| codec::decode(b, self.source.schema()))).transpose()? {
             Some(Stored::Profile(p, at)) => Ok((*p, at)),
             Some(Stored::Erased) => Ok(((*self.source.default_profile()).clone(), 0)),
             None => Ok(((*self.source.profile(user)).clone(), 0)),
@@ -138,7 +137,7 @@ pub fn apply_ops(
     let mut new_set: HashSet<Arc<str>> = HashSet::new();
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops {
-        let user = op.user();
+        let (user, schema) = (op.user(), ctx.source.schema());
         let stored = match overlay.get(user) {
             Some(v) => v.clone(),
             None => read(user).with_context(|| format!("reading user {user:?}"))?,
@@ -148,12 +147,12 @@ pub fn apply_ops(
                 emb, feats, recent, ..
             } => {
                 ensure!(
-                    emb.len() == DIM && feats.len() == FEAT_DIM,
+                    emb.len() == schema.dim && feats.len() == schema.feat_dim,
                     "upsert of the wrong shape"
                 );
                 let mut p = Profile {
-                    emb: emb.as_slice().try_into()?,
-                    feats: feats.as_slice().try_into()?,
+                    emb: emb.clone(),
+                    feats: feats.clone(),
                     known: true,
                     recent: Vec::new(),
                 };
@@ -166,12 +165,13 @@ pub fn apply_ops(
             }
             WriteOp::Delete { .. } => {
                 let held = matches!(
-                    stored.as_deref().map(codec::decode).transpose()?,
+                    (stored.as_deref().map(|b| codec::decode(b, schema))).transpose()?,
                     Some(Stored::Profile(..))
                 );
                 // a demo user's derived profile must not come back: keep a marker
-                let after = is_known_user(user).then(codec::encode_erased);
-                let outcome = match held || (is_known_user(user) && stored.is_none()) {
+                let derived = ctx.source.derives(user);
+                let after = derived.then(codec::encode_erased);
+                let outcome = match held || (derived && stored.is_none()) {
                     true => WriteOutcome::Applied,
                     false => WriteOutcome::NotFound,
                 };

@@ -7,6 +7,7 @@
 
 use super::state::{IngressState, Refusal};
 use super::writes::{body, writer};
+use crate::data::Schema;
 use crate::features::fold::normalise;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
@@ -38,14 +39,21 @@ fn item_id(id: &str) -> Result<u64, RecdError> {
     }
 }
 
-fn row(body: ItemBody) -> Result<ItemRow, RecdError> {
-    let (dim, feat_dim) = (crate::data::DIM, crate::data::FEAT_DIM);
+fn row(body: ItemBody, schema: Schema) -> Result<ItemRow, RecdError> {
+    let Schema { dim, feat_dim } = schema;
     let feats = body.features.unwrap_or_else(|| vec![0.0; feat_dim]);
+    if body.embedding.len() != dim {
+        let got = body.embedding.len();
+        let msg = format!("embedding must have {dim} floats (got {got})");
+        return Err(RecdError::bad_request(msg));
+    }
+    if feats.len() != feat_dim {
+        let msg = format!("features must have {feat_dim} floats (got {})", feats.len());
+        return Err(RecdError::bad_request(msg));
+    }
     let mut r = ItemRow {
-        emb: (body.embedding.as_slice().try_into())
-            .map_err(|_| RecdError::bad_request(format!("embedding must have {dim} floats")))?,
-        feats: (feats.as_slice().try_into())
-            .map_err(|_| RecdError::bad_request(format!("features must have {feat_dim} floats")))?,
+        emb: body.embedding,
+        feats,
     };
     if !r.emb.iter().chain(&r.feats).all(|x| x.is_finite()) {
         return Err(RecdError::bad_request(
@@ -121,8 +129,10 @@ pub(super) async fn put_item(
 ) -> Response {
     let r = async {
         let id = item_id(&id)?;
+        let (serving, _) = writer(&st)?;
+        let schema = serving.items.schema();
         let body: ItemBody = body(&st, &headers, b).await?;
-        apply(&st, id, Some(row(body)?)).await?;
+        apply(&st, id, Some(row(body, schema)?)).await?;
         Ok(Json(json!({"item_id": id, "stored": true})).into_response())
     }
     .await;

@@ -205,8 +205,12 @@ pub(super) async fn events(
                     weight: e.weight,
                     ts,
                 };
-                op.check(&|id| serving.items.is_live(id), st.store.recent_items)
-                    .map_err(at)?;
+                (op.check(
+                    serving.items.schema(),
+                    &|id| serving.items.is_live(id),
+                    st.store.recent_items,
+                ))
+                .map_err(at)?;
                 ops.push(op);
             }
             let n = ops.len();
@@ -236,17 +240,20 @@ pub(super) async fn put_user(
             let (serving, router) = writer(&st)?;
             st.check_user_id(&id)?;
             let u: UserBody = body(&st, &headers, b).await?;
-            let feats = u
-                .features
-                .unwrap_or_else(|| vec![0.0; crate::data::FEAT_DIM]);
+            let schema = serving.items.schema();
+            let feats = u.features.unwrap_or_else(|| vec![0.0; schema.feat_dim]);
             let op = WriteOp::Upsert {
                 user: Arc::from(id.as_str()),
                 emb: u.embedding,
                 feats,
                 recent: u.recent_items,
             };
-            op.check(&|id| serving.items.is_live(id), st.store.recent_items)
-                .map_err(RecdError::bad_request)?;
+            (op.check(
+                schema,
+                &|id| serving.items.is_live(id),
+                st.store.recent_items,
+            ))
+            .map_err(RecdError::bad_request)?;
             write(&st, router, vec![op]).await?;
             Ok(Json(json!({"user_id": id, "stored": true})).into_response())
         }
@@ -303,8 +310,8 @@ pub(super) async fn get_user(
             Ok(Json(json!({
                 "user_id": id,
                 "known": profile.known,
-                "embedding": profile.emb.to_vec(),
-                "features": profile.feats.to_vec(),
+                "embedding": &profile.emb,
+                "features": &profile.feats,
                 "recent_items": profile.recent,
             }))
             .into_response())

@@ -67,7 +67,8 @@ pub(super) async fn fetch_candidates(
     priority: Priority,
     timeout: Duration,
 ) -> Result<(Vec<Vec<u64>>, f32), RecdError> {
-    let mut queries = Vec::with_capacity(work.len() * crate::data::DIM);
+    let dim = ctx.items.schema().dim;
+    let mut queries = Vec::with_capacity(work.len() * dim);
     for w in work {
         queries.extend_from_slice(&w.profile.emb);
     }
@@ -76,7 +77,11 @@ pub(super) async fn fetch_candidates(
     let shards = ctx.router.shards().index;
     let calls = (0..shards).map(|s| {
         let queries = Arc::clone(&queries);
-        async move { ctx.router.search(s, queries, k, priority, timeout).await }
+        async move {
+            ctx.router
+                .search(s, (queries, dim), k, priority, timeout)
+                .await
+        }
     });
     let (answered, failed): (Vec<_>, Vec<_>) = futures_util::future::join_all(calls)
         .await

@@ -41,7 +41,12 @@ impl Stage for FakeStages {
                         .collect(),
                 ),
                 // shard s holds items s, s + 2, s + 4, ...: ten each, closer as ids grow
-                Call::Search { shard, queries, k } => {
+                Call::Search {
+                    shard,
+                    queries,
+                    dim,
+                    k,
+                } => {
                     let list: Vec<Candidate> = (0..(*k).min(10))
                         .map(|i| {
                             let id = (shard + INDEX_SHARDS * i) as u64;
@@ -51,7 +56,7 @@ impl Stage for FakeStages {
                             }
                         })
                         .collect();
-                    stage::Answer::Candidates(vec![list; queries.len() / crate::data::DIM])
+                    stage::Answer::Candidates(vec![list; queries.len() / dim])
                 }
                 // the ranker prefers small ids: the reverse of the ANN order
                 Call::Score { requests } => stage::Answer::Scores(
@@ -94,7 +99,7 @@ fn batch_ctx(failing: &[Target]) -> Batch {
 
 fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
     let (dir, cat) = crate::test_data::catalogue(100);
-    let source = ProfileSource::new(Arc::new(cat.centers.clone()));
+    let source = ProfileSource::new(&cat);
     let fakes = FakeStages {
         source: source.clone(),
         failing: failing.iter().copied().collect(),

@@ -1,8 +1,9 @@
 //! The ranking MLP: `score = relu(relu(x·W1 + b1)·W2 + b2)·W3 + b3` with
-//! `x = [user_emb ⊙ item_emb, user_feats, item_feats]` (96 wide), computed as three
-//! SGEMMs over every candidate row of a micro-batch.
+//! `x = [user_emb ⊙ item_emb, user_feats, item_feats]` (dim + 2·feat_dim wide: 96 for
+//! the workload's schema), computed as three SGEMMs over every candidate row of a
+//! micro-batch.
 
-use crate::data::{DIM, FEAT_DIM, H1, H2, MLP_IN, MLP_LEN};
+use crate::data::{Schema, H1, H2};
 use crate::items::{Items, ItemsView};
 use crate::types::Profile;
 use anyhow::ensure;
@@ -10,6 +11,8 @@ use anyhow::ensure;
 /// MLP weights, row-major, `x @ W` convention.
 #[derive(Debug, Clone)]
 pub struct Mlp {
+    /// The sizes its input is assembled from.
+    schema: Schema,
     w1: Vec<f32>,
     b1: Vec<f32>,
     w2: Vec<f32>,
@@ -27,12 +30,15 @@ pub struct ScoreInput<'a> {
 }
 
 impl Mlp {
-    /// Splits `mlp.f32` (W1, b1, W2, b2, W3, b3) into layers.
-    pub fn from_flat(flat: &[f32]) -> anyhow::Result<Self> {
+    /// Splits `mlp.f32` (W1, b1, W2, b2, W3, b3) into layers, for inputs of `schema`.
+    pub fn from_flat(flat: &[f32], schema: Schema) -> anyhow::Result<Self> {
         ensure!(
-            flat.len() == MLP_LEN,
-            "mlp has {} floats, expected {MLP_LEN}",
-            flat.len()
+            flat.len() == schema.mlp_len(),
+            "mlp has {} floats, expected {} for {}-d embeddings and {} features",
+            flat.len(),
+            schema.mlp_len(),
+            schema.dim,
+            schema.feat_dim
         );
         let mut rest = flat;
         let mut take = |n: usize| {
@@ -41,7 +47,8 @@ impl Mlp {
             head.to_vec()
         };
         Ok(Self {
-            w1: take(MLP_IN * H1),
+            schema,
+            w1: take(schema.mlp_in() * H1),
             b1: take(H1),
             w2: take(H1 * H2),
             b2: take(H2),
@@ -55,22 +62,24 @@ impl Mlp {
     /// The items' read guard is held while the input matrix is built, not through the
     /// forward pass (an item write waits for it).
     pub fn score_batch(&self, items: &Items, inputs: &[ScoreInput<'_>]) -> Vec<Vec<f32>> {
-        let x = Self::inputs(&items.view(), inputs);
-        let scores = self.forward(&x, x.len() / MLP_IN);
+        let x = self.inputs(&items.view(), inputs);
+        let scores = self.forward(&x, x.len() / self.schema.mlp_in());
         split_rows(scores, inputs)
     }
 
-    /// The input matrix (rows × 96) of a scoring call. An item deleted since it was a
-    /// candidate gets an all-zero item part (the pipeline drops it from the answer).
-    pub fn inputs(items: &ItemsView<'_>, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
+    /// The input matrix (rows × input width) of a scoring call. An item deleted since it
+    /// was a candidate gets an all-zero item part (the pipeline drops it from the answer).
+    pub fn inputs(&self, items: &ItemsView<'_>, inputs: &[ScoreInput<'_>]) -> Vec<f32> {
+        let Schema { dim, feat_dim } = self.schema;
+        let width = self.schema.mlp_in();
         let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
-        let mut x = vec![0f32; rows * MLP_IN];
-        let mut out = x.chunks_exact_mut(MLP_IN);
+        let mut x = vec![0f32; rows * width];
+        let mut out = x.chunks_exact_mut(width);
         for input in inputs {
             let (emb, feats) = (&input.profile.emb, &input.profile.feats);
             for (&id, row) in input.candidates.iter().zip(&mut out) {
-                let (cross, rest) = row.split_at_mut(DIM);
-                let (user_feats, item_feats) = rest.split_at_mut(FEAT_DIM);
+                let (cross, rest) = row.split_at_mut(dim);
+                let (user_feats, item_feats) = rest.split_at_mut(feat_dim);
                 user_feats.copy_from_slice(feats);
                 let Some((item_emb, item_feat)) = items.get(id) else {
                     continue;
@@ -84,9 +93,9 @@ impl Mlp {
         x
     }
 
-    /// Forward pass over `rows` input rows of width 96.
+    /// Forward pass over `rows` input rows of the input width.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let h1 = dense_relu(x, rows, MLP_IN, &self.w1, &self.b1, H1);
+        let h1 = dense_relu(x, rows, self.schema.mlp_in(), &self.w1, &self.b1, H1);
         let h2 = dense_relu(&h1, rows, H1, &self.w2, &self.b2, H2);
         let mut s = vec![self.b3; rows];
         sgemm(rows, H2, 1, &h2, &self.w3, &mut s, 1.0);
@@ -155,8 +164,6 @@ pub fn top_k(ids: &[u64], scores: &[f32], k: usize) -> Vec<(u64, f32)> {
     pairs
 }
 
-const _: () = assert!(MLP_IN == DIM + 2 * FEAT_DIM);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +184,7 @@ mod tests {
             }
             out
         };
-        let h1 = layer(x, MLP_IN, &mlp.w1, &mlp.b1, H1);
+        let h1 = layer(x, mlp.schema.mlp_in(), &mlp.w1, &mlp.b1, H1);
         let h2 = layer(&h1, H1, &mlp.w2, &mlp.b2, H2);
         (0..rows)
             .map(|r| mlp.b3 + (0..H2).map(|t| h2[r * H2 + t] * mlp.w3[t]).sum::<f32>())
@@ -187,9 +194,9 @@ mod tests {
     #[test]
     fn sgemm_path_matches_naive_loops() {
         let (_d, cat) = catalogue(500);
-        let mlp = Mlp::from_flat(&cat.mlp).unwrap();
+        let mlp = Mlp::from_flat(&cat.mlp, cat.schema).unwrap();
         let rows = 37;
-        let x: Vec<f32> = (0..rows * MLP_IN)
+        let x: Vec<f32> = (0..rows * cat.schema.mlp_in())
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         let fast = mlp.forward(&x, rows);
@@ -202,9 +209,8 @@ mod tests {
     #[test]
     fn batch_scoring_equals_per_request_scoring() {
         let (_d, cat) = catalogue(500);
-        let mlp = Mlp::from_flat(&cat.mlp).unwrap();
-        let src =
-            crate::features::profile::ProfileSource::new(std::sync::Arc::new(cat.centers.clone()));
+        let mlp = Mlp::from_flat(&cat.mlp, cat.schema).unwrap();
+        let src = crate::features::profile::ProfileSource::new(&cat);
         let (p1, p2) = (src.profile("u1"), src.profile("u2"));
         let items = crate::items::Items::new(std::sync::Arc::new(cat));
         let (c1, c2): (Vec<u64>, Vec<u64>) = ((0..50).collect(), (100..130).collect());
@@ -240,6 +246,6 @@ mod tests {
 
     #[test]
     fn wrong_weight_count_is_an_error() {
-        assert!(Mlp::from_flat(&[0.0; 10]).is_err());
+        assert!(Mlp::from_flat(&[0.0; 10], Schema::WORKLOAD).is_err());
     }
 }

@@ -155,7 +155,9 @@ fn until(deadline: std::time::Instant) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{DIM, FEAT_DIM};
+    use crate::data::Schema;
+    const DIM: usize = Schema::WORKLOAD.dim;
+    const FEAT_DIM: usize = Schema::WORKLOAD.feat_dim;
     use crate::features::shard_of;
     use crate::remote::wire::WireProfile;
     use crate::stage::local::LocalShards;
@@ -174,6 +176,7 @@ mod tests {
                 feature_shards: 2,
                 items: 100,
                 max_recent: 16,
+                schema: Schema::WORKLOAD,
             },
             permits: Arc::new(Semaphore::new(4)),
             metrics: Arc::clone(metrics),

@@ -4,6 +4,7 @@
 //! `recd_remote_calls_total{kind,outcome}`, latencies recorded for routing.
 
 use super::wire::{EndpointMessage, Frame, Reply, Request};
+use crate::data::Schema;
 use crate::stage::{Answer, Call, Stage};
 use futures_util::future::BoxFuture;
 use ractor::rpc::CallResult;
@@ -21,8 +22,9 @@ use std::time::Duration;
 pub struct PeerNet {
     /// Peer health, load and in-flight caps.
     pub peers: Arc<Peers>,
-    /// Items in the catalogue, once loaded: candidate ids in replies must be below.
-    pub items: OnceLock<usize>,
+    /// Items in the catalogue (candidate ids in replies must be below) and its sizes,
+    /// once loaded.
+    pub catalogue: OnceLock<(usize, Schema)>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -87,8 +89,8 @@ impl PeerStage {
             }
         };
         let error_reply = matches!(reply, Reply::Error { .. });
-        let items = net.items.get().copied().unwrap_or(0);
-        let answer = match reply.into_answer(items) {
+        let (items, schema) = (net.catalogue.get().copied()).unwrap_or((0, Schema::WORKLOAD));
+        let answer = match reply.into_answer(items, schema) {
             Ok(a) => a,
             Err(e) => {
                 count(if error_reply { "error" } else { "malformed" });

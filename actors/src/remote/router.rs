@@ -137,12 +137,17 @@ impl Router {
     pub async fn search(
         &self,
         shard: usize,
-        queries: Arc<Vec<f32>>,
+        (queries, dim): (Arc<Vec<f32>>, usize),
         k: usize,
         priority: Priority,
         timeout: Duration,
     ) -> Result<Vec<Vec<Candidate>>, RecdError> {
-        let call = Call::Search { shard, queries, k };
+        let call = Call::Search {
+            shard,
+            queries,
+            dim,
+            k,
+        };
         match self.call(call, priority, timeout).await? {
             Answer::Candidates(c) => Ok(c),
             _ => Err(RecdError::new(

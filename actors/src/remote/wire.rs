@@ -8,7 +8,7 @@
 
 pub mod write;
 
-use crate::data::{DIM, FEAT_DIM};
+use crate::data::Schema;
 use crate::features::codec::MAX_RECENT;
 use crate::features::shard_of;
 use crate::stage::{Answer, Call};
@@ -83,7 +83,7 @@ pub enum Request {
     Search {
         /// Index shard.
         shard: u32,
-        /// Queries, `DIM` floats each, concatenated.
+        /// Queries, the catalogue's `dim` floats each, concatenated.
         queries: Vec<f32>,
         /// Items per query.
         k: u32,
@@ -158,9 +158,9 @@ impl Reply {
 /// A profile on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireProfile {
-    /// `DIM` floats.
+    /// `schema.dim` floats.
     pub emb: Vec<f32>,
-    /// `FEAT_DIM` floats.
+    /// `schema.feat_dim` floats.
     pub feats: Vec<f32>,
     /// False for the default profile.
     pub known: bool,
@@ -171,25 +171,28 @@ pub struct WireProfile {
 impl From<&Profile> for WireProfile {
     fn from(p: &Profile) -> Self {
         Self {
-            emb: p.emb.to_vec(),
-            feats: p.feats.to_vec(),
+            emb: p.emb.clone(),
+            feats: p.feats.clone(),
             known: p.known,
             recent: p.recent.clone(),
         }
     }
 }
 
-impl TryFrom<WireProfile> for Profile {
-    type Error = String;
-    fn try_from(w: WireProfile) -> Result<Self, String> {
-        let emb: [f32; DIM] = w
-            .emb
-            .try_into()
-            .map_err(|v: Vec<f32>| format!("profile embedding has {} floats", v.len()))?;
-        let feats: [f32; FEAT_DIM] = w
-            .feats
-            .try_into()
-            .map_err(|v: Vec<f32>| format!("profile features have {} floats", v.len()))?;
+impl WireProfile {
+    /// The profile, checked against `schema`: sizes, finite values, a bounded ring.
+    pub fn into_profile(self, schema: Schema) -> Result<Profile, String> {
+        let w = self;
+        let (emb, feats) = (w.emb, w.feats);
+        if emb.len() != schema.dim || feats.len() != schema.feat_dim {
+            return Err(format!(
+                "profile of {}/{} floats, the catalogue's are {}/{}",
+                emb.len(),
+                feats.len(),
+                schema.dim,
+                schema.feat_dim
+            ));
+        }
         if !emb.iter().chain(&feats).all(|x| x.is_finite()) {
             return Err("profile has a non-finite value".into());
         }
@@ -214,6 +217,8 @@ pub struct Limits {
     pub items: usize,
     /// Longest ring of recent items a write may set.
     pub max_recent: usize,
+    /// The catalogue's sizes: profiles, queries and items must have them.
+    pub schema: Schema,
 }
 
 fn bad(message: impl Into<String>) -> RecdError {
@@ -237,7 +242,9 @@ impl Request {
                 fetch: *fetch,
                 budget_us,
             },
-            Call::Search { shard, queries, k } => Request::Search {
+            Call::Search {
+                shard, queries, k, ..
+            } => Request::Search {
                 shard: *shard as u32,
                 queries: queries.to_vec(),
                 k: *k as u32,
@@ -308,8 +315,9 @@ impl Request {
                 lane,
                 budget_us,
             } => {
-                let n = queries.len() / DIM;
-                if queries.is_empty() || queries.len() % DIM != 0 || n > MAX_BATCH {
+                let dim = limits.schema.dim;
+                let n = queries.len() / dim;
+                if queries.is_empty() || queries.len() % dim != 0 || n > MAX_BATCH {
                     let msg = format!("{} floats are not 1..={MAX_BATCH} queries", queries.len());
                     return Err(bad(msg));
                 }
@@ -322,6 +330,7 @@ impl Request {
                 let call = Call::Search {
                     shard: shard as usize,
                     queries: Arc::new(queries),
+                    dim,
                     k: k as usize,
                 };
                 (call, priority(lane, budget_us))
@@ -336,7 +345,7 @@ impl Request {
                 }
                 let mut checked = Vec::with_capacity(requests.len());
                 for (profile, candidates) in requests {
-                    let profile = Arc::new(Profile::try_from(profile).map_err(bad)?);
+                    let profile = Arc::new(profile.into_profile(limits.schema).map_err(bad)?);
                     if candidates.len() > MAX_BATCH
                         || candidates.iter().any(|&id| id as usize >= limits.items)
                     {
@@ -361,7 +370,7 @@ impl Request {
             } => {
                 let call = Call::Items {
                     shard: shard as usize,
-                    changes: Arc::new(write::checked_items(changes)?),
+                    changes: Arc::new(write::checked_items(changes, limits.schema)?),
                 };
                 (call, priority(0, budget_us))
             }
@@ -411,13 +420,13 @@ impl From<RecdError> for Reply {
 impl Reply {
     /// The answer a peer sent, checked: profiles well-formed, candidate ids below `items`
     /// (the catalogue), every value finite; an error reply is that error.
-    pub fn into_answer(self, items: usize) -> Result<Answer, RecdError> {
+    pub fn into_answer(self, items: usize, schema: Schema) -> Result<Answer, RecdError> {
         let malformed =
             |what: &str| RecdError::new(ErrorCode::Internal, format!("malformed reply: {what}"));
         match self {
             Reply::Profiles(p) => p
                 .into_iter()
-                .map(|p| p.map(|p| Profile::try_from(p).map(Arc::new)).transpose())
+                .map(|p| p.map(|p| p.into_profile(schema).map(Arc::new)).transpose())
                 .collect::<Result<_, _>>()
                 .map(Answer::Profiles)
                 .map_err(|e| malformed(&e)),

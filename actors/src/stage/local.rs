@@ -122,7 +122,9 @@ impl LocalStages {
                 };
                 settle(actor.call(msg, t).await, "feature shard").map(Answer::Profiles)
             }
-            Call::Search { shard, queries, k } => {
+            Call::Search {
+                shard, queries, k, ..
+            } => {
                 let actor = self
                     .index
                     .get(*shard)

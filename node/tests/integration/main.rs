@@ -10,6 +10,7 @@ mod http;
 mod import;
 mod items;
 mod roles;
+mod schema;
 mod shared_store;
 mod supervision;
 mod writes;

@@ -1,7 +1,6 @@
 use super::*;
 use crate::features::profile::ProfileSource;
 use crate::test_data::catalogue;
-use std::sync::Arc;
 
 fn cfg(shards: usize) -> IndexConfig {
     IndexConfig {
@@ -40,7 +39,7 @@ fn sharded_recall_at_200_is_at_least_095() {
     let (shards, loaded) = build_all(&cat, &c, snap.path());
     assert!(!loaded);
     assert_eq!(shards.iter().map(ShardIndex::len).sum::<usize>(), 20_000);
-    let source = ProfileSource::new(Arc::new(cat.centers.clone()));
+    let source = ProfileSource::new(&cat);
     let (mut hit, mut total) = (0, 0);
     for u in 0..40 {
         let p = source.profile(&format!("u{}", u * 7919));

@@ -3,7 +3,7 @@
 
 use super::embedded::{Embedded, WriterSettings};
 use super::*;
-use crate::data::{dot, Catalogue};
+use crate::data::{dot, Catalogue, Schema};
 use crate::types::EventKind;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 fn settings(cat: &Arc<Catalogue>, commit_seconds: prometheus::Histogram) -> WriterSettings {
     WriterSettings {
         fold: FoldContext {
-            source: ProfileSource::new(Arc::new(cat.centers.clone())),
+            source: ProfileSource::new(cat),
             items: Arc::new(crate::items::Items::new(Arc::clone(cat))),
             max_recent: 16,
         },
@@ -57,7 +57,7 @@ fn read(store: &Embedded, users: &[Arc<str>]) -> Vec<Option<Vec<u8>>> {
 
 fn profile_of(store: &Embedded, user: &str) -> Option<Stored> {
     let bytes = read(store, &[Arc::from(user)]).pop().unwrap()?;
-    Some(codec::decode(&bytes).unwrap())
+    Some(codec::decode(&bytes, Schema::WORKLOAD).unwrap())
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn upserts_and_erasure() {
     let upsert = WriteOp::Upsert {
         user: Arc::from("carol"),
         emb: cat.item(5).iter().map(|x| x * 3.0).collect(),
-        feats: vec![0.5; FEAT_DIM],
+        feats: vec![0.5; Schema::WORKLOAD.feat_dim],
         recent: vec![1, 2],
     };
     write(&store, vec![upsert]).unwrap();

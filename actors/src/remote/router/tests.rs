@@ -1,7 +1,8 @@
 //! The router's choices against a fake seam, on paused time: every delay below is exact.
 
 use super::*;
-use crate::data::DIM;
+use crate::data::Schema;
+const DIM: usize = Schema::WORKLOAD.dim;
 use recd_runtime::ErrorCode;
 
 const MS: Duration = Duration::from_millis(1);
@@ -48,7 +49,7 @@ impl Stage for Fake {
             let at = self.began.elapsed();
             self.log.lock().unwrap().push((self.tag, at, timeout));
             let n = match call {
-                Call::Search { queries, .. } => queries.len() / DIM,
+                Call::Search { queries, dim, .. } => queries.len() / dim,
                 // a write is answered as applied by any replica that answers
                 Call::Items { changes, .. } => changes.len(),
                 _ => unreachable!("the tests search and write items"),
@@ -138,6 +139,7 @@ fn search() -> Call {
     Call::Search {
         shard: 0,
         queries: Arc::new(vec![0.1; DIM * 2]),
+        dim: DIM,
         k: 10,
     }
 }

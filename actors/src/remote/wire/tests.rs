@@ -1,7 +1,9 @@
 //! The wire forms round-trip, and what a peer sends is checked before it is believed.
 
 use super::*;
-use crate::data::{DIM, FEAT_DIM};
+use crate::data::Schema;
+const DIM: usize = Schema::WORKLOAD.dim;
+const FEAT_DIM: usize = Schema::WORKLOAD.feat_dim;
 use recd_runtime::protocol::codec::{decode, encode};
 
 #[test]
@@ -30,22 +32,26 @@ fn a_profile_with_the_wrong_shape_is_refused() {
         known: true,
         recent: vec![],
     };
-    assert!(Profile::try_from(ok.clone()).is_ok());
+    assert!(ok.clone().into_profile(Schema::WORKLOAD).is_ok());
     let short = WireProfile {
         emb: vec![0.1; DIM - 1],
         ..ok.clone()
     };
-    assert!(Profile::try_from(short).is_err());
+    assert!(short.into_profile(Schema::WORKLOAD).is_err());
     let nan = WireProfile {
         feats: vec![f32::NAN; FEAT_DIM],
         ..ok
     };
-    assert!(Profile::try_from(nan).is_err());
+    assert!(nan.into_profile(Schema::WORKLOAD).is_err());
 }
 
 #[test]
 fn a_peer_reply_is_checked_before_it_is_believed() {
-    let code = |r: Reply| r.into_answer(100).map(|_| ()).map_err(|e| e.code);
+    let code = |r: Reply| {
+        r.into_answer(100, Schema::WORKLOAD)
+            .map(|_| ())
+            .map_err(|e| e.code)
+    };
     let ok = Reply::Candidates(vec![vec![(3, 0.5), (99, 0.7)]]);
     assert_eq!(code(ok), Ok(()));
     let outside = Reply::Candidates(vec![vec![(3, 0.5), (100, 0.7)]]);
@@ -80,6 +86,6 @@ fn a_peer_reply_is_checked_before_it_is_believed() {
     assert_eq!(code(refused), Err(ErrorCode::BadRequest));
     assert_eq!(code(Reply::error("weird", "?")), Err(ErrorCode::Internal));
     // before the catalogue is known every candidate is refused
-    let early = Reply::Candidates(vec![vec![(0, 0.5)]]).into_answer(0);
+    let early = Reply::Candidates(vec![vec![(0, 0.5)]]).into_answer(0, Schema::WORKLOAD);
     assert!(early.is_err());
 }

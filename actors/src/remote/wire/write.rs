@@ -4,7 +4,7 @@
 //! checks of item changes sent to an index shard.
 
 use super::{bad, Limits, MAX_BATCH};
-use crate::data::{DIM, FEAT_DIM};
+use crate::data::Schema;
 use crate::features::shard_of;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::types::{EventKind, WriteOp, WriteOutcome};
@@ -135,8 +135,12 @@ pub(super) fn checked_ops(
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         let op = op.into_op().map_err(bad)?;
-        op.check(&|id| (id as usize) < limits.items, limits.max_recent)
-            .map_err(bad)?;
+        op.check(
+            limits.schema,
+            &|id| (id as usize) < limits.items,
+            limits.max_recent,
+        )
+        .map_err(bad)?;
         if shard_of(op.user(), limits.feature_shards) != shard {
             return Err(bad(format!("a user not owned by feature shard {shard}")));
         }
@@ -149,7 +153,7 @@ pub(super) fn checked_ops(
 pub type WireItem = (u64, Option<(Vec<f32>, Vec<f32>)>);
 
 /// A peer's item changes, checked: ids in range, shapes, finite values.
-pub(super) fn checked_items(changes: Vec<WireItem>) -> Result<Checked, RecdError> {
+pub(super) fn checked_items(changes: Vec<WireItem>, schema: Schema) -> Result<Checked, RecdError> {
     if changes.is_empty() || changes.len() > MAX_BATCH {
         return Err(bad(format!("{} item changes", changes.len())));
     }
@@ -161,10 +165,9 @@ pub(super) fn checked_items(changes: Vec<WireItem>) -> Result<Checked, RecdError
         let row = match row {
             None => None,
             Some((emb, feats)) => {
-                let emb: [f32; DIM] =
-                    (emb.try_into()).map_err(|_| bad("item embedding of the wrong size"))?;
-                let feats: [f32; FEAT_DIM] =
-                    (feats.try_into()).map_err(|_| bad("item features of the wrong size"))?;
+                if emb.len() != schema.dim || feats.len() != schema.feat_dim {
+                    return Err(bad("an item of the wrong size"));
+                }
                 if !emb.iter().chain(&feats).all(|x| x.is_finite()) {
                     return Err(bad("an item holds a non-finite value"));
                 }
