@@ -158,7 +158,7 @@ impl ItemStore {
     }
 }
 
-fn encode(row: &ItemRow) -> Vec<u8> {
+pub(crate) fn encode(row: &ItemRow) -> Vec<u8> {
     row.emb
         .iter()
         .chain(&row.feats)
@@ -166,7 +166,7 @@ fn encode(row: &ItemRow) -> Vec<u8> {
         .collect()
 }
 
-fn decode(bytes: &[u8], schema: Schema) -> anyhow::Result<ItemRow> {
+pub(crate) fn decode(bytes: &[u8], schema: Schema) -> anyhow::Result<ItemRow> {
     ensure!(
         bytes.len() == 4 * (schema.dim + schema.feat_dim),
         "stored item of {} bytes, not {}-d with {} features",

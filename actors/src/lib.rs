@@ -39,6 +39,7 @@ pub mod experiments;
 pub mod features;
 pub mod gateway;
 pub mod ingress;
+pub mod item_log;
 pub mod items;
 pub mod kernel;
 pub mod pipeline;

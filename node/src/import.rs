@@ -45,11 +45,11 @@ pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
     let catalogue =
         Arc::new(Catalogue::load(&config.node.data_dir).context("loading the catalogue")?);
     // the live items (the catalogue and the item store's changes): recent items must name one
-    let (items, _) = stores::open_items(config, &catalogue, &[], &[])?;
+    let metrics = Arc::new(Metrics::new());
+    let (items, _) = stores::open_items(config, &catalogue, &[], &[], &metrics).await?;
     let source = ProfileSource::new(&catalogue);
     let shards = config.features.shards;
     let all: Vec<usize> = (0..shards).collect();
-    let metrics = Metrics::new();
     let stores = stores::open(config, &items, source, &all, &metrics).await?;
     let rows: Box<dyn Iterator<Item = anyhow::Result<UserRow>> + Send> = if from.is_dir() {
         Box::new(raw_users(from, catalogue.schema)?)

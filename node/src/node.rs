@@ -79,17 +79,13 @@ impl Node {
             let (config, held) = (config.clone(), local.index.held().to_vec());
             tokio::task::spawn_blocking(move || load_data(&config, &held)).await??
         };
-        let (items, item_store) = {
-            let (config, held) = (config.clone(), local.index.held().to_vec());
-            let (catalogue, indexes) = (Arc::clone(&catalogue), indexes.clone());
-            tokio::task::spawn_blocking(move || {
-                crate::stores::open_items(&config, &catalogue, &indexes, &held)
-            })
-            .await??
-        };
+        let held = local.index.held().to_vec();
+        let (items, item_writes) =
+            crate::stores::open_items(&config, &catalogue, &indexes, &held, &metrics).await?;
         // replies from peers carry item ids and vectors: the catalogue is their bound
         if let Some(net) = &net {
-            let _ = net.catalogue.set((catalogue.id_bound(), catalogue.schema));
+            let bound = crate::stores::id_bound(&config, &catalogue);
+            let _ = net.catalogue.set((bound, catalogue.schema));
         }
         let mut pools = Pools::new(
             root.clone(),
@@ -125,7 +121,7 @@ impl Node {
             local,
             router,
             items,
-            item_store,
+            item_writes,
         };
         if ingress_state.serving.set(serving).is_err() {
             anyhow::bail!("node started twice");

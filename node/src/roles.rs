@@ -184,7 +184,7 @@ pub(crate) async fn start_remote(
         local: Arc::clone(data.local),
         limits: Limits {
             feature_shards: data.config.features.shards,
-            items: data.catalogue.id_bound(),
+            items: crate::stores::id_bound(data.config, data.catalogue),
             max_recent: data.config.features.store.recent_items,
             schema: data.catalogue.schema,
         },

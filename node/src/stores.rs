@@ -9,6 +9,7 @@ use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::store::embedded::{Embedded, WriterSettings};
 use recd_actors::features::store::redis::{Shared, SharedSettings};
 use recd_actors::features::store::{FoldContext, NoStore, ProfileStore};
+use recd_actors::item_log::{Applier, ItemLog, ItemWrites};
 use recd_actors::items::{ItemStore, Items};
 use recd_runtime::config::{Config, StoreBackend};
 use recd_runtime::metrics::Metrics;
@@ -82,36 +83,57 @@ pub(crate) async fn open(
     .await?
 }
 
-/// The live items: the catalogue plus the item store's changes, replayed into the index
-/// shards held here (`held`, in the order of `indexes`). Item writes need one node with
-/// the embedded store: elsewhere there is no item store and the catalogue stays as
-/// loaded. Blocking.
-pub(crate) fn open_items(
+/// The live items: the catalogue plus the item changes made since, applied to the
+/// index shards held here (`held`, in the order of `indexes`). With the redis backend the
+/// changes are the shared item log's (replayed, then tailed); a single node with the
+/// embedded store replays its item store; otherwise there are no item writes and the
+/// catalogue stays as loaded.
+pub(crate) async fn open_items(
     config: &Config,
     catalogue: &Arc<Catalogue>,
     indexes: &[Arc<ShardIndex>],
     held: &[usize],
-) -> anyhow::Result<(Arc<Items>, Option<Arc<ItemStore>>)> {
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Items>, Option<Arc<ItemWrites>>)> {
     let items = Arc::new(Items::new(Arc::clone(catalogue)));
+    let applier = Applier {
+        items: Arc::clone(&items),
+        indexes: held.iter().copied().zip(indexes.iter().cloned()).collect(),
+        shards: config.index.shards,
+    };
     let sc = &config.features.store;
-    if sc.backend != StoreBackend::Embedded || config.cluster.listen.is_some() {
-        return Ok((items, None));
-    }
-    let dir = (sc.dir.clone()).unwrap_or_else(|| config.node.data_dir.join("store"));
-    let store = ItemStore::open(&dir.join("items.redb"))?;
-    let changes = store.all(catalogue.schema)?;
-    let shards = config.index.shards as u64;
-    for (slot, &s) in held.iter().enumerate() {
-        let mine: Vec<_> = (changes.iter())
-            .filter(|(id, _)| id % shards == s as u64)
-            .map(|(id, row)| (*id, row.clone().map(Arc::new)))
-            .collect();
-        indexes[slot].apply(&mine)?;
-    }
-    for (id, row) in changes {
-        items.set(id, row.map(Arc::new));
-    }
+    let writes = match sc.backend {
+        StoreBackend::Redis => {
+            let r = &sc.redis;
+            let timeout = Duration::from_millis(r.timeout_ms);
+            let log = ItemLog::open(&r.url, &r.prefix, timeout, applier, Arc::clone(metrics));
+            ItemWrites::Shared(log.await?)
+        }
+        StoreBackend::Embedded if config.cluster.listen.is_none() => {
+            let dir = (sc.dir.clone()).unwrap_or_else(|| config.node.data_dir.join("store"));
+            let schema = catalogue.schema;
+            let store = tokio::task::spawn_blocking(move || -> anyhow::Result<ItemStore> {
+                let store = ItemStore::open(&dir.join("items.redb"))?;
+                let changes: Vec<_> = (store.all(schema)?.into_iter())
+                    .map(|(id, row)| (id, row.map(Arc::new)))
+                    .collect();
+                applier.apply(&changes)?;
+                Ok(store)
+            });
+            ItemWrites::Local(Arc::new(store.await??))
+        }
+        _ => return Ok((items, None)),
+    };
     let (changed, deleted) = items.changes();
     tracing::info!(changed, deleted, "item changes replayed");
-    Ok((items, Some(Arc::new(store))))
+    Ok((items, Some(Arc::new(writes))))
+}
+
+/// One past the largest item id a peer may name: the catalogue's, unless items can be
+/// written in the cluster (the redis backend's item log), then any id.
+pub(crate) fn id_bound(config: &Config, catalogue: &Catalogue) -> usize {
+    match config.features.store.backend {
+        StoreBackend::Redis => recd_actors::data::MAX_ITEM_ID as usize + 1,
+        _ => catalogue.id_bound(),
+    }
 }

@@ -9,6 +9,7 @@ use super::state::{IngressState, Refusal};
 use super::writes::{body, writer};
 use crate::data::Schema;
 use crate::features::fold::normalise;
+use crate::item_log::ItemWrites;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
 use axum::body::Body;
@@ -69,10 +70,10 @@ fn row(body: ItemBody, schema: Schema) -> Result<ItemRow, RecdError> {
 /// Store, overlay, index shard — in that order, one item write at a time.
 async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), RecdError> {
     let (serving, router) = writer(st)?;
-    let Some(store) = &serving.item_store else {
+    let Some(writes) = &serving.item_writes else {
         return Err(RecdError::new(
             ErrorCode::NotImplemented,
-            "item writes need a single node with the embedded store (a cluster's item log is not built yet)",
+            "item writes need the embedded store on a single node, or the redis backend (features.store.backend: none)",
         ));
     };
     let _one = st.item_writes.lock().await;
@@ -83,7 +84,18 @@ async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), R
         return Err(RecdError::new(ErrorCode::NotFound, format!("no item {id}")));
     }
     let row = row.map(Arc::new);
-    let (store, durable) = (Arc::clone(store), row.clone());
+    let store = match &**writes {
+        ItemWrites::Local(store) => Arc::clone(store),
+        ItemWrites::Shared(log) => {
+            let at = (log.append(id, row.as_deref()).await)
+                .map_err(|e| RecdError::unavailable(format!("item log: {e:#}")))?;
+            // this node answers with the change from the acknowledgement on; the others
+            // within their tail's lag (recd_write_visible_seconds)
+            return (log.applied(at, st.write_timeout()).await)
+                .map_err(|e| RecdError::unavailable(format!("item {id}: {e:#}: a retry is safe")));
+        }
+    };
+    let durable = row.clone();
     // awaited to the end, the lock held: a commit cut off by a timeout could still land
     // after the next write of this id
     let put = tokio::task::spawn_blocking(move || store.put(id, durable.as_deref())).await;

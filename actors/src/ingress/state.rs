@@ -3,7 +3,8 @@
 
 use crate::experiments::AbScenarios;
 use crate::gateway::GatewayMessage;
-use crate::items::{ItemStore, Items};
+use crate::item_log::ItemWrites;
+use crate::items::Items;
 use crate::pipeline::PipelineMessage;
 use crate::remote::replicas::NodeReplicas;
 use crate::remote::router::Router;
@@ -43,7 +44,7 @@ pub struct Serving {
     /// The live items (events and recent items must name one).
     pub items: Arc<Items>,
     /// Where item writes are made durable (`None`: item writes are off here).
-    pub item_store: Option<Arc<ItemStore>>,
+    pub item_writes: Option<Arc<ItemWrites>>,
 }
 
 /// Shared state of the HTTP handlers.

@@ -2,11 +2,11 @@
 //! loopback: writes served and durable across a kill -9 of Redis itself, default
 //! profiles (flagged) while it is down, a server that does not fsync refused; and a
 //! 3-node cluster (R = 2) whose replicas see each other's writes and a restarted node
-//! that has every acknowledged event.
+//! that has every acknowledged event, and the item changes made while it was down.
 
 use crate::cluster::{free_port, three_nodes_with, ONE_CLUSTER_AT_A_TIME};
 use crate::common::{client, config, poll, recommend, small_data};
-use crate::writes::{click, events, top, user};
+use crate::writes::{click, events, send, top, user};
 use recd_node::Node;
 use recd_runtime::config::StoreBackend;
 use serde_json::{json, Value};
@@ -60,6 +60,17 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every candidate of `user`'s answer (topk 200), if it is whole (not degraded).
+async fn all(c: &reqwest::Client, addr: std::net::SocketAddr, user: &str) -> Option<Vec<u64>> {
+    let body = format!(r#"{{"user_id":"{user}","topk":200}}"#);
+    let (status, json) = recommend(c, addr, &body, &[]).await;
+    (status == 200 && json["degraded"] == json!([])).then(|| {
+        (json["items"].as_array().unwrap().iter())
+            .filter_map(|i| i["id"].as_u64())
+            .collect()
+    })
 }
 
 fn redis_config(url: &str) -> recd_runtime::config::Config {
@@ -175,8 +186,42 @@ async fn replicas_on_redis_see_each_others_writes_and_a_restarted_node_has_them_
     assert!(heard > 0.0, "no replica heard of another's write");
     println!("replicas heard {heard} changes made through others");
 
-    // recd-2 killed and restarted: it answers from Redis with every acknowledged event
+    // recd-2 killed, items changed, recd-2 restarted: it answers from Redis with every
+    // acknowledged event and item change
     nodes.pop();
+    // while recd-2 is down, items: one added through recd-1, one deleted through recd-0;
+    // both answer with the changes (the shared item log), recd-0 from its acknowledgement on
+    let (_, alice) = user(&c, nodes[0].http, "shared1").await;
+    let added = 4_000_000_u64;
+    let url = format!("http://{}/v1/items/{added}", nodes[1].http);
+    let body = json!({"embedding": alice["embedding"]}).to_string();
+    let (status, json) = send(&c, reqwest::Method::PUT, url, Some(body)).await;
+    assert_eq!(status, 200, "{json}");
+    let gone = poll(30, || all(&c, nodes[0].http, "shared2")).await[0];
+    let written = Instant::now();
+    let url = format!("http://{}/v1/items/{gone}", nodes[0].http);
+    let (status, json) = send(&c, reqwest::Method::DELETE, url, None).await;
+    assert_eq!(status, 200, "{json}");
+    let first = all(&c, nodes[0].http, "shared2").await;
+    assert!(first.is_none_or(|a| !a.contains(&gone)));
+    for n in &nodes {
+        poll(10, || async {
+            let answer = all(&c, n.http, "shared2").await?;
+            (!answer.contains(&gone)).then_some(())
+        })
+        .await;
+        poll(10, || async {
+            all(&c, n.http, "shared1")
+                .await?
+                .contains(&added)
+                .then_some(())
+        })
+        .await;
+    }
+    println!(
+        "item changes visible on both nodes within {:?}",
+        written.elapsed()
+    );
     let restarted =
         crate::cluster::spawn_with("recd-2", "s3cret", ports[2], &[ports[0], ports[1]], &env);
     poll(120, || async {
@@ -203,4 +248,9 @@ async fn replicas_on_redis_see_each_others_writes_and_a_restarted_node_has_them_
         let (_, profile) = user(&c, restarted.http, u).await;
         assert_eq!(profile["recent_items"], json!([item]), "{u}");
     }
+    // and it caught up with the item log while it was down
+    let answer = poll(30, || all(&c, restarted.http, "shared2")).await;
+    assert!(!answer.contains(&gone));
+    let answer = poll(30, || all(&c, restarted.http, "shared1")).await;
+    assert!(answer.contains(&added));
 }

@@ -1,0 +1,320 @@
+//! Item writes in a cluster (ADR 0017): one Redis Stream, `<prefix>:items`, on the
+//! shared store. The ingress appends a change (durable once Redis replies: the server
+//! runs `appendfsync always`, checked at start by the feature store); every node tails
+//! the stream and applies each change, in stream order, to its item overlay and to the
+//! index shards it holds ([`Applier`]). A node that starts — or restarts after being
+//! down — replays the stream from the start before it serves, so it catches up from the
+//! catalogue its index snapshot was built from.
+//!
+//! ```text
+//! PUT/DELETE /v1/items ─► XADD <prefix>:items ─► every node: XREAD BLOCK ─► Applier
+//!                                                  (overlay, then the shards held here)
+//! ```
+//!
+//! One stream, not one per index shard: every node needs every item's vectors (its
+//! ranker scores them, its pipeline drops deleted ones), not only its shards' items.
+
+use crate::candidates::index::ShardIndex;
+use crate::data::Schema;
+use crate::items::{ItemRow, Items};
+use anyhow::Context;
+use recd_runtime::metrics::Metrics;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where this node's item writes go.
+pub enum ItemWrites {
+    /// A single node: its own item store, then its index shards (called directly).
+    Local(Arc<crate::items::ItemStore>),
+    /// A cluster on the shared store: the stream every node applies.
+    Shared(ItemLog),
+}
+
+/// A stream entry id: (milliseconds, sequence).
+pub type EntryId = (u64, u64);
+
+/// Applies item changes to the overlay and to the index shards held here.
+pub struct Applier {
+    /// The live items.
+    pub items: Arc<Items>,
+    /// The index shards held here, with their shard numbers.
+    pub indexes: Vec<(usize, Arc<ShardIndex>)>,
+    /// Index shards in the cluster (an item lives in `id % shards`).
+    pub shards: usize,
+}
+
+impl Applier {
+    /// Applies `changes` in order: the shards held here first, then the overlay (a
+    /// delete is dropped by every reader from the overlay on). Blocking.
+    pub fn apply(&self, changes: &[Change]) -> anyhow::Result<()> {
+        for (shard, index) in &self.indexes {
+            let mine: Vec<_> = (changes.iter())
+                .filter(|(id, _)| (id % self.shards as u64) as usize == *shard)
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                index.apply(&mine)?;
+            }
+        }
+        for (id, row) in changes {
+            self.items.set(*id, row.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The stream, and how far this node has applied it.
+pub struct ItemLog {
+    con: ConnectionManager,
+    key: String,
+    timeout: Duration,
+    applied: watch::Receiver<EntryId>,
+    tail: JoinHandle<()>,
+}
+
+type Entries = Vec<(String, Vec<Vec<u8>>)>;
+
+/// One item change: its id and row (`None`: a delete).
+type Change = (u64, Option<Arc<ItemRow>>);
+
+impl ItemLog {
+    /// Connects, replays every change into `applier` (blocking work off the async
+    /// workers), and starts the tail. Fails if the stream cannot be read or holds a
+    /// change of another schema.
+    pub async fn open(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        applier: Applier,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("features.store.redis.url")?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2);
+        let mut con = (client.get_connection_manager_with_config(config).await)
+            .context("connecting to the item log (redis)")?;
+        let key = format!("{prefix}:items");
+        let schema = applier.items.schema();
+        let entries: Entries = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut con)
+            .await
+            .context("reading the item log")?;
+        let (last, changes) = parse(entries, schema)?;
+        let n = changes.len();
+        let applier = Arc::new(applier);
+        let a = Arc::clone(&applier);
+        tokio::task::spawn_blocking(move || a.apply(&changes)).await??;
+        tracing::info!(changes = n, "item log replayed");
+        let (tx, applied) = watch::channel(last);
+        let tail = tokio::spawn(tail(client, key.clone(), last, applier, tx, metrics));
+        Ok(Self {
+            con,
+            key,
+            timeout,
+            applied,
+            tail,
+        })
+    }
+
+    /// Appends a change (`None`: a delete); durable when this returns. Its entry id.
+    pub async fn append(&self, id: u64, row: Option<&ItemRow>) -> anyhow::Result<EntryId> {
+        let bytes = row.map_or_else(Vec::new, crate::items::encode);
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.key)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("row")
+            .arg(bytes);
+        let entry = tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut con))
+            .await
+            .context("the item log did not answer in time")??;
+        entry_id(&entry).with_context(|| format!("XADD answered {entry:?}"))
+    }
+
+    /// Waits until this node has applied the log up to `entry`.
+    pub async fn applied(&self, entry: EntryId, timeout: Duration) -> anyhow::Result<()> {
+        let mut rx = self.applied.clone();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&at| at >= entry)).await;
+        match reached.map(|r| r.map(|_| ())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => anyhow::bail!("the item log's tail stopped"),
+            Err(_) => anyhow::bail!("the change is durable but not applied here yet"),
+        }
+    }
+}
+
+impl Drop for ItemLog {
+    fn drop(&mut self) {
+        self.tail.abort();
+    }
+}
+
+/// Follows the stream from `after`: each batch of new entries applied in order, off the
+/// async workers; an unreadable entry is skipped, logged and counted (it was checked when
+/// appended). Reconnects after a failure.
+async fn tail(
+    client: redis::Client,
+    key: String,
+    mut after: EntryId,
+    applier: Arc<Applier>,
+    applied: watch::Sender<EntryId>,
+    metrics: Arc<Metrics>,
+) {
+    const BLOCK_MS: u64 = 1000;
+    let schema = applier.items.schema();
+    let mut con = None;
+    loop {
+        if con.is_none() {
+            // its own connection: a blocking read would hold up a shared one
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 2000)))
+                .set_connection_timeout(Some(Duration::from_secs(2)));
+            match client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+            {
+                Ok(c) => con = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "item log unreachable, retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = con.as_mut() else { continue };
+        let read: redis::RedisResult<Option<Vec<(String, Entries)>>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(512)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(format!("{}-{}", after.0, after.1))
+            .query_async(c)
+            .await;
+        let entries = match read {
+            Ok(Some(mut streams)) => streams.pop().map(|(_, e)| e).unwrap_or_default(),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the item log failed, reconnecting");
+                con = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut changes = Vec::with_capacity(entries.len());
+        let mut written_ms = Vec::with_capacity(entries.len());
+        for (entry, fields) in entries {
+            let Some(at) = entry_id(&entry) else { continue };
+            after = after.max(at);
+            match change(&fields, schema) {
+                Ok(c) => {
+                    changes.push(c);
+                    written_ms.push(at.0);
+                }
+                Err(e) => {
+                    metrics.store_errors.inc();
+                    tracing::warn!(entry, error = %format!("{e:#}"), "unreadable item log entry skipped");
+                }
+            }
+        }
+        let a = Arc::clone(&applier);
+        match tokio::task::spawn_blocking(move || a.apply(&changes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "applying item changes failed")
+            }
+            Err(e) => tracing::error!(error = %e, "applying item changes panicked"),
+        }
+        let now = recd_runtime::clock::unix_time().as_millis() as u64;
+        for ms in written_ms {
+            let secs = now.saturating_sub(ms) as f64 / 1000.0;
+            metrics.write_visible_seconds.observe(secs);
+        }
+        let _ = applied.send(after);
+    }
+}
+
+fn entry_id(s: &str) -> Option<EntryId> {
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The last entry id and the changes of `entries`; any malformed entry is an error.
+fn parse(entries: Entries, schema: Schema) -> anyhow::Result<(EntryId, Vec<Change>)> {
+    let mut last = (0, 0);
+    let mut out = Vec::with_capacity(entries.len());
+    for (entry, fields) in entries {
+        last = entry_id(&entry).with_context(|| format!("item log entry id {entry:?}"))?;
+        out.push(change(&fields, schema).with_context(|| format!("item log entry {entry}"))?);
+    }
+    Ok((last, out))
+}
+
+/// One entry's change: fields `id` (decimal) and `row` (an item row, empty for a delete).
+fn change(fields: &[Vec<u8>], schema: Schema) -> anyhow::Result<Change> {
+    let (mut id, mut row) = (None, None);
+    for pair in fields.chunks(2) {
+        match pair {
+            [k, v] if k.as_slice() == b"id" => {
+                let text = std::str::from_utf8(v).context("id is not text")?;
+                let n: u64 = text.parse().context("id is not a number")?;
+                anyhow::ensure!(n <= crate::data::MAX_ITEM_ID, "id {n} is out of range");
+                id = Some(n);
+            }
+            [k, v] if k.as_slice() == b"row" => {
+                row = Some(match v.is_empty() {
+                    true => None,
+                    false => Some(Arc::new(crate::items::decode(v, schema)?)),
+                });
+            }
+            _ => {}
+        }
+    }
+    match (id, row) {
+        (Some(id), Some(row)) => Ok((id, row)),
+        _ => anyhow::bail!("an entry without id and row"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_checked() {
+        let s = Schema::WORKLOAD;
+        let row = ItemRow {
+            emb: vec![0.125; 64],
+            feats: vec![1.0; 16],
+        };
+        let good = vec![
+            b"id".to_vec(),
+            b"42".to_vec(),
+            b"row".to_vec(),
+            crate::items::encode(&row),
+        ];
+        assert_eq!(change(&good, s).unwrap().0, 42);
+        let delete = vec![b"id".to_vec(), b"7".to_vec(), b"row".to_vec(), vec![]];
+        assert_eq!(change(&delete, s).unwrap(), (7, None));
+        let mut short = good.clone();
+        short[3].truncate(10);
+        assert!(change(&short, s).is_err());
+        assert!(change(&good[..2], s).is_err());
+        let mut huge = good;
+        huge[1] = b"9007199254740993".to_vec();
+        assert!(change(&huge, s).is_err());
+        assert_eq!(entry_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(entry_id("garbage"), None);
+    }
+}
