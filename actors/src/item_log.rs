@@ -78,7 +78,7 @@ pub struct ItemLog {
 type Entries = Vec<(String, Vec<Vec<u8>>)>;
 
 /// One item change: its id and row (`None`: a delete).
-type Change = (u64, Option<Arc<ItemRow>>);
+pub type Change = (u64, Option<Arc<ItemRow>>);
 
 impl ItemLog {
     /// Connects, replays every change into `applier` (blocking work off the async
@@ -139,6 +139,28 @@ impl ItemLog {
             .await
             .context("the item log did not answer in time")??;
         entry_id(&entry).with_context(|| format!("XADD answered {entry:?}"))
+    }
+
+    /// Appends every change of `rows` in one pipelined round trip; durable when this
+    /// returns.
+    pub async fn append_many(&self, rows: &[Change]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        for (id, row) in rows {
+            let bytes = row.as_deref().map_or_else(Vec::new, crate::items::encode);
+            pipe.cmd("XADD")
+                .arg(&self.key)
+                .arg("*")
+                .arg("id")
+                .arg(*id)
+                .arg("row")
+                .arg(bytes)
+                .ignore();
+        }
+        let mut con = self.con.clone();
+        tokio::time::timeout(self.timeout * 4, pipe.query_async::<()>(&mut con))
+            .await
+            .context("the item log did not answer in time")??;
+        Ok(())
     }
 
     /// Waits until this node has applied the log up to `entry`.

@@ -30,6 +30,31 @@ pub struct ItemRow {
     pub feats: Vec<f32>,
 }
 
+impl ItemRow {
+    /// A row of `schema`'s sizes with finite values, its embedding normalised; why not.
+    pub fn checked(emb: Vec<f32>, feats: Vec<f32>, schema: Schema) -> Result<Self, String> {
+        let Schema { dim, feat_dim } = schema;
+        if emb.len() != dim {
+            return Err(format!(
+                "embedding must have {dim} floats (got {})",
+                emb.len()
+            ));
+        }
+        if feats.len() != feat_dim {
+            let got = feats.len();
+            return Err(format!("features must have {feat_dim} floats (got {got})"));
+        }
+        let mut r = ItemRow { emb, feats };
+        if !r.emb.iter().chain(&r.feats).all(|x| x.is_finite()) {
+            return Err("embedding and features must be finite".into());
+        }
+        if !crate::features::fold::normalise(&mut r.emb) {
+            return Err("embedding must not be all zeros".into());
+        }
+        Ok(r)
+    }
+}
+
 /// The catalogue and its changes.
 pub struct Items {
     base: Arc<Catalogue>,
@@ -133,9 +158,19 @@ impl ItemStore {
 
     /// Makes `row` (or the delete of `id`) durable. Blocking.
     pub fn put(&self, id: u64, row: Option<&ItemRow>) -> anyhow::Result<()> {
-        let bytes = row.map_or_else(Vec::new, encode);
+        self.put_many(&[(id, row.cloned().map(Arc::new))])
+    }
+
+    /// Makes every change of `rows` durable in one commit. Blocking.
+    pub fn put_many(&self, rows: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(ITEMS)?.insert(id, bytes.as_slice())?;
+        {
+            let mut table = txn.open_table(ITEMS)?;
+            for (id, row) in rows {
+                let bytes = row.as_deref().map_or_else(Vec::new, encode);
+                table.insert(*id, bytes.as_slice())?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }

@@ -235,7 +235,7 @@ fn parquet_users(
     }))
 }
 
-fn floats_of(f: &Field) -> anyhow::Result<Vec<f32>> {
+pub(crate) fn floats_of(f: &Field) -> anyhow::Result<Vec<f32>> {
     let Field::ListInternal(list) = f else {
         bail!("expected a list of floats, got {f}");
     };

@@ -26,6 +26,7 @@
 
 pub mod commands;
 pub mod import;
+pub mod import_items;
 mod node;
 mod roles;
 mod stores;

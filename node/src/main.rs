@@ -71,14 +71,17 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Bulk-load user profiles into the configured feature store (embedded: no node may
-    /// hold its files; redis: nodes may be serving). Parquet file or raw folder.
+    /// Bulk-load user profiles into the configured feature store, or items into the item
+    /// writes (embedded: no node may hold its files; redis: nodes may be serving).
+    /// Parquet file or raw folder.
     Import {
-        /// What to import (users).
-        #[arg(value_parser = ["users"])]
+        /// What to import.
+        #[arg(value_parser = ["users", "items"])]
         what: String,
-        /// A Parquet file (user_id, embedding, features?, recent_items?) or a folder with
-        /// user_ids.txt, users.f32 and optionally user_feats.f32.
+        /// users: a Parquet file (user_id, embedding, features?, recent_items?) or a folder
+        /// with user_ids.txt, users.f32 and optionally user_feats.f32. items: a Parquet
+        /// file (item_id, embedding, features?) or a folder with item_ids.u64, items.f32
+        /// and optionally item_feats.f32.
         #[arg(long)]
         from: PathBuf,
         #[command(flatten)]
@@ -154,14 +157,17 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
-        Command::Import { from, flags, .. } => {
+        Command::Import { what, from, flags } => {
             let config = load_config(&flags)?;
             recd_runtime::telemetry::init_logging("text");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("tokio runtime")?;
-            runtime.block_on(recd_node::import::users(&config, &from))
+            match what.as_str() {
+                "items" => runtime.block_on(recd_node::import_items::items(&config, &from)),
+                _ => runtime.block_on(recd_node::import::users(&config, &from)),
+            }
         }
         Command::Run(flags) => {
             let config = load_config(&flags)?;

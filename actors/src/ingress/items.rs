@@ -8,7 +8,6 @@
 use super::state::{IngressState, Refusal};
 use super::writes::{body, writer};
 use crate::data::Schema;
-use crate::features::fold::normalise;
 use crate::item_log::ItemWrites;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
@@ -41,30 +40,8 @@ fn item_id(id: &str) -> Result<u64, RecdError> {
 }
 
 fn row(body: ItemBody, schema: Schema) -> Result<ItemRow, RecdError> {
-    let Schema { dim, feat_dim } = schema;
-    let feats = body.features.unwrap_or_else(|| vec![0.0; feat_dim]);
-    if body.embedding.len() != dim {
-        let got = body.embedding.len();
-        let msg = format!("embedding must have {dim} floats (got {got})");
-        return Err(RecdError::bad_request(msg));
-    }
-    if feats.len() != feat_dim {
-        let msg = format!("features must have {feat_dim} floats (got {})", feats.len());
-        return Err(RecdError::bad_request(msg));
-    }
-    let mut r = ItemRow {
-        emb: body.embedding,
-        feats,
-    };
-    if !r.emb.iter().chain(&r.feats).all(|x| x.is_finite()) {
-        return Err(RecdError::bad_request(
-            "embedding and features must be finite",
-        ));
-    }
-    if !normalise(&mut r.emb) {
-        return Err(RecdError::bad_request("embedding must not be all zeros"));
-    }
-    Ok(r)
+    let feats = body.features.unwrap_or_else(|| vec![0.0; schema.feat_dim]);
+    ItemRow::checked(body.embedding, feats, schema).map_err(RecdError::bad_request)
 }
 
 /// Store, overlay, index shard — in that order, one item write at a time.
