@@ -47,9 +47,13 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Applies `changes` in order: the shards held here first, then the overlay (a
-    /// delete is dropped by every reader from the overlay on). Blocking.
+    /// Applies `changes` in order: the overlay first (a delete is dropped by every reader
+    /// from then on; a rebuild that starts now reads the change), then the shards held
+    /// here. Blocking.
     pub fn apply(&self, changes: &[Change]) -> anyhow::Result<()> {
+        for (id, row) in changes {
+            self.items.set(*id, row.clone());
+        }
         for (shard, index) in &self.indexes {
             let mine: Vec<_> = (changes.iter())
                 .filter(|(id, _)| (id % self.shards as u64) as usize == *shard)
@@ -58,9 +62,6 @@ impl Applier {
             if !mine.is_empty() {
                 index.apply(&mine)?;
             }
-        }
-        for (id, row) in changes {
-            self.items.set(*id, row.clone());
         }
         Ok(())
     }

@@ -128,6 +128,21 @@ impl Items {
         o.insert(id, row);
     }
 
+    /// The catalogue, and the changes of the items of index shard `shard` of `shards`
+    /// (what a rebuild of that shard reads; the read guard is not kept).
+    pub fn shard_snapshot(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> (Arc<Catalogue>, HashMap<u64, Option<Arc<ItemRow>>>) {
+        let o = self.view().overlay;
+        let mine = (o.iter())
+            .filter(|(id, _)| *id % shards as u64 == shard as u64)
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        (Arc::clone(&self.base), mine)
+    }
+
     /// Items changed since the catalogue was loaded, and how many of them are deletes.
     pub fn changes(&self) -> (usize, usize) {
         let o = self.view().overlay;

@@ -96,6 +96,9 @@ pub(crate) async fn open_items(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(Arc<Items>, Option<Arc<ItemWrites>>)> {
     let items = Arc::new(Items::new(Arc::clone(catalogue)));
+    for index in indexes {
+        index.attach(Arc::clone(&items));
+    }
     let applier = Applier {
         items: Arc::clone(&items),
         indexes: held.iter().copied().zip(indexes.iter().cloned()).collect(),

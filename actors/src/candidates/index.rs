@@ -1,13 +1,17 @@
-//! One shard of the item index over usearch, with snapshot save/load, and the merge of
+//! One shard of the item index over usearch, with snapshot save/load, live item
+//! changes, a background rebuild once deletes pile up (`rebuild.rs`), and the merge of
 //! per-shard results.
 
 use crate::data::Catalogue;
-use crate::items::ItemRow;
+use crate::items::{ItemRow, Items};
+
+mod rebuild;
 use crate::types::Candidate;
 use anyhow::{ensure, Context};
 use recd_runtime::config::{IndexConfig, MetricConfig, ScalarKindConfig};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 /// Scale of recd's own f32 → i8 quantisation (usearch's truncates; see USEARCH-NOTES).
@@ -15,19 +19,26 @@ const I8_SCALE: f32 = 127.0 / 0.75;
 
 /// One index shard.
 pub struct ShardIndex {
-    index: Index,
+    /// Searches and adds hold it shared; growing the capacity and swapping in a rebuilt
+    /// graph hold it alone (usearch must not reallocate under a search).
+    index: RwLock<Index>,
+    cfg: IndexConfig,
     scalar: ScalarKindConfig,
     exact: bool,
     shard: usize,
+    shards: usize,
     /// Dimensions of every vector (the catalogue's schema).
     dim: usize,
     /// Thread slots reserved (searchers and the writer).
     threads: usize,
-    /// Searches hold it shared; growing the capacity holds it alone (usearch must not
-    /// reallocate under a search).
-    grow: RwLock<()>,
     /// One writer at a time: parallel adds can leave nodes unreachable (USearch#735).
     writer: Mutex<()>,
+    /// Items removed since the graph was built (tombstones in it).
+    removed: AtomicUsize,
+    /// Set while a rebuild runs.
+    rebuilding: AtomicBool,
+    /// The live items a rebuild reads (attached once they are open).
+    items: OnceLock<Arc<Items>>,
 }
 
 impl ShardIndex {
@@ -47,7 +58,7 @@ impl ShardIndex {
         let path = snapshot_path(dir, cat, shard, shards, cfg);
         let options = options(cfg, cat.schema.dim);
         if path.is_file() {
-            match Self::load(&path, &options, cfg, shard, threads.0) {
+            match Self::load(&path, &options, cfg, (shard, shards), threads.0) {
                 Ok(me) if me.len() == shard_rows(cat, shard, shards).len() => {
                     return Ok((me, true))
                 }
@@ -66,7 +77,7 @@ impl ShardIndex {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
-        me.index
+        (me.guard())
             .save(path_str(&tmp)?)
             .context("saving index snapshot")?;
         std::fs::rename(&tmp, &path)?;
@@ -77,7 +88,7 @@ impl ShardIndex {
         path: &Path,
         options: &IndexOptions,
         cfg: &IndexConfig,
-        shard: usize,
+        shard: (usize, usize),
         threads: usize,
     ) -> anyhow::Result<Self> {
         let index = Index::new(options).context("creating index")?;
@@ -95,38 +106,68 @@ impl ShardIndex {
         Ok(Self::over(index, cfg, shard, threads))
     }
 
-    fn over(index: Index, cfg: &IndexConfig, shard: usize, threads: usize) -> Self {
+    fn over(
+        index: Index,
+        cfg: &IndexConfig,
+        (shard, shards): (usize, usize),
+        threads: usize,
+    ) -> Self {
         let dim = index.dimensions();
         Self {
-            index,
+            index: RwLock::new(index),
+            cfg: cfg.clone(),
             scalar: cfg.scalar,
             exact: cfg.exact,
             shard,
+            shards,
             dim,
             threads,
-            grow: RwLock::new(()),
             writer: Mutex::new(()),
+            removed: AtomicUsize::new(0),
+            rebuilding: AtomicBool::new(false),
+            items: OnceLock::new(),
         }
+    }
+
+    fn guard(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live items a background rebuild reads; without them the shard never rebuilds.
+    pub fn attach(&self, items: Arc<Items>) {
+        let _ = self.items.set(items);
     }
 
     /// Applies item upserts (`Some`: remove then add) and deletes (`None`), one writer
     /// at a time, growing the capacity by half when full. Blocking (run it on the
     /// compute pool, never on an async worker).
-    pub fn apply(&self, changes: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
+    /// Past [`rebuild::due`] tombstones a background thread rebuilds the graph.
+    pub fn apply(self: &Arc<Self>, changes: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
+        self.apply_changes(changes)?;
+        self.rebuild_when_due();
+        Ok(())
+    }
+
+    fn apply_changes(&self, changes: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
         let _one = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         for (id, row) in changes {
-            if row.is_some() && self.index.size() + 1 > self.index.capacity() {
-                let _alone = self.grow.write().unwrap_or_else(|p| p.into_inner());
-                let cap = self.index.capacity() + self.index.capacity() / 2 + 1024;
-                (self.index.reserve_capacity_and_threads(cap, self.threads))
+            let full = {
+                let index = self.guard();
+                row.is_some() && index.size() + 1 > index.capacity()
+            };
+            if full {
+                let index = self.index.write().unwrap_or_else(|p| p.into_inner());
+                let cap = index.capacity() + index.capacity() / 2 + 1024;
+                (index.reserve_capacity_and_threads(cap, self.threads))
                     .map_err(|e| anyhow::anyhow!("growing shard {}: {e}", self.shard))?;
             }
-            let _shared = self.grow.read().unwrap_or_else(|p| p.into_inner());
-            if self.index.contains(*id) {
-                (self.index.remove(*id)).map_err(|e| anyhow::anyhow!("removing item {id}: {e}"))?;
+            let index = self.guard();
+            if index.contains(*id) {
+                (index.remove(*id)).map_err(|e| anyhow::anyhow!("removing item {id}: {e}"))?;
+                self.removed.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(row) = row {
-                self.add(*id, &row.emb)?;
+                add_to(&index, self.scalar, *id, &row.emb)?;
             }
         }
         Ok(())
@@ -149,7 +190,7 @@ impl ShardIndex {
         index
             .reserve_capacity_and_threads(n, threads.max(search_threads))
             .context("reserving index")?;
-        let me = Self::over(index, cfg, shard, threads.max(search_threads));
+        let me = Self::over(index, cfg, (shard, shards), threads.max(search_threads));
         let done = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| -> anyhow::Result<()> {
             let workers: Vec<_> = (0..threads)
@@ -158,7 +199,7 @@ impl ShardIndex {
                     s.spawn(move || -> anyhow::Result<()> {
                         for local in (t..n).step_by(threads) {
                             let row = rows[local];
-                            me.add(cat.id(row), cat.item(row))?;
+                            add_to(&me.guard(), me.scalar, cat.id(row), cat.item(row))?;
                             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                             if d % 20_000 == 0 || d == n {
                                 progress(d, n);
@@ -174,16 +215,8 @@ impl ShardIndex {
             }
             Ok(())
         })?;
-        me.index.change_expansion_search(cfg.expansion_search);
+        me.guard().change_expansion_search(cfg.expansion_search);
         Ok(me)
-    }
-
-    fn add(&self, key: u64, v: &[f32]) -> anyhow::Result<()> {
-        match self.scalar {
-            ScalarKindConfig::I8 => self.index.add(key, &quantise_i8(v)),
-            _ => self.index.add(key, v),
-        }
-        .map_err(|e| anyhow::anyhow!("adding item {key}: {e}"))
     }
 
     /// The `k` nearest items of this shard to `query`.
@@ -194,12 +227,12 @@ impl ShardIndex {
             query.len(),
             self.dim
         );
-        let _searching = self.grow.read().unwrap_or_else(|p| p.into_inner());
+        let index = self.guard();
         let m = match (self.scalar, self.exact) {
-            (ScalarKindConfig::I8, false) => self.index.search(&quantise_i8(query), k),
-            (ScalarKindConfig::I8, true) => self.index.exact_search(&quantise_i8(query), k),
-            (_, false) => self.index.search(query, k),
-            (_, true) => self.index.exact_search(query, k),
+            (ScalarKindConfig::I8, false) => index.search(&quantise_i8(query), k),
+            (ScalarKindConfig::I8, true) => index.exact_search(&quantise_i8(query), k),
+            (_, false) => index.search(query, k),
+            (_, true) => index.exact_search(query, k),
         }
         .map_err(|e| anyhow::anyhow!("searching shard {}: {e}", self.shard))?;
         Ok(m.keys
@@ -216,7 +249,7 @@ impl ShardIndex {
 
     /// Items in this shard.
     pub fn len(&self) -> usize {
-        self.index.size()
+        self.guard().size()
     }
 
     /// True when the shard holds no items.
@@ -301,6 +334,15 @@ fn snapshot_path(
         cfg.expansion_add,
         cat.fingerprint()
     ))
+}
+
+/// Adds `v` under `key`, quantised as the index stores it.
+fn add_to(index: &Index, scalar: ScalarKindConfig, key: u64, v: &[f32]) -> anyhow::Result<()> {
+    match scalar {
+        ScalarKindConfig::I8 => index.add(key, &quantise_i8(v)),
+        _ => index.add(key, v),
+    }
+    .map_err(|e| anyhow::anyhow!("adding item {key}: {e}"))
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {

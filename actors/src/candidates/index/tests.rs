@@ -137,3 +137,56 @@ fn a_single_threaded_build_is_the_same_graph_every_time() {
     assert!(snapshots[0].len() > 10_000);
     assert!(snapshots[0] == snapshots[1], "two builds differ");
 }
+
+#[test]
+fn many_deletes_rebuild_the_shard_in_the_background_without_the_deleted_items() {
+    let (_dir, cat) = catalogue(3_000);
+    let cat = Arc::new(cat);
+    let c = cfg(1);
+    let index = Arc::new(ShardIndex::build(&cat, 0, 1, &c, (2, 1), &|_, _| {}).unwrap());
+    let items = Arc::new(crate::items::Items::new(Arc::clone(&cat)));
+    index.attach(Arc::clone(&items));
+    // 800 deletes (a quarter of what is left is 550): overlay first, as the writers do
+    let deleted: Vec<(u64, Option<Arc<ItemRow>>)> = (0..800).map(|id| (id, None)).collect();
+    for (id, _) in &deleted[..100] {
+        items.set(*id, None);
+    }
+    index.apply(&deleted[..100]).unwrap();
+    assert_eq!(index.tombstones(), 100, "not due yet");
+    for (id, _) in &deleted[100..] {
+        items.set(*id, None);
+    }
+    index.apply(&deleted[100..]).unwrap();
+    let t = std::time::Instant::now();
+    while index.tombstones() != 0 {
+        assert!(t.elapsed().as_secs() < 60, "no rebuild");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    while index.rebuilding.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(index.len(), 2_200);
+    let source = ProfileSource::new(&cat);
+    let (mut hit, mut total) = (0, 0);
+    for u in 0..20 {
+        let p = source.profile(&format!("u{u}"));
+        let got: Vec<u64> = index
+            .search(&p.emb, 50)
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert!(
+            got.iter().all(|&id| id >= 800),
+            "a deleted item answered: {got:?}"
+        );
+        let truth: Vec<u64> = (brute_force(&cat, &p.emb, 2_000).into_iter())
+            .filter(|&id| id >= 800)
+            .take(50)
+            .collect();
+        hit += got.iter().filter(|id| truth.contains(id)).count();
+        total += 50;
+    }
+    let recall = hit as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@50 after the rebuild {recall}");
+}
