@@ -297,3 +297,13 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+/// Scales `v` to unit length; false (and `v` unchanged in meaning) when it cannot be.
+pub fn normalise(v: &mut [f32]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm < 1e-6 {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    true
+}

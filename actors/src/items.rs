@@ -48,7 +48,7 @@ impl ItemRow {
         if !r.emb.iter().chain(&r.feats).all(|x| x.is_finite()) {
             return Err("embedding and features must be finite".into());
         }
-        if !crate::features::fold::normalise(&mut r.emb) {
+        if !crate::data::normalise(&mut r.emb) {
             return Err("embedding must not be all zeros".into());
         }
         Ok(r)

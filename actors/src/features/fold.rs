@@ -8,6 +8,7 @@
 //! user's ring of recent items (at most `max_recent`, no repeats), which the pipeline
 //! never recommends back. Dense features change only by upsert.
 
+pub use crate::data::normalise;
 use crate::types::{EventKind, Profile};
 
 /// Rate of each kind (an ordinary event has weight 1).
@@ -48,16 +49,6 @@ pub fn push_recent(recent: &mut Vec<u64>, item: u64, max: usize) {
     recent.retain(|&r| r != item);
     recent.insert(0, item);
     recent.truncate(max);
-}
-
-/// Scales `v` to unit length; false (and `v` unchanged in meaning) when it cannot be.
-pub fn normalise(v: &mut [f32]) -> bool {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm < 1e-6 {
-        return false;
-    }
-    v.iter_mut().for_each(|x| *x /= norm);
-    true
 }
 
 #[cfg(test)]
