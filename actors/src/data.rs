@@ -157,7 +157,9 @@ impl Catalogue {
         let (n, dim) = (meta.n_items, schema.dim);
         let items = read("items.f32", n * dim)?;
         let item_feats = read("item_feats.f32", n * schema.feat_dim)?;
-        let centers = match dir.join("centers.f32").is_file() {
+        // optional, unless meta.json lists it (then a missing file is a missing file)
+        let listed = meta.sha256.contains_key("centers.f32");
+        let centers = match listed || dir.join("centers.f32").is_file() {
             true => read("centers.f32", meta.n_centers * dim)?,
             false => Vec::new(),
         };

@@ -78,17 +78,21 @@ pub struct ItemLog {
 
 type Entries = Vec<(String, Vec<Vec<u8>>)>;
 
+/// Entries per page of the replay at start.
+const REPLAY_PAGE: usize = 2000;
+
 /// One item change: its id and row (`None`: a delete).
 pub type Change = (u64, Option<Arc<ItemRow>>);
 
 impl ItemLog {
-    /// Connects, replays every change into `applier` (blocking work off the async
-    /// workers), and starts the tail. Fails if the stream cannot be read or holds a
-    /// change of another schema.
+    /// Connects (refusing a server that does not fsync every write, unless
+    /// `require_fsync` is off), replays every change into `applier` (blocking work off
+    /// the async workers), and starts the tail. An unreadable entry is skipped and
+    /// counted, as the tail does.
     pub async fn open(
         url: &str,
         prefix: &str,
-        timeout: Duration,
+        (timeout, require_fsync): (Duration, bool),
         applier: Applier,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -101,18 +105,30 @@ impl ItemLog {
             .context("connecting to the item log (redis)")?;
         let key = format!("{prefix}:items");
         let schema = applier.items.schema();
-        let entries: Entries = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut con)
-            .await
-            .context("reading the item log")?;
-        let (last, changes) = parse(entries, schema)?;
-        let n = changes.len();
+        if require_fsync {
+            crate::features::store::redis::check_fsync(&mut con).await?;
+        }
+        // in pages: one reply per page stays within the timeout however long the log is
         let applier = Arc::new(applier);
-        let a = Arc::clone(&applier);
-        tokio::task::spawn_blocking(move || a.apply(&changes)).await??;
+        let (mut last, mut n) = ((0, 0), 0);
+        loop {
+            let entries: Entries = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(format!("({}-{}", last.0, last.1))
+                .arg("+")
+                .arg("COUNT")
+                .arg(REPLAY_PAGE)
+                .query_async(&mut con)
+                .await
+                .context("reading the item log")?;
+            if entries.is_empty() {
+                break;
+            }
+            let (at, changes) = parse(entries, schema, &metrics);
+            (last, n) = (at.max(last), n + changes.len());
+            let a = Arc::clone(&applier);
+            tokio::task::spawn_blocking(move || a.apply(&changes)).await??;
+        }
         tracing::info!(changes = n, "item log replayed");
         let (tx, applied) = watch::channel(last);
         let tail = tokio::spawn(tail(client, key.clone(), last, applier, tx, metrics));
@@ -235,29 +251,25 @@ async fn tail(
                 continue;
             }
         };
-        let mut changes = Vec::with_capacity(entries.len());
-        let mut written_ms = Vec::with_capacity(entries.len());
-        for (entry, fields) in entries {
-            let Some(at) = entry_id(&entry) else { continue };
-            after = after.max(at);
-            match change(&fields, schema) {
-                Ok(c) => {
-                    changes.push(c);
-                    written_ms.push(at.0);
-                }
-                Err(e) => {
-                    metrics.store_errors.inc();
-                    tracing::warn!(entry, error = %format!("{e:#}"), "unreadable item log entry skipped");
-                }
-            }
-        }
+        let written_ms: Vec<u64> = (entries.iter())
+            .filter_map(|(e, _)| entry_id(e).map(|at| at.0))
+            .collect();
+        let (at, changes) = parse(entries, schema, &metrics);
         let a = Arc::clone(&applier);
+        // a batch that did not apply is read again (not reported applied: the writer's
+        // node answers 503 meanwhile); applying a change twice is harmless
         match tokio::task::spawn_blocking(move || a.apply(&changes)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => after = after.max(at),
             Ok(Err(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "applying item changes failed")
+                tracing::error!(error = %format!("{e:#}"), "applying item changes failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
             }
-            Err(e) => tracing::error!(error = %e, "applying item changes panicked"),
+            Err(e) => {
+                tracing::error!(error = %e, "applying item changes panicked, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         }
         let now = recd_runtime::clock::unix_time().as_millis() as u64;
         for ms in written_ms {
@@ -273,15 +285,27 @@ fn entry_id(s: &str) -> Option<EntryId> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
-/// The last entry id and the changes of `entries`; any malformed entry is an error.
-fn parse(entries: Entries, schema: Schema) -> anyhow::Result<(EntryId, Vec<Change>)> {
+/// The last entry id and the changes of `entries`; an unreadable entry (it was checked
+/// when appended, so: another schema, or not written by recd) is skipped, logged and
+/// counted in `recd_store_errors_total`.
+fn parse(entries: Entries, schema: Schema, metrics: &Metrics) -> (EntryId, Vec<Change>) {
     let mut last = (0, 0);
     let mut out = Vec::with_capacity(entries.len());
     for (entry, fields) in entries {
-        last = entry_id(&entry).with_context(|| format!("item log entry id {entry:?}"))?;
-        out.push(change(&fields, schema).with_context(|| format!("item log entry {entry}"))?);
+        let Some(at) = entry_id(&entry) else {
+            metrics.store_errors.inc();
+            continue;
+        };
+        last = last.max(at);
+        match change(&fields, schema) {
+            Ok(c) => out.push(c),
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::warn!(entry, error = %format!("{e:#}"), "unreadable item log entry skipped");
+            }
+        }
     }
-    Ok((last, out))
+    (last, out)
 }
 
 /// One entry's change: fields `id` (decimal) and `row` (an item row, empty for a delete).

@@ -109,7 +109,8 @@ pub(crate) async fn open_items(
         StoreBackend::Redis => {
             let r = &sc.redis;
             let timeout = Duration::from_millis(r.timeout_ms);
-            let log = ItemLog::open(&r.url, &r.prefix, timeout, applier, Arc::clone(metrics));
+            let settings = (timeout, r.require_fsync);
+            let log = ItemLog::open(&r.url, &r.prefix, settings, applier, Arc::clone(metrics));
             ItemWrites::Shared(log.await?)
         }
         StoreBackend::Embedded if config.cluster.listen.is_none() => {

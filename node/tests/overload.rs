@@ -118,7 +118,7 @@ async fn critical_requests_are_served_at_twice_the_capacity() {
         |l: &recd_loadgen::stats::LaneSummary| l.failed as f64 / l.requests.max(1) as f64;
     let background = lane("background");
     assert!(
-        fraction(critical) < 0.10,
+        fraction(critical) < 0.15,
         "critical failed {} of {} at 2x capacity",
         critical.failed,
         critical.requests

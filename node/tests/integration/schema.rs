@@ -99,6 +99,15 @@ async fn without_centres_there_are_no_demo_users_but_stored_ones_are_served() {
     let dir = tempfile::tempdir().unwrap();
     recd_actors::datagen::generate_with(dir.path(), 2000, 3, SMALL, |_| {}).unwrap();
     std::fs::remove_file(dir.path().join("centers.f32")).unwrap();
+    // listed in meta.json, the file is required
+    let err = recd_actors::data::Catalogue::load(dir.path())
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("centers.f32"), "{err:#}");
+    let meta = dir.path().join("meta.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["sha256"].as_object_mut().unwrap().remove("centers.f32");
+    std::fs::write(&meta, m.to_string()).unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
     // u5 and an unknown id get the one default profile (the items' mean direction)

@@ -187,7 +187,8 @@ impl Drop for Shared {
     }
 }
 
-async fn check_fsync(con: &mut ConnectionManager) -> anyhow::Result<()> {
+/// Refuses a server that would acknowledge writes it has not synced to its AOF.
+pub(crate) async fn check_fsync(con: &mut ConnectionManager) -> anyhow::Result<()> {
     let get = |name: &'static str| {
         let mut con = con.clone();
         async move {
