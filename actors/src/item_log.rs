@@ -141,43 +141,30 @@ impl ItemLog {
         })
     }
 
-    /// Appends a change (`None`: a delete); durable when this returns. Its entry id.
-    pub async fn append(&self, id: u64, row: Option<&ItemRow>) -> anyhow::Result<EntryId> {
-        let bytes = row.map_or_else(Vec::new, crate::items::encode);
-        let mut con = self.con.clone();
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.key)
-            .arg("*")
-            .arg("id")
-            .arg(id)
-            .arg("row")
-            .arg(bytes);
-        let entry = tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut con))
-            .await
-            .context("the item log did not answer in time")??;
-        entry_id(&entry).with_context(|| format!("XADD answered {entry:?}"))
+    /// Appends a change; durable when this returns. Its entry id.
+    pub async fn append(&self, change: Change) -> anyhow::Result<EntryId> {
+        let ids = self.append_many(&[change]).await?;
+        ids.last().copied().context("XADD answered nothing")
     }
 
     /// Appends every change of `rows` in one pipelined round trip; durable when this
-    /// returns.
-    pub async fn append_many(&self, rows: &[Change]) -> anyhow::Result<()> {
+    /// returns. Their entry ids.
+    pub async fn append_many(&self, rows: &[Change]) -> anyhow::Result<Vec<EntryId>> {
         let mut pipe = redis::pipe();
         for (id, row) in rows {
             let bytes = row.as_deref().map_or_else(Vec::new, crate::items::encode);
-            pipe.cmd("XADD")
-                .arg(&self.key)
-                .arg("*")
-                .arg("id")
-                .arg(*id)
-                .arg("row")
-                .arg(bytes)
-                .ignore();
+            let add = pipe.cmd("XADD").arg(&self.key).arg("*");
+            add.arg("id").arg(*id).arg("row").arg(bytes);
         }
         let mut con = self.con.clone();
-        tokio::time::timeout(self.timeout * 4, pipe.query_async::<()>(&mut con))
+        // a large batch gets longer: 1 000 items answer in a few times one write
+        let timeout = self.timeout.mul_f64(1.0 + rows.len() as f64 / 250.0);
+        let entries = tokio::time::timeout(timeout, pipe.query_async::<Vec<String>>(&mut con))
             .await
             .context("the item log did not answer in time")??;
-        Ok(())
+        (entries.iter())
+            .map(|e| entry_id(e).with_context(|| format!("XADD answered {e:?}")))
+            .collect()
     }
 
     /// Waits until this node has applied the log up to `entry`.

@@ -113,14 +113,25 @@ pub async fn users(config: &Config, from: &Path) -> anyhow::Result<()> {
         in_flight -= 1;
     }
     ensure!(written == sent, "{sent} rows sent but {written} written");
+    finish("users", written, started, refused)
+}
+
+/// The end of an import of `what`: the refused row's error (with what is durable), or
+/// the count and rate on the terminal.
+pub(crate) fn finish(
+    what: &str,
+    written: usize,
+    started: Instant,
+    refused: Option<anyhow::Error>,
+) -> anyhow::Result<()> {
     if let Some(e) = refused {
         return Err(e.context(format!(
-            "import stopped; the {written} rows before it are durable"
+            "import stopped; the {written} {what} before it are durable"
         )));
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "import: {written} users in {secs:.1} s ({:.0} users/s)",
+        "import: {written} {what} in {secs:.1} s ({:.0} {what}/s)",
         written as f64 / secs
     );
     Ok(())

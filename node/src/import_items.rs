@@ -71,17 +71,7 @@ pub async fn items(config: &Config, from: &Path) -> anyhow::Result<()> {
         }
     }
     written += put(&writes, batch).await?;
-    if let Some(e) = refused {
-        return Err(e.context(format!(
-            "import stopped; the {written} items before it are durable"
-        )));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "import: {written} items in {secs:.1} s ({:.0} items/s)",
-        written as f64 / secs
-    );
-    Ok(())
+    crate::import::finish("items", written, started, refused)
 }
 
 /// Makes `batch` durable; its length.
@@ -95,7 +85,9 @@ async fn put(writes: &ItemWrites, batch: Vec<Change>) -> anyhow::Result<usize> {
             let store = Arc::clone(store);
             tokio::task::spawn_blocking(move || store.put_many(&batch)).await??;
         }
-        ItemWrites::Shared(log) => log.append_many(&batch).await?,
+        ItemWrites::Shared(log) => {
+            log.append_many(&batch).await?;
+        }
     }
     Ok(n)
 }

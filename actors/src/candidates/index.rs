@@ -157,8 +157,7 @@ impl ShardIndex {
             };
             if full {
                 let index = self.index.write().unwrap_or_else(|p| p.into_inner());
-                let cap = index.capacity() + index.capacity() / 2 + 1024;
-                (index.reserve_capacity_and_threads(cap, self.threads))
+                (grow(&index, self.threads))
                     .map_err(|e| anyhow::anyhow!("growing shard {}: {e}", self.shard))?;
             }
             let index = self.guard();
@@ -334,6 +333,12 @@ fn snapshot_path(
         cfg.expansion_add,
         cat.fingerprint()
     ))
+}
+
+/// Grows the capacity by half (and 1 024) for the adds to come.
+fn grow(index: &Index, threads: usize) -> anyhow::Result<()> {
+    let cap = index.capacity() + index.capacity() / 2 + 1024;
+    Ok(index.reserve_capacity_and_threads(cap, threads)?)
 }
 
 /// Adds `v` under `key`, quantised as the index stores it.

@@ -8,7 +8,7 @@
 //! user's ring of recent items (at most `max_recent`, no repeats), which the pipeline
 //! never recommends back. Dense features change only by upsert.
 
-pub use crate::data::normalise;
+use crate::data::normalise;
 use crate::types::{EventKind, Profile};
 
 /// Rate of each kind (an ordinary event has weight 1).

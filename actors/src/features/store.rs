@@ -156,7 +156,10 @@ pub fn apply_ops(
                     known: true,
                     recent: Vec::new(),
                 };
-                ensure!(fold::normalise(&mut p.emb), "upsert of a zero embedding");
+                ensure!(
+                    crate::data::normalise(&mut p.emb),
+                    "upsert of a zero embedding"
+                );
                 for &r in recent.iter().rev() {
                     fold::push_recent(&mut p.recent, r, ctx.max_recent);
                 }

@@ -64,7 +64,7 @@ async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), R
     let store = match &**writes {
         ItemWrites::Local(store) => Arc::clone(store),
         ItemWrites::Shared(log) => {
-            let at = (log.append(id, row.as_deref()).await)
+            let at = (log.append((id, row.clone())).await)
                 .map_err(|e| RecdError::unavailable(format!("item log: {e:#}")))?;
             // this node answers with the change from the acknowledgement on; the others
             // within their tail's lag (recd_write_visible_seconds)

@@ -180,7 +180,10 @@ pub(super) async fn events(
                     "events: 1..={max} per call"
                 )));
             }
-            let now = recd_runtime::clock::unix_time().as_secs();
+            let (now, schema) = (
+                recd_runtime::clock::unix_time().as_secs(),
+                serving.items.schema(),
+            );
             let mut ops = Vec::with_capacity(parsed.events.len());
             for (i, e) in parsed.events.into_iter().enumerate() {
                 let at = |m: String| RecdError::bad_request(format!("events[{i}]: {m}"));
@@ -206,7 +209,7 @@ pub(super) async fn events(
                     ts,
                 };
                 (op.check(
-                    serving.items.schema(),
+                    schema,
                     &|id| serving.items.is_live(id),
                     st.store.recent_items,
                 ))

@@ -54,6 +54,10 @@ impl PeerStage {
                 .with_label_values(&[kind, outcome])
                 .inc();
         };
+        // a reply is checked against the catalogue: none is sent before it is loaded
+        let Some(&(items, schema)) = net.catalogue.get() else {
+            return Err(RecdError::unavailable("the catalogue is not loaded yet"));
+        };
         let Some(_in_flight) = net.peers.try_acquire(self.node) else {
             count("saturated");
             return Err(RecdError::overloaded("peer at its in-flight cap"));
@@ -89,7 +93,6 @@ impl PeerStage {
             }
         };
         let error_reply = matches!(reply, Reply::Error { .. });
-        let (items, schema) = (net.catalogue.get().copied()).unwrap_or((0, Schema::WORKLOAD));
         let answer = match reply.into_answer(items, schema) {
             Ok(a) => a,
             Err(e) => {

@@ -29,6 +29,17 @@ fn import_what(what: &str, from: &Path, store: &Path) -> (bool, String) {
     )
 }
 
+/// Runs a pyarrow `script` that writes a Parquet file to `out` (its argv[1]).
+fn pyarrow(script: &str, out: &Path) {
+    let run = Command::new("python3")
+        .args(["-c", script])
+        .arg(out)
+        .output();
+    let run = run.expect("running python3");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "pyarrow: {err}");
+}
+
 fn unit(axis: usize) -> Vec<f32> {
     (0..64).map(|i| if i == axis { 1.0 } else { 0.0 }).collect()
 }
@@ -61,16 +72,7 @@ t = pa.table({"user_id": ["carol", "dave"], "embedding": emb,
               "features": [[0.25] * 16, None], "recent_items": [[7, 8], []]})
 pq.write_table(t, sys.argv[1])
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&pq)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyarrow: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pyarrow(script, &pq);
     let (ok, log) = import(&pq, store.path());
     assert!(ok, "{log}");
 
@@ -128,16 +130,7 @@ t = pa.table({"item_id": pa.array([9000003, 9000004], pa.uint64()), "embedding":
               "features": [[0.5] * 16, None]})
 pq.write_table(t, sys.argv[1])
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&pq)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyarrow: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pyarrow(script, &pq);
     // the second row's embedding is all zeros: refused by number, the first is kept
     let (ok, log) = import_what("items", &pq, store.path());
     assert!(

@@ -11,7 +11,7 @@
 //! that changed since the build's snapshot is applied to the new graph, and nothing is
 //! lost; a change still on its way is applied to the new graph after the swap.
 
-use super::{add_to, options, ShardIndex};
+use super::{add_to, grow, options, ShardIndex};
 use crate::items::ItemRow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ impl ShardIndex {
             }
             if let Some(row) = row {
                 if fresh.size() + 1 > fresh.capacity() {
-                    fresh.reserve_capacity_and_threads(fresh.capacity() * 2, self.threads)?;
+                    grow(&fresh, self.threads)?;
                 }
                 add_to(&fresh, self.scalar, *id, &row.emb)?;
             }
