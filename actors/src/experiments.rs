@@ -1,10 +1,15 @@
-//! A/B assignment by deterministic hashing (docs/workload.md, DESIGN.md §5).
+//! A/B assignment by deterministic hashing (docs/workload.md, DESIGN.md §5), and what
+//! each variant runs.
 //!
 //! `bucket = FNV-1a 64(salt ‖ user_id) % 100`; the user gets the first variant when
 //! `bucket < split_percent`, the second otherwise. With an empty salt and a 50 % split
-//! this is exactly the workload's rule. Scenarios live in `configs/ab_scenarios.yaml`.
+//! this is exactly the workload's rule. Scenarios live in `configs/ab_scenarios.yaml`;
+//! each variant binds the model it scores with (`name` or `name@version`), how many
+//! candidates it re-ranks and how wide its ANN search walks ([`Plan`], resolved against
+//! the node's defaults at start; the pipeline runs each variant's requests with its own).
 
 use crate::features::profile::fnv1a64;
+use crate::types::ModelRef;
 use anyhow::{ensure, Context};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -28,8 +33,64 @@ pub struct Experiment {
     pub salt: String,
     /// Percentage of users (0..=100) in the first variant.
     pub split_percent: u8,
-    /// The two variant names.
-    pub variants: [String; 2],
+    /// The two variants.
+    pub variants: [Variant; 2],
+}
+
+/// A variant and what it runs (every field but the name defaults to the node's config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Its name (in answers, metrics and `X-Variant`).
+    pub name: String,
+    /// The model it scores with: `name` (newest or pinned version) or `name@version`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Candidates merged from the shards and re-ranked (1..=4096).
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    /// ANN search breadth per shard (at most 4096; never below what is asked).
+    #[serde(default)]
+    pub ef: Option<usize>,
+}
+
+impl Variant {
+    fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            model: None,
+            candidates: None,
+            ef: None,
+        }
+    }
+}
+
+/// The node's defaults a variant's [`Plan`] starts from.
+#[derive(Debug, Clone)]
+pub struct PlanDefaults {
+    /// `models.default`.
+    pub model: String,
+    /// `index.candidates`.
+    pub candidates: usize,
+    /// `index.shards`.
+    pub shards: usize,
+    /// `index.per_shard_factor`.
+    pub per_shard_factor: f32,
+}
+
+/// What one variant's requests run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The variant's name.
+    pub variant: String,
+    /// The model scored with.
+    pub model: ModelRef,
+    /// Candidates kept after the merge (and re-ranked).
+    pub candidates: usize,
+    /// Items asked of each index shard.
+    pub per_shard_k: usize,
+    /// Search breadth of each shard call.
+    pub ef: usize,
 }
 
 impl Default for AbScenarios {
@@ -39,7 +100,7 @@ impl Default for AbScenarios {
                 name: "workload-default".into(),
                 salt: String::new(),
                 split_percent: 50,
-                variants: ["A".into(), "B".into()],
+                variants: [Variant::named("A"), Variant::named("B")],
             },
         }
     }
@@ -56,18 +117,53 @@ impl AbScenarios {
         Ok(me)
     }
 
-    /// Checks the split and the variant names.
+    /// Checks the split, the variant names and what they bind.
     pub fn validate(&self) -> anyhow::Result<()> {
         let e = &self.experiment;
         ensure!(
             e.split_percent <= 100,
             "experiment.split_percent must be 0..=100"
         );
+        let [a, b] = &e.variants;
         ensure!(
-            !e.variants[0].is_empty() && e.variants[0] != e.variants[1],
-            "experiment.variants must be two distinct non-empty names"
+            !a.name.is_empty() && a.name != b.name,
+            "experiment.variants must have two distinct non-empty names"
         );
+        for v in &e.variants {
+            if let Some(m) = &v.model {
+                ModelRef::parse(m).map_err(|err| anyhow::anyhow!("variant {}: {err}", v.name))?;
+            }
+            ensure!(
+                v.candidates.is_none_or(|c| (1..=4096).contains(&c)),
+                "variant {}: candidates must be 1..=4096",
+                v.name
+            );
+            ensure!(
+                v.ef.is_none_or(|ef| ef <= 4096),
+                "variant {}: ef must be at most 4096",
+                v.name
+            );
+        }
         Ok(())
+    }
+
+    /// Each variant's plan, in variant order, with the node's defaults filled in.
+    pub fn plans(&self, d: &PlanDefaults) -> Vec<Plan> {
+        (self.experiment.variants.iter())
+            .map(|v| {
+                let candidates = v.candidates.unwrap_or(d.candidates);
+                let per_shard = d.per_shard_factor * candidates as f32 / d.shards.max(1) as f32;
+                let per_shard_k = (per_shard.ceil() as usize).clamp(1, candidates);
+                let model = v.model.as_deref().unwrap_or(&d.model);
+                Plan {
+                    variant: v.name.clone(),
+                    model: ModelRef::parse(model).unwrap_or_else(|_| ModelRef::latest(&d.model)),
+                    candidates,
+                    per_shard_k,
+                    ef: v.ef.unwrap_or(0).max(per_shard_k),
+                }
+            })
+            .collect()
     }
 
     /// The variant of `user_id`.
@@ -79,7 +175,7 @@ impl AbScenarios {
             fnv1a64(&format!("{}{user_id}", e.salt))
         };
         let i = usize::from(h % 100 >= e.split_percent as u64);
-        &e.variants[i]
+        &e.variants[i].name
     }
 
     /// The variant named `name`, if it is one of this experiment's (for `X-Variant`).
@@ -87,8 +183,8 @@ impl AbScenarios {
         self.experiment
             .variants
             .iter()
-            .find(|v| *v == name)
-            .map(String::as_str)
+            .find(|v| v.name == name)
+            .map(|v| v.name.as_str())
     }
 }
 
@@ -126,26 +222,58 @@ mod tests {
     }
 
     #[test]
+    fn variants_bind_what_they_run() {
+        let ab: AbScenarios = recd_runtime::config::yaml::from_str(
+            "experiment: {name: x, split_percent: 50, variants: [{name: A}, \
+             {name: B, model: student@3, candidates: 100, ef: 300}]}",
+        )
+        .unwrap();
+        ab.validate().unwrap();
+        let d = PlanDefaults {
+            model: "ranker".into(),
+            candidates: 200,
+            shards: 2,
+            per_shard_factor: 1.0,
+        };
+        let [a, b]: [Plan; 2] = ab.plans(&d).try_into().unwrap();
+        assert_eq!(
+            (a.model.to_string(), a.candidates, a.per_shard_k, a.ef),
+            ("ranker".into(), 200, 100, 100)
+        );
+        assert_eq!(
+            (b.model.to_string(), b.candidates, b.per_shard_k, b.ef),
+            ("student@3".into(), 100, 50, 300)
+        );
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ab.yaml");
         std::fs::write(
             &p,
-            "experiment: {name: x, split_percent: 101, variants: [A, B]}",
+            "experiment: {name: x, split_percent: 101, variants: [{name: A}, {name: B}]}",
         )
         .unwrap();
         assert!(AbScenarios::load(&p).is_err());
         std::fs::write(
             &p,
-            "experiment: {name: x, split_percent: 10, variants: [A, A]}",
+            "experiment: {name: x, split_percent: 10, variants: [{name: A}, {name: A}]}",
         )
         .unwrap();
         assert!(AbScenarios::load(&p).is_err());
         std::fs::write(
             &p,
-            "experiment: {name: x, split_percent: 10, variants: [A, B], typo: 1}",
+            "experiment: {name: x, split_percent: 10, variants: [{name: A}, {name: B}], typo: 1}",
         )
         .unwrap();
         assert!(AbScenarios::load(&p).is_err());
+        for bad in ["model: a@b", "model: ../x", "candidates: 0", "ef: 5000"] {
+            let text = format!(
+                "experiment: {{name: x, split_percent: 10, variants: [{{name: A}}, {{name: B, {bad}}}]}}"
+            );
+            std::fs::write(&p, text).unwrap();
+            assert!(AbScenarios::load(&p).is_err(), "{bad}");
+        }
     }
 }

@@ -7,13 +7,14 @@
 //!                                  └── answer: oneshot reply (or 504) ◄─────┘
 //!                     ├──► writes: /v1/events /v1/users/{id} ── Call::Write per shard ──► Router
 //!                     ├──► items: /v1/items/{id} ── item store, overlay, Call::Items ──► Router
+//!                     ├──► models: /admin/models (reload) ── the ranker's ModelLoader
 //!                     └──► ops: /readyz /metrics /cluster /admin/fault
 //! ```
 //!
 //! - [`state`]: what the handlers share, and [`state::Refusal`], every refusal's JSON.
 //! - [`recommend`]: `/recommend`. [`writes`]: the write API of users and events,
 //!   [`items`] of items. [`ops`]: the operator
-//!   routes. [`routes`]: the table. [`body`]: JSON bodies, bounded.
+//!   routes; `models`: the model admin routes. [`routes`]: the table. [`body`]: JSON bodies, bounded.
 //!
 //! The listener runs as a task the actor starts in `pre_start` and shuts down
 //! gracefully in `post_stop` (in-flight requests finish). Until the node marks itself
@@ -21,6 +22,7 @@
 
 mod body;
 mod items;
+mod models;
 pub mod ops;
 mod recommend;
 pub mod routes;

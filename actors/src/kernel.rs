@@ -7,7 +7,7 @@ use crate::candidates::index::{merge, ShardIndex};
 use crate::data::Catalogue;
 use crate::features::profile::ProfileSource;
 use crate::items::Items;
-use crate::ranker::model::{top_k, Mlp, ScoreInput};
+use crate::ranker::model::{top_k, Model, ScoreInput};
 use recd_runtime::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ pub struct Kernel {
     pub source: ProfileSource,
     /// Index shards.
     pub shards: Vec<Arc<ShardIndex>>,
-    /// The model.
-    pub mlp: Arc<Mlp>,
+    /// The model (the catalogue's `mlp.f32`).
+    pub model: Arc<Model>,
     /// Items asked of each shard.
     pub per_shard_k: usize,
     /// Candidates re-ranked.
@@ -62,7 +62,7 @@ impl Kernel {
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             source: ProfileSource::new(&catalogue),
-            mlp: Arc::new(Mlp::from_flat(&catalogue.mlp, catalogue.schema)?),
+            model: Arc::new(Model::builtin("ranker", &catalogue)?),
             items: Items::new(catalogue),
             shards,
             per_shard_k: config.per_shard_k(),
@@ -90,13 +90,13 @@ impl Kernel {
             .map(|c| c.id)
             .collect();
         let t2 = Instant::now();
-        let scores = self.mlp.score_batch(
+        let scores = self.model.score_batch(
             &self.items,
             &[ScoreInput {
                 profile: &profile,
                 candidates: &ids,
             }],
-        );
+        )?;
         let t3 = Instant::now();
         let top = top_k(&ids, &scores[0], k);
         let t4 = Instant::now();

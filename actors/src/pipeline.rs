@@ -4,11 +4,16 @@
 //! ```text
 //! Run(batch) ─► drop cancelled / expired
 //!            ─► FeatureShard[f] Lookup      one call per owning shard   (late → default profile)
-//!            ─► IndexShard[0..S] Search     one call per shard, k' each (late → coverage < 1)
-//!            ─► merge top `candidates` per request; drop requests cancelled meanwhile
-//!            ─► Ranker Score                one call per batch          (short budget → fewer, or none)
-//!            ─► top-k per request, answer each reply port
+//!            ─► per variant of the batch (serve), concurrently:
+//!               ─► IndexShard[0..S] Search  one call per shard, k' each (late → coverage < 1)
+//!               ─► merge top `candidates` per request; drop requests cancelled meanwhile
+//!               ─► Ranker Score             one call, the variant's model (short budget →
+//!                                           fewer, or none)
+//!               ─► top-k per request, answer each reply port
 //! ```
+//!
+//! A variant's [`Plan`] (from `ab_scenarios.yaml`) sets its candidates, search breadth
+//! and model; every answer names the `name@version` that scored it.
 //!
 //! Every call carries the batch's most urgent lane and deadline (compute queues serve
 //! earliest deadline first) and a timeout cut to the remaining budget; which rungs of the
@@ -16,23 +21,23 @@
 //! is counted in `recd_degraded_total` and named in `degraded`.
 
 pub mod ladder;
+mod serve;
 mod stages;
 
-use crate::data::dot;
+use crate::experiments::Plan;
 use crate::features::profile::ProfileSource;
 use crate::items::Items;
-use crate::ranker::model::top_k;
 use crate::remote::router::Router;
-use crate::request::{Answer, BatchDone, PendingRequest, StageTimings};
+use crate::request::{BatchDone, PendingRequest};
 use crate::types::Profile;
-use ladder::{RankPlan, StageModels};
+use ladder::StageModels;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
-use recd_runtime::api::{RecommendResponse, ScoredItem};
 use recd_runtime::clock::now;
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
+use serve::Shared;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,10 +69,6 @@ pub struct PipelineSettings {
     pub index_timeout: Duration,
     /// Ranker timeout.
     pub ranker_timeout: Duration,
-    /// Items asked of each index shard.
-    pub per_shard_k: usize,
-    /// Candidates kept after the merge.
-    pub candidates: usize,
     /// Candidates re-ranked on the `rank_truncated` rung.
     pub truncate_to: usize,
     /// Per lane: the oldest cached profile served (first rung of the ladder).
@@ -89,6 +90,8 @@ pub struct PipelineCtx {
     pub source: ProfileSource,
     /// Timeouts and sizes.
     pub settings: PipelineSettings,
+    /// What each experiment variant runs (the first also for an unknown variant).
+    pub plans: Vec<Plan>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Per lane: the stages' time models (a lane's batches run at its own priority).
@@ -102,14 +105,17 @@ impl PipelineCtx {
         items: Arc<Items>,
         source: ProfileSource,
         settings: PipelineSettings,
+        plans: Vec<Plan>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let lanes = settings.lanes.len().max(1);
+        assert!(!plans.is_empty(), "at least one variant plan");
         Self {
             router,
             items,
             source,
             settings,
+            plans,
             metrics,
             models: Mutex::new(vec![StageModels::default(); lanes]),
         }
@@ -120,6 +126,13 @@ impl PipelineCtx {
         let mut all = self.models.lock().unwrap_or_else(|p| p.into_inner());
         let last = all.len() - 1;
         f(&mut all[lane.min(last)])
+    }
+
+    /// The plan of `variant` (the first for a name no plan has).
+    fn plan_index(&self, variant: &str) -> usize {
+        (self.plans.iter())
+            .position(|p| p.variant == variant)
+            .unwrap_or(0)
     }
 
     fn shed(&self, lane: usize, reason: &str) {
@@ -265,11 +278,9 @@ pub async fn run_batch(
     };
     let remaining = || earliest.saturating_duration_since(now());
     let cut = |stage: Duration, budget: Duration| stage.min(budget).max(Duration::from_millis(1));
-    let (cands, truncate_to, b) = (
-        ctx.settings.candidates,
-        ctx.settings.truncate_to,
-        work.len(),
-    );
+    // the widest plan's candidates: what the rest of the pipeline may cost at most
+    let cands = (ctx.plans.iter()).map(|p| p.candidates).max().unwrap_or(1);
+    let (truncate_to, b) = (ctx.settings.truncate_to.min(cands), work.len());
 
     let t = now();
     // rung 1: cached profiles young enough for the lane are always used; a miss is
@@ -285,155 +296,29 @@ pub async fn run_batch(
     let features = t.elapsed_since();
     observe(ctx, "features", features);
 
-    let t = now();
-    let budget = ctx.models(lane, |m| {
-        m.candidates_budget(remaining(), b, cands, truncate_to)
-    });
-    let gathered = stages::fetch_candidates(
-        ctx,
-        &work,
+    let shared = Shared {
+        lane,
         priority,
-        cut(ctx.settings.index_timeout, budget),
-    )
-    .await;
-    let candidates = t.elapsed_since();
-    observe(ctx, "candidates", candidates);
-    // without candidates nothing at all can be said: the requests fail (504 when the
-    // shards ran out of time, 503 when none was reachable), counted as the candidates rung
-    let (per_request, coverage) = match gathered {
-        Ok(g) => g,
-        Err(e) => {
-            ctx.metrics
-                .degraded
-                .with_label_values(&["candidates"])
-                .inc_by(work.len() as u64);
-            for w in work {
-                w.req.answer(Err(e.clone()));
-            }
-            return 0;
-        }
+        earliest,
+        dispatched,
+        features,
     };
-    if coverage < 1.0 {
-        work.iter_mut().for_each(|w| w.degraded.push("candidates"));
-    } else {
-        ctx.models(lane, |m| m.candidates.observe(b, candidates));
+    // each variant's requests run its own plan: candidates, search breadth and model
+    let mut groups: Vec<(usize, Vec<Work>)> = Vec::new();
+    for w in work {
+        let p = ctx.plan_index(&w.req.variant);
+        match groups.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, g)) => g.push(w),
+            None => groups.push((p, vec![w])),
+        }
     }
-    // clients that left while their candidates were gathered are not scored
-    let (work, mut per_request): (Vec<Work>, Vec<Vec<u64>>) = work
+    let served = groups
         .into_iter()
-        .zip(per_request)
-        .filter(|(w, _)| !w.req.cancelled())
-        .unzip();
-    if work.is_empty() {
-        return 0;
-    }
-
-    let t = now();
-    // a truncated re-rank still covers the largest topk asked in the batch
-    let truncate_to = work
-        .iter()
-        .map(|w| w.req.topk)
-        .fold(truncate_to, usize::max);
-    let plan = ctx.models(lane, |m| {
-        m.plan_rank(remaining(), work.len(), cands, truncate_to)
-    });
-    let scores = match plan {
-        RankPlan::Skip => None,
-        RankPlan::Full | RankPlan::Truncate(_) => {
-            if let RankPlan::Truncate(n) = plan {
-                per_request.iter_mut().for_each(|ids| ids.truncate(n));
-            }
-            let s = stages::rank(
-                ctx,
-                &work,
-                &per_request,
-                priority,
-                cut(ctx.settings.ranker_timeout, remaining()),
-            )
-            .await;
-            if s.is_some() && plan == RankPlan::Full {
-                ctx.models(lane, |m| m.rank.observe(work.len(), t.elapsed_since()));
-            }
-            s
-        }
-    };
-    let rank_time = t.elapsed_since();
-    observe(ctx, "rank", rank_time);
-    let mut work = work;
-    let scores = match scores {
-        Some(s) => {
-            if matches!(plan, RankPlan::Truncate(_)) {
-                work.iter_mut()
-                    .for_each(|w| w.degraded.push("rank_truncated"));
-            }
-            s
-        }
-        None => {
-            work.iter_mut().for_each(|w| w.degraded.push("ranker"));
-            ann_order_scores(ctx, &work, &per_request)
-        }
-    };
-
-    let processed = work.len();
-    for ((w, mut ids), mut scores) in work.into_iter().zip(per_request).zip(scores) {
-        for stage in &w.degraded {
-            ctx.metrics.degraded.with_label_values(&[stage]).inc();
-        }
-        // an item deleted while the batch ran is never answered: the delete was
-        // acknowledged after the overlay took it
-        drop_deleted(&ctx.items, &mut ids, &mut scores);
-        let items = top_k(&ids, &scores, w.req.topk)
-            .into_iter()
-            .map(|(id, score)| ScoredItem { id, score })
-            .collect();
-        let timings = StageTimings {
-            queue: dispatched.saturating_duration_since(w.req.received),
-            features,
-            candidates,
-            rank: rank_time,
-        };
-        let response = RecommendResponse {
-            user_id: w.req.user_id.to_string(),
-            items,
-            variant: w.req.variant.clone(),
-            degraded: w.degraded.iter().map(|s| s.to_string()).collect(),
-            coverage,
-            request_id: w.req.request_id.clone(),
-        };
-        w.req.answer(Ok(Answer { response, timings }));
-    }
-    processed
-}
-
-/// Inner products of each user with its candidates: the ANN order, as scores.
-fn ann_order_scores(ctx: &PipelineCtx, work: &[Work], candidates: &[Vec<u64>]) -> Vec<Vec<f32>> {
-    let items = ctx.items.view();
-    work.iter()
-        .zip(candidates)
-        .map(|(w, ids)| {
-            ids.iter()
-                .map(|&id| {
-                    items
-                        .get(id)
-                        .map_or(f32::MIN, |(v, _)| dot(&w.profile.emb, v))
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Removes the items no longer live from a candidate list and its scores.
-fn drop_deleted(items: &Items, ids: &mut Vec<u64>, scores: &mut Vec<f32>) {
-    let view = items.view();
-    // candidates were live when merged: only an item write since can have changed that
-    if view.unchanged() || ids.iter().all(|&id| view.is_live(id)) {
-        return;
-    }
-    let (kept_ids, kept_scores) = (ids.iter().zip(scores.iter()))
-        .filter(|(&id, _)| view.is_live(id))
-        .map(|(&id, &s)| (id, s))
-        .unzip();
-    (*ids, *scores) = (kept_ids, kept_scores);
+        .map(|(p, g)| serve::serve_group(ctx, &ctx.plans[p], g, &shared));
+    futures_util::future::join_all(served)
+        .await
+        .into_iter()
+        .sum()
 }
 
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {

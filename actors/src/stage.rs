@@ -18,7 +18,9 @@
 
 pub mod local;
 
-use crate::types::{Candidate, ItemChanges, Profile, ScoreRequest, WriteOp, WriteOutcome};
+use crate::types::{
+    Candidate, ItemChanges, ModelRef, Profile, ScoreRequest, WriteOp, WriteOutcome,
+};
 use futures_util::future::BoxFuture;
 use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
@@ -77,11 +79,15 @@ pub enum Call {
         dim: usize,
         /// Items per query.
         k: usize,
+        /// Search breadth (at least `k`; a variant may widen it).
+        ef: usize,
     },
     /// Scores of each request's candidates.
     Score {
         /// Profile and candidates per request.
         requests: Arc<Vec<ScoreRequest>>,
+        /// The model to run.
+        model: ModelRef,
     },
     /// Item upserts (`Some`) and deletes (`None`) for index shard `shard` (items
     /// `id % shards`), after the node made them durable.
@@ -108,8 +114,13 @@ pub enum Answer {
     Profiles(Vec<Option<Arc<Profile>>>),
     /// To `Search`, one list per query.
     Candidates(Vec<Vec<Candidate>>),
-    /// To `Score`, in request and candidate order.
-    Scores(Vec<Vec<f32>>),
+    /// To `Score`, in request and candidate order, with the `name@version` that ran.
+    Scores {
+        /// The scores.
+        scores: Vec<Vec<f32>>,
+        /// What scored them.
+        model: Arc<str>,
+    },
     /// To `Write`, one outcome per op.
     Written(Vec<WriteOutcome>),
     /// To `Items`, how many changes the shard applied.
@@ -141,7 +152,7 @@ impl Call {
             (Call::Search { queries, dim, .. }, Answer::Candidates(c)) => {
                 c.len() * dim == queries.len()
             }
-            (Call::Score { requests }, Answer::Scores(s)) => {
+            (Call::Score { requests, .. }, Answer::Scores { scores: s, .. }) => {
                 s.len() == requests.len()
                     && s.iter()
                         .zip(requests.iter())

@@ -30,6 +30,67 @@ pub struct Candidate {
     pub distance: f32,
 }
 
+/// Which model a scoring call runs: a name (its newest or pinned version) or an exact
+/// `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    /// The model's name (a folder of the repository).
+    pub name: Arc<str>,
+    /// An exact version; `None`: whatever the name serves.
+    pub version: Option<u32>,
+}
+
+impl ModelRef {
+    /// Longest `name@version` accepted.
+    pub const MAX_LEN: usize = 80;
+
+    /// Whatever `name` serves.
+    pub fn latest(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            version: None,
+        }
+    }
+
+    /// Exactly `name@version`.
+    pub fn exact(name: &str, version: u32) -> Self {
+        Self {
+            name: name.into(),
+            version: Some(version),
+        }
+    }
+
+    /// Parses `name` or `name@version`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, version) = match s.split_once('@') {
+            Some((n, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                let v = v
+                    .parse()
+                    .map_err(|_| format!("model {s:?}: version out of range"))?;
+                (n, Some(v))
+            }
+            Some(_) => return Err(format!("model {s:?}: the version after @ must be a number")),
+            None => (s, None),
+        };
+        if !recd_runtime::config::valid_model_name(name) {
+            return Err(format!("model {s:?}: a name is 1..=64 of [A-Za-z0-9_-]"));
+        }
+        Ok(Self {
+            name: name.into(),
+            version,
+        })
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 /// One request to score: the user's profile and its merged candidates.
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {

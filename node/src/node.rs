@@ -100,8 +100,9 @@ impl Node {
             local: &local,
             metrics: &metrics,
             compute: roles::DataRoles::compute(&config, &metrics),
+            ab: &ingress_state.ab,
         };
-        data.start(&mut pools, indexes).await?;
+        let models = data.start(&mut pools, indexes).await?;
         if topo.cluster.is_some() {
             roles::start_remote(&data, &topo.peers, &topo.membership, &replicas, &mut pools)
                 .await?;
@@ -122,6 +123,7 @@ impl Node {
             router,
             items,
             item_writes,
+            models,
         };
         if ingress_state.serving.set(serving).is_err() {
             anyhow::bail!("node started twice");

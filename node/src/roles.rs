@@ -6,6 +6,7 @@ use ractor::{Actor, ActorRef};
 use recd_actors::candidates::index::ShardIndex;
 use recd_actors::candidates::shard::IndexShardArgs;
 use recd_actors::data::Catalogue;
+use recd_actors::experiments::{AbScenarios, PlanDefaults};
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::{GatewayArgs, GatewayMessage};
@@ -13,7 +14,9 @@ use recd_actors::ingress::state::IngressState;
 use recd_actors::items::Items;
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineMessage, PipelineSettings};
 use recd_actors::ranker::actor::RankerArgs;
-use recd_actors::ranker::model::Mlp;
+use recd_actors::ranker::loader::ModelLoader;
+use recd_actors::ranker::model::Model;
+use recd_actors::ranker::repo::Models;
 use recd_actors::remote::endpoint::Served;
 use recd_actors::remote::heartbeat::HeartbeatArgs;
 use recd_actors::remote::replicas::NodeReplicas;
@@ -114,6 +117,7 @@ pub(crate) struct DataRoles<'a> {
     pub(crate) local: &'a Arc<LocalStages>,
     pub(crate) metrics: &'a Arc<Metrics>,
     pub(crate) compute: ComputePool,
+    pub(crate) ab: &'a AbScenarios,
 }
 
 impl DataRoles<'_> {
@@ -127,12 +131,13 @@ impl DataRoles<'_> {
         ProfileSource::new(self.catalogue)
     }
 
-    /// Feature shards, index shards (over `indexes`, in held order) and rankers placed here.
+    /// Feature shards, index shards (over `indexes`, in held order) and rankers placed
+    /// here; with rankers, the model loader too.
     pub(crate) async fn start(
         &self,
         pools: &mut Pools,
         indexes: Vec<Arc<ShardIndex>>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<ModelLoader>> {
         let (config, local) = (self.config, self.local);
         for (&s, idx) in local.index.held().iter().zip(&indexes) {
             (self.metrics.shard_items)
@@ -159,15 +164,53 @@ impl DataRoles<'_> {
             };
             pools.start("index", args, &local.index.slots).await?;
         }
-        if local.runs_rankers() {
-            let args = RankerArgs {
-                model: Arc::new(Mlp::from_flat(&self.catalogue.mlp, self.catalogue.schema)?),
-                items: Arc::clone(self.items),
-                compute: self.compute.clone(),
-            };
-            pools.start("ranker", args, &local.ranker).await?;
+        if !local.runs_rankers() {
+            return Ok(None);
         }
-        Ok(())
+        let loader = self.start_models().await?;
+        let args = RankerArgs {
+            models: Arc::clone(loader.models()),
+            items: Arc::clone(self.items),
+            compute: self.compute.clone(),
+        };
+        pools.start("ranker", args, &local.ranker).await?;
+        Ok(Some(loader))
+    }
+
+    /// The catalogue's `mlp.f32` as version 0 of the default model, then one scan of
+    /// the repository before serving (off the async workers), then the loader thread.
+    async fn start_models(&self) -> anyhow::Result<ModelLoader> {
+        let mc = &self.config.models;
+        let wanted = (self.ab.plans(&self.plan_defaults()).into_iter()).map(|p| p.model);
+        let models = Arc::new(Models::new(
+            Arc::clone(self.items),
+            mc.dir.clone(),
+            mc.pin.clone(),
+            wanted,
+            Arc::clone(self.metrics),
+        ));
+        models.install(&mc.default, Model::builtin(&mc.default, self.catalogue)?);
+        let m = Arc::clone(&models);
+        let report = tokio::task::spawn_blocking(move || m.scan()).await?;
+        let serving: Vec<&str> = report.serving.iter().map(|s| s.model.as_str()).collect();
+        tracing::info!(?serving, refused = report.refused.len(), "models");
+        for plan in self.ab.plans(&self.plan_defaults()) {
+            if let Err(e) = models.get(&plan.model) {
+                tracing::warn!(variant = %plan.variant, error = %e.message, "a variant's model is not served: its requests answer in ANN order");
+            }
+        }
+        let poll = Duration::from_millis(mc.poll_ms);
+        Ok(ModelLoader::spawn(models, poll)?)
+    }
+
+    /// What a variant's plan defaults to.
+    pub(crate) fn plan_defaults(&self) -> PlanDefaults {
+        PlanDefaults {
+            model: self.config.models.default.clone(),
+            candidates: self.config.index.candidates,
+            shards: self.config.index.shards,
+            per_shard_factor: self.config.index.per_shard_factor,
+        }
     }
 }
 
@@ -235,8 +278,6 @@ pub(crate) async fn start_request_path(
         features_timeout: Duration::from_millis(config.features.timeout_ms),
         index_timeout: Duration::from_millis(config.index.timeout_ms),
         ranker_timeout: Duration::from_millis(config.ranker.timeout_ms),
-        per_shard_k: config.per_shard_k(),
-        candidates: config.index.candidates,
         truncate_to: config.ranker.truncate_to,
         profile_max_age: (config.gateway.lanes.iter())
             .map(|l| Duration::from_millis(l.profile_max_age_ms.unwrap_or(ttl).min(ttl)))
@@ -254,6 +295,7 @@ pub(crate) async fn start_request_path(
         Arc::clone(data.items),
         data.source(),
         settings,
+        data.ab.plans(&data.plan_defaults()),
         Arc::clone(data.metrics),
     );
     let pipeline = PoolSlots::new(config.gateway.pipeline_workers);

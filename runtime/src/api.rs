@@ -41,6 +41,10 @@ pub struct RecommendResponse {
     pub items: Vec<ScoredItem>,
     /// Experiment variant this request was served under.
     pub variant: String,
+    /// The `name@version` that scored the items; `null` when they are in ANN order
+    /// (`degraded` says why).
+    #[serde(default)]
+    pub model: Option<String>,
     /// Stages that fell back (e.g. `["features"]`); empty when nothing degraded.
     pub degraded: Vec<String>,
     /// Fraction of index shards that answered (1.0 when all did).

@@ -7,6 +7,7 @@
 //! the process environment.
 
 mod cluster;
+mod models;
 mod schema;
 mod store;
 

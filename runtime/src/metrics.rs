@@ -71,6 +71,17 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// From a write's commit on one replica to its invalidation on another.
     pub write_visible_seconds: Histogram,
+    /// Model versions tried by the loader, by model and outcome (loaded, refused).
+    pub model_loads: IntCounterVec,
+    /// The version each model name serves.
+    pub model_version: IntGaugeVec,
+    /// Rows (candidates) scored, by `name@version`.
+    pub model_rows: IntCounterVec,
+    /// Time of one scoring call, by `name@version`.
+    pub model_score_seconds: HistogramVec,
+    /// Request latency inside the node, by experiment variant (RED per variant with
+    /// `recd_requests_total`).
+    pub variant_duration: HistogramVec,
 }
 
 const LATENCY_BUCKETS: (f64, f64, usize) = (0.000_05, 1.6, 20); // 50 µs .. ~26 s
@@ -261,6 +272,39 @@ impl Metrics {
             .buckets(lat()),
         )
         .expect("metric");
+        let model_loads = IntCounterVec::new(
+            Opts::new("recd_model_loads_total", "Model versions tried, by outcome"),
+            &["model", "outcome"],
+        )
+        .expect("metric");
+        let model_version = IntGaugeVec::new(
+            Opts::new("recd_model_version", "The version each model name serves"),
+            &["model"],
+        )
+        .expect("metric");
+        let model_rows = IntCounterVec::new(
+            Opts::new(
+                "recd_model_rows_total",
+                "Candidates scored, by model version",
+            ),
+            &["model"],
+        )
+        .expect("metric");
+        let model_score_seconds = HistogramVec::new(
+            HistogramOpts::new("recd_model_score_seconds", "Scoring call time by model")
+                .buckets(lat()),
+            &["model"],
+        )
+        .expect("metric");
+        let variant_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "recd_variant_request_duration_seconds",
+                "Request latency inside the node, by experiment variant",
+            )
+            .buckets(lat()),
+            &["variant"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -291,6 +335,11 @@ impl Metrics {
             Box::new(writes.clone()),
             Box::new(store_errors.clone()),
             Box::new(write_visible_seconds.clone()),
+            Box::new(model_loads.clone()),
+            Box::new(model_version.clone()),
+            Box::new(model_rows.clone()),
+            Box::new(model_score_seconds.clone()),
+            Box::new(variant_duration.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -325,6 +374,11 @@ impl Metrics {
             writes,
             store_errors,
             write_visible_seconds,
+            model_loads,
+            model_version,
+            model_rows,
+            model_score_seconds,
+            variant_duration,
         }
     }
 

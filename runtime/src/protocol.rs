@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of a remote message.
 /// 2: profiles carry their recent items; feature-shard writes (`Request::Write`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: a search carries its breadth (`ef`), a score call its model and the reply the
+/// `name@version` that scored.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A remote message with its protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,9 @@ pub enum IndexShardMessage {
         queries: Arc<Vec<f32>>,
         /// Items per query.
         k: usize,
+        /// Search breadth: the graph walk keeps `max(ef, k, index.expansion_search)`
+        /// candidates, answering the best `k`.
+        ef: usize,
         /// Most urgent lane and deadline of the batch (compute queue order).
         priority: Priority,
         /// Where the results go.
@@ -85,12 +88,13 @@ impl Actor for IndexShard {
             IndexShardMessage::Search {
                 queries,
                 k,
+                ef,
                 priority,
                 reply,
             } => {
                 let index = Arc::clone(&state.index);
                 let job = move |reply: RpcReplyPort<SearchReply>| {
-                    let _ = reply.send(search_all(&index, &queries, k));
+                    let _ = reply.send(search_all(&index, &queries, k, ef));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
@@ -118,13 +122,16 @@ impl Actor for IndexShard {
     }
 }
 
-fn search_all(index: &ShardIndex, queries: &[f32], k: usize) -> SearchReply {
+/// usearch walks at least as wide as the results it is asked for (USEARCH-NOTES): a
+/// breadth above `k` is asking for `ef` results and keeping the best `k`.
+fn search_all(index: &ShardIndex, queries: &[f32], k: usize, ef: usize) -> SearchReply {
     queries
         .chunks_exact(index.dim())
         .map(|q| {
-            index
-                .search(q, k)
-                .map_err(|e| RecdError::unavailable(format!("{e:#}")))
+            let mut found = (index.search(q, k.max(ef)))
+                .map_err(|e| RecdError::unavailable(format!("{e:#}")))?;
+            found.truncate(k);
+            Ok(found)
         })
         .collect()
 }

@@ -51,6 +51,7 @@ impl Actor for FakePipeline {
                 user_id: req.user_id.to_string(),
                 items: vec![],
                 variant: "A".into(),
+                model: None,
                 degraded: vec![],
                 coverage: 1.0,
                 request_id: req.request_id.clone(),

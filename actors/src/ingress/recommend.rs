@@ -152,6 +152,10 @@ pub(super) async fn recommend(
                 .request_duration
                 .with_label_values(&[name])
                 .observe(took.as_secs_f64());
+            st.metrics
+                .variant_duration
+                .with_label_values(&[&labels.variant])
+                .observe(took.as_secs_f64());
             let mut r = Json(answer.response).into_response();
             let h = r.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&answer.timings.server_timing(took)) {

@@ -1,9 +1,10 @@
 //! The HTTP routes: `/recommend` (in [`super::recommend`]), the writes (`/v1/events`,
 //! `/v1/users/{id}`, in [`super::writes`]), `/healthz`, and the operator routes
-//! (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]).
+//! (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]; `/admin/models`,
+//! in `super::models`).
 
 use super::state::{IngressState, Refusal};
-use super::{items, ops, recommend, writes};
+use super::{items, models, ops, recommend, writes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -39,6 +40,8 @@ pub fn router(state: Arc<IngressState>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/fault", post(ops::fault))
+        .route("/admin/models", get(models::list))
+        .route("/admin/models/reload", post(models::reload))
         .route("/cluster", get(ops::cluster))
         .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {

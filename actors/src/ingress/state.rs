@@ -6,6 +6,7 @@ use crate::gateway::GatewayMessage;
 use crate::item_log::ItemWrites;
 use crate::items::Items;
 use crate::pipeline::PipelineMessage;
+use crate::ranker::loader::ModelLoader;
 use crate::remote::replicas::NodeReplicas;
 use crate::remote::router::Router;
 use crate::stage::local::LocalStages;
@@ -45,6 +46,8 @@ pub struct Serving {
     pub items: Arc<Items>,
     /// Where item writes are made durable (`None`: item writes are off here).
     pub item_writes: Option<Arc<ItemWrites>>,
+    /// The model loader (`None`: this node runs no rankers).
+    pub models: Option<ModelLoader>,
 }
 
 /// Shared state of the HTTP handlers.

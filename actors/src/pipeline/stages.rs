@@ -4,6 +4,7 @@
 
 use super::{PipelineCtx, Work};
 use crate::candidates::index::merge;
+use crate::experiments::Plan;
 use crate::features::shard_of;
 use crate::types::{Candidate, ScoreRequest};
 use recd_runtime::compute::Priority;
@@ -64,6 +65,7 @@ pub(super) async fn fetch_profiles(
 pub(super) async fn fetch_candidates(
     ctx: &PipelineCtx,
     work: &[Work],
+    plan: &Plan,
     priority: Priority,
     timeout: Duration,
 ) -> Result<(Vec<Vec<u64>>, f32), RecdError> {
@@ -73,13 +75,13 @@ pub(super) async fn fetch_candidates(
         queries.extend_from_slice(&w.profile.emb);
     }
     let queries = Arc::new(queries);
-    let k = ctx.settings.per_shard_k;
+    let (k, ef) = (plan.per_shard_k, plan.ef);
     let shards = ctx.router.shards().index;
     let calls = (0..shards).map(|s| {
         let queries = Arc::clone(&queries);
         async move {
             ctx.router
-                .search(s, (queries, dim), k, priority, timeout)
+                .search(s, (queries, dim), (k, ef), priority, timeout)
                 .await
         }
     });
@@ -113,7 +115,7 @@ pub(super) async fn fetch_candidates(
                     l.retain(|c| !recent.contains(&c.id) && items.is_live(c.id));
                     l
                 });
-            merge(lists, ctx.settings.candidates)
+            merge(lists, plan.candidates)
                 .into_iter()
                 .map(|c| c.id)
                 .collect()
@@ -122,14 +124,16 @@ pub(super) async fn fetch_candidates(
     Ok((merged, coverage))
 }
 
-/// One scoring call for the whole batch; `None` when no ranker answered in time.
+/// One scoring call for the variant's requests with its model; `None` when no ranker
+/// answered in time.
 pub(super) async fn rank(
     ctx: &PipelineCtx,
     work: &[Work],
     candidates: &[Vec<u64>],
+    plan: &Plan,
     priority: Priority,
     timeout: Duration,
-) -> Option<Vec<Vec<f32>>> {
+) -> Option<(Vec<Vec<f32>>, Arc<str>)> {
     let requests: Vec<ScoreRequest> = work
         .iter()
         .zip(candidates)
@@ -138,7 +142,7 @@ pub(super) async fn rank(
             candidates: c.clone(),
         })
         .collect();
-    ctx.router
-        .score(Arc::new(requests), priority, timeout)
+    (ctx.router)
+        .score(Arc::new(requests), &plan.model, priority, timeout)
         .await
 }

@@ -2,7 +2,9 @@
 //! stages answer, fail or are late.
 
 use super::*;
+use crate::data::dot;
 use crate::remote::router::{Replica, Replicas, ShardCounts};
+use crate::request::Answer;
 use crate::stage::{self, Call, Stage, Target};
 use crate::types::Candidate;
 use futures_util::future::BoxFuture;
@@ -46,6 +48,7 @@ impl Stage for FakeStages {
                     queries,
                     dim,
                     k,
+                    ..
                 } => {
                     let list: Vec<Candidate> = (0..(*k).min(10))
                         .map(|i| {
@@ -59,11 +62,12 @@ impl Stage for FakeStages {
                     stage::Answer::Candidates(vec![list; queries.len() / dim])
                 }
                 // the ranker prefers small ids: the reverse of the ANN order
-                Call::Score { requests } => stage::Answer::Scores(
-                    (requests.iter())
+                Call::Score { requests, model } => stage::Answer::Scores {
+                    scores: (requests.iter())
                         .map(|r| r.candidates.iter().map(|&id| 100.0 - id as f32).collect())
                         .collect(),
-                ),
+                    model: format!("{}@1", model.name).into(),
+                },
                 Call::Items { changes, .. } => stage::Answer::Applied(changes.len()),
                 Call::Write { ops, .. } => {
                     stage::Answer::Written(vec![crate::types::WriteOutcome::Applied; ops.len()])
@@ -115,15 +119,27 @@ fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
         features_timeout: Duration::from_millis(50),
         index_timeout: Duration::from_millis(50),
         ranker_timeout: Duration::from_millis(50),
-        per_shard_k: 10,
-        candidates: 8,
         truncate_to: 8,
         profile_max_age: vec![Duration::from_secs(60); 3],
         lanes: vec!["critical".into(), "default".into(), "background".into()],
         refuse_early: true,
     };
     let items = Arc::new(crate::items::Items::new(Arc::new(cat)));
-    let ctx = PipelineCtx::new(Arc::new(router), items, source, settings, metrics);
+    let plan = crate::experiments::Plan {
+        variant: "A".into(),
+        model: crate::types::ModelRef::latest("ranker"),
+        candidates: 8,
+        per_shard_k: 10,
+        ef: 10,
+    };
+    let ctx = PipelineCtx::new(
+        Arc::new(router),
+        items,
+        source,
+        settings,
+        vec![plan],
+        metrics,
+    );
     Batch { _dir: dir, ctx }
 }
 

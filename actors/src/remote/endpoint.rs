@@ -206,6 +206,7 @@ mod tests {
             shard: 0,
             queries,
             k,
+            ef: k,
             lane: 0,
             budget_us: 10_000,
         };
@@ -226,6 +227,7 @@ mod tests {
         };
         let score = |ids: Vec<u64>| Request::Score {
             requests: vec![(profile.clone(), ids)],
+            model: "ranker".into(),
             lane: 0,
             budget_us: 10_000,
         };

@@ -13,7 +13,7 @@
 //! `remote::replicas::NodeReplicas`; tests use fakes).
 
 use crate::stage::{is_transient, retry_write_on, Answer, Call, Stage, Target};
-use crate::types::{Candidate, Profile, ScoreRequest};
+use crate::types::{Candidate, ModelRef, Profile, ScoreRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
@@ -132,13 +132,13 @@ impl Router {
         }
     }
 
-    /// The `k` nearest items of each query in index shard `shard`, or why no replica
-    /// answered.
+    /// The `k` nearest items of each query in index shard `shard`, searched `ef` wide,
+    /// or why no replica answered.
     pub async fn search(
         &self,
         shard: usize,
         (queries, dim): (Arc<Vec<f32>>, usize),
-        k: usize,
+        (k, ef): (usize, usize),
         priority: Priority,
         timeout: Duration,
     ) -> Result<Vec<Vec<Candidate>>, RecdError> {
@@ -147,6 +147,7 @@ impl Router {
             queries,
             dim,
             k,
+            ef,
         };
         match self.call(call, priority, timeout).await? {
             Answer::Candidates(c) => Ok(c),
@@ -157,16 +158,26 @@ impl Router {
         }
     }
 
-    /// Scores of each request's candidates; `None` when no ranker answered.
+    /// Scores of each request's candidates by `model`, with the `name@version` that
+    /// scored; `None` when no ranker answered.
     pub async fn score(
         &self,
         requests: Arc<Vec<ScoreRequest>>,
+        model: &ModelRef,
         priority: Priority,
         timeout: Duration,
-    ) -> Option<Vec<Vec<f32>>> {
-        match self.call(Call::Score { requests }, priority, timeout).await {
-            Ok(Answer::Scores(s)) => Some(s),
-            _ => None,
+    ) -> Option<(Vec<Vec<f32>>, Arc<str>)> {
+        let call = Call::Score {
+            requests,
+            model: model.clone(),
+        };
+        match self.call(call, priority, timeout).await {
+            Ok(Answer::Scores { scores, model }) => Some((scores, model)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e.message, %model, "no ranker answered");
+                None
+            }
         }
     }
 

@@ -6,18 +6,19 @@
 //! One [`Request`] per shard per micro-batch: a feature lookup carries every user of the
 //! batch that the shard owns, a search carries every query of the batch.
 
+mod reply;
 pub mod write;
 
 use crate::data::Schema;
 use crate::features::codec::MAX_RECENT;
 use crate::features::shard_of;
-use crate::stage::{Answer, Call};
-use crate::types::{Candidate, Profile, ScoreRequest};
+use crate::stage::Call;
+use crate::types::{ModelRef, Profile, ScoreRequest};
 use ractor::{BytesConvertable, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use recd_runtime::compute::Priority;
 use recd_runtime::placement::ShardKind;
-use recd_runtime::{ErrorCode, RecdError};
+use recd_runtime::RecdError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub enum EndpointMessage {
 const MAX_USER_ID: usize = 1024;
 /// Most `(query, item)` pairs one search may ask for (keeps the reply under a frame).
 const MAX_SEARCH_RESULTS: usize = 500_000;
+/// Widest search breadth a peer may ask for.
+const MAX_EF: usize = 4096;
 
 /// Most queries, users or scored requests one remote call may carry.
 pub const MAX_BATCH: usize = 4096;
@@ -87,6 +90,8 @@ pub enum Request {
         queries: Vec<f32>,
         /// Items per query.
         k: u32,
+        /// Search breadth.
+        ef: u32,
         /// The batch's most urgent lane.
         lane: u8,
         /// Time left until the batch's deadline.
@@ -96,6 +101,8 @@ pub enum Request {
     Score {
         /// Profile and candidate ids per request.
         requests: Vec<(WireProfile, Vec<u64>)>,
+        /// The model to run (`name` or `name@version`).
+        model: String,
         /// The batch's most urgent lane.
         lane: u8,
         /// Time left until the batch's deadline.
@@ -130,8 +137,9 @@ pub enum Reply {
     Profiles(Vec<Option<WireProfile>>),
     /// Answer to `Search`: `(id, distance)` lists in query order.
     Candidates(Vec<Vec<(u64, f32)>>),
-    /// Answer to `Score`, in request and candidate order.
-    Scores(Vec<Vec<f32>>),
+    /// Answer to `Score`, in request and candidate order, and the `name@version` that
+    /// scored.
+    Scores(Vec<Vec<f32>>, String),
     /// Answer to `Write`: an outcome code per op, once durable.
     Written(Vec<u8>),
     /// Answer to `Items`: how many changes were applied.
@@ -243,18 +251,24 @@ impl Request {
                 budget_us,
             },
             Call::Search {
-                shard, queries, k, ..
+                shard,
+                queries,
+                k,
+                ef,
+                ..
             } => Request::Search {
                 shard: *shard as u32,
                 queries: queries.to_vec(),
                 k: *k as u32,
+                ef: (*ef).min(u32::MAX as usize) as u32,
                 lane,
                 budget_us,
             },
-            Call::Score { requests } => Request::Score {
+            Call::Score { requests, model } => Request::Score {
                 requests: (requests.iter())
                     .map(|r| (WireProfile::from(&*r.profile), r.candidates.clone()))
                     .collect(),
+                model: model.to_string(),
                 lane,
                 budget_us,
             },
@@ -312,6 +326,7 @@ impl Request {
                 shard,
                 queries,
                 k,
+                ef,
                 lane,
                 budget_us,
             } => {
@@ -324,6 +339,9 @@ impl Request {
                 if k == 0 || n * k as usize > MAX_SEARCH_RESULTS {
                     return Err(bad(format!("k = {k} for {n} queries")));
                 }
+                if ef as usize > MAX_EF {
+                    return Err(bad(format!("ef = {ef} is above {MAX_EF}")));
+                }
                 if !queries.iter().all(|x| x.is_finite()) {
                     return Err(bad("a query has a non-finite value"));
                 }
@@ -332,14 +350,20 @@ impl Request {
                     queries: Arc::new(queries),
                     dim,
                     k: k as usize,
+                    ef: ef as usize,
                 };
                 (call, priority(lane, budget_us))
             }
             Request::Score {
                 requests,
+                model,
                 lane,
                 budget_us,
             } => {
+                if model.len() > ModelRef::MAX_LEN {
+                    return Err(bad("a model name longer than 80 bytes"));
+                }
+                let model = ModelRef::parse(&model).map_err(bad)?;
                 if requests.is_empty() || requests.len() > MAX_BATCH {
                     return Err(bad(format!("score of {} requests", requests.len())));
                 }
@@ -360,6 +384,7 @@ impl Request {
                 }
                 let call = Call::Score {
                     requests: Arc::new(checked),
+                    model,
                 };
                 (call, priority(lane, budget_us))
             }
@@ -389,85 +414,6 @@ impl Request {
         };
         Ok(Some(call))
     }
-}
-
-impl From<Answer> for Reply {
-    fn from(answer: Answer) -> Self {
-        match answer {
-            Answer::Profiles(p) => Reply::Profiles(
-                p.iter()
-                    .map(|p| p.as_deref().map(WireProfile::from))
-                    .collect(),
-            ),
-            Answer::Candidates(lists) => Reply::Candidates(
-                (lists.iter())
-                    .map(|l| l.iter().map(|c| (c.id, c.distance)).collect())
-                    .collect(),
-            ),
-            Answer::Scores(s) => Reply::Scores(s),
-            Answer::Written(o) => Reply::Written(o.into_iter().map(write::outcome_code).collect()),
-            Answer::Applied(n) => Reply::Applied(n.min(u32::MAX as usize) as u32),
-        }
-    }
-}
-
-impl From<RecdError> for Reply {
-    fn from(e: RecdError) -> Self {
-        Reply::error(e.code.as_str(), e.message)
-    }
-}
-
-impl Reply {
-    /// The answer a peer sent, checked: profiles well-formed, candidate ids below `items`
-    /// (the catalogue), every value finite; an error reply is that error.
-    pub fn into_answer(self, items: usize, schema: Schema) -> Result<Answer, RecdError> {
-        let malformed =
-            |what: &str| RecdError::new(ErrorCode::Internal, format!("malformed reply: {what}"));
-        match self {
-            Reply::Profiles(p) => p
-                .into_iter()
-                .map(|p| p.map(|p| p.into_profile(schema).map(Arc::new)).transpose())
-                .collect::<Result<_, _>>()
-                .map(Answer::Profiles)
-                .map_err(|e| malformed(&e)),
-            Reply::Candidates(lists) => {
-                let ok = |&(id, d): &(u64, f32)| (id as usize) < items && d.is_finite();
-                if !lists.iter().flatten().all(ok) {
-                    return Err(malformed("a candidate outside the catalogue"));
-                }
-                Ok(Answer::Candidates(
-                    (lists.into_iter())
-                        .map(|l| {
-                            (l.into_iter())
-                                .map(|(id, distance)| Candidate { id, distance })
-                                .collect()
-                        })
-                        .collect(),
-                ))
-            }
-            Reply::Scores(s) => {
-                if !s.iter().flatten().all(|x| x.is_finite()) {
-                    return Err(malformed("a non-finite score"));
-                }
-                Ok(Answer::Scores(s))
-            }
-            Reply::Applied(n) => Ok(Answer::Applied(n as usize)),
-            Reply::Written(codes) => codes
-                .into_iter()
-                .map(write::outcome_of)
-                .collect::<Option<_>>()
-                .map(Answer::Written)
-                .ok_or_else(|| malformed("an unknown write outcome")),
-            Reply::Error { code, message } => Err(RecdError::new(parse_code(&code), message)),
-            Reply::Pong => Err(malformed("pong to a call")),
-        }
-    }
-}
-
-/// An error code from the wire; unknown ones count as internal (transient).
-fn parse_code(code: &str) -> ErrorCode {
-    serde_json::from_value(serde_json::Value::String(code.to_owned()))
-        .unwrap_or(ErrorCode::Internal)
 }
 
 fn truncate(s: &str) -> &str {

@@ -123,32 +123,39 @@ impl LocalStages {
                 settle(actor.call(msg, t).await, "feature shard").map(Answer::Profiles)
             }
             Call::Search {
-                shard, queries, k, ..
+                shard,
+                queries,
+                k,
+                ef,
+                ..
             } => {
                 let actor = self
                     .index
                     .get(*shard)
                     .ok_or_else(|| not_here("index shard", *shard))?;
-                let (queries, k) = (Arc::clone(queries), *k);
+                let (queries, k, ef) = (Arc::clone(queries), *k, *ef);
                 let msg = |reply| IndexShardMessage::Search {
                     queries,
                     k,
+                    ef,
                     priority,
                     reply,
                 };
                 settle(actor.call(msg, t).await, "index shard")?.map(Answer::Candidates)
             }
-            Call::Score { requests } => {
+            Call::Score { requests, model } => {
                 let actor = self
                     .ranker()
                     .ok_or_else(|| RecdError::unavailable("no live ranker here"))?;
-                let requests = Arc::clone(requests);
+                let (requests, model) = (Arc::clone(requests), model.clone());
                 let msg = |reply: RpcReplyPort<_>| RankerMessage::Score {
                     requests,
+                    model,
                     priority,
                     reply,
                 };
-                settle(actor.call(msg, t).await, "ranker")?.map(Answer::Scores)
+                let scored = settle(actor.call(msg, t).await, "ranker")?;
+                scored.map(|(scores, model)| Answer::Scores { scores, model })
             }
             Call::Items { shard, changes } => {
                 let actor = self

@@ -9,6 +9,7 @@ mod golden;
 mod http;
 mod import;
 mod items;
+mod models;
 mod roles;
 mod schema;
 mod shared_store;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 pub use super::cluster::{ClusterConfig, NodeSpec, Role};
+pub use super::models::{valid_model_name, ModelsConfig};
 
 /// The whole node configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// The re-ranking model pool.
     pub ranker: RankerConfig,
+    /// The model repository the rankers serve from.
+    pub models: ModelsConfig,
     /// The CPU pool for ANN search and scoring.
     pub compute: ComputeConfig,
     /// Restart policy of every supervised pool.
@@ -384,6 +387,7 @@ pub struct AdminConfig {
 impl Config {
     /// Checks cross-field rules; the error names the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.models.validate()?;
         let g = &self.gateway;
         if g.lanes.is_empty() {
             bail!("gateway.lanes: at least one lane is required");

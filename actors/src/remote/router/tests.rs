@@ -141,6 +141,7 @@ fn search() -> Call {
         queries: Arc::new(vec![0.1; DIM * 2]),
         dim: DIM,
         k: 10,
+        ef: 10,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::data::Schema;
+use recd_runtime::ErrorCode;
 const DIM: usize = Schema::WORKLOAD.dim;
 const FEAT_DIM: usize = Schema::WORKLOAD.feat_dim;
 use recd_runtime::protocol::codec::{decode, encode};
@@ -12,6 +13,7 @@ fn requests_round_trip_and_garbage_is_an_error() {
         shard: 3,
         queries: vec![0.5; DIM * 2],
         k: 100,
+        ef: 200,
         lane: 1,
         budget_us: 40_000,
     };
@@ -63,9 +65,20 @@ fn a_peer_reply_is_checked_before_it_is_believed() {
     let nan = Reply::Candidates(vec![vec![(3, f32::NAN)]]);
     assert_eq!(code(nan), Err(ErrorCode::Internal));
     assert_eq!(
-        code(Reply::Scores(vec![vec![1.0, f32::INFINITY]])),
+        code(Reply::Scores(
+            vec![vec![1.0, f32::INFINITY]],
+            "ranker@1".into()
+        )),
         Err(ErrorCode::Internal)
     );
+    assert_eq!(
+        code(Reply::Scores(vec![vec![1.0]], "ranker@1".into())),
+        Ok(())
+    );
+    for label in ["ranker", "", "../x@1", &format!("{}@1", "m".repeat(90))] {
+        let r = Reply::Scores(vec![vec![1.0]], label.into());
+        assert_eq!(code(r), Err(ErrorCode::Internal), "label {label:?}");
+    }
     assert_eq!(
         code(Reply::Pong),
         Err(ErrorCode::Internal),
