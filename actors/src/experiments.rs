@@ -8,6 +8,8 @@
 //! candidates it re-ranks and how wide its ANN search walks ([`Plan`], resolved against
 //! the node's defaults at start; the pipeline runs each variant's requests with its own).
 
+pub mod shadow;
+
 use crate::features::profile::fnv1a64;
 use crate::types::ModelRef;
 use anyhow::{ensure, Context};
@@ -35,6 +37,21 @@ pub struct Experiment {
     pub split_percent: u8,
     /// The two variants.
     pub variants: [Variant; 2],
+    /// A variant run beside the primary one for a share of users, never answered,
+    /// only compared ([`shadow`]).
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+}
+
+/// The shadow of an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    /// What the shadow runs.
+    pub variant: Variant,
+    /// Percentage of users (0..=100, by hash) whose requests are shadowed; a request may
+    /// also ask with `X-Shadow: 1`.
+    pub fraction_percent: u8,
 }
 
 /// A variant and what it runs (every field but the name defaults to the node's config).
@@ -61,6 +78,20 @@ impl Variant {
             model: None,
             candidates: None,
             ef: None,
+        }
+    }
+
+    fn plan(&self, d: &PlanDefaults) -> Plan {
+        let candidates = self.candidates.unwrap_or(d.candidates);
+        let per_shard = d.per_shard_factor * candidates as f32 / d.shards.max(1) as f32;
+        let per_shard_k = (per_shard.ceil() as usize).clamp(1, candidates);
+        let model = self.model.as_deref().unwrap_or(&d.model);
+        Plan {
+            variant: self.name.clone(),
+            model: ModelRef::parse(model).unwrap_or_else(|_| ModelRef::latest(&d.model)),
+            candidates,
+            per_shard_k,
+            ef: self.ef.unwrap_or(0).max(per_shard_k),
         }
     }
 }
@@ -101,6 +132,7 @@ impl Default for AbScenarios {
                 salt: String::new(),
                 split_percent: 50,
                 variants: [Variant::named("A"), Variant::named("B")],
+                shadow: None,
             },
         }
     }
@@ -129,7 +161,21 @@ impl AbScenarios {
             !a.name.is_empty() && a.name != b.name,
             "experiment.variants must have two distinct non-empty names"
         );
-        for v in &e.variants {
+        if let Some(sh) = &e.shadow {
+            ensure!(
+                sh.fraction_percent <= 100,
+                "experiment.shadow.fraction_percent must be 0..=100"
+            );
+            ensure!(
+                !sh.variant.name.is_empty() && e.variants.iter().all(|v| v.name != sh.variant.name),
+                "experiment.shadow.variant needs a name of its own"
+            );
+        }
+        for v in e
+            .variants
+            .iter()
+            .chain(e.shadow.as_ref().map(|s| &s.variant))
+        {
             if let Some(m) = &v.model {
                 ModelRef::parse(m).map_err(|err| anyhow::anyhow!("variant {}: {err}", v.name))?;
             }
@@ -150,20 +196,22 @@ impl AbScenarios {
     /// Each variant's plan, in variant order, with the node's defaults filled in.
     pub fn plans(&self, d: &PlanDefaults) -> Vec<Plan> {
         (self.experiment.variants.iter())
-            .map(|v| {
-                let candidates = v.candidates.unwrap_or(d.candidates);
-                let per_shard = d.per_shard_factor * candidates as f32 / d.shards.max(1) as f32;
-                let per_shard_k = (per_shard.ceil() as usize).clamp(1, candidates);
-                let model = v.model.as_deref().unwrap_or(&d.model);
-                Plan {
-                    variant: v.name.clone(),
-                    model: ModelRef::parse(model).unwrap_or_else(|_| ModelRef::latest(&d.model)),
-                    candidates,
-                    per_shard_k,
-                    ef: v.ef.unwrap_or(0).max(per_shard_k),
-                }
-            })
+            .map(|v| v.plan(d))
             .collect()
+    }
+
+    /// The shadow variant's plan, if the experiment has one.
+    pub fn shadow_plan(&self, d: &PlanDefaults) -> Option<Plan> {
+        (self.experiment.shadow.as_ref()).map(|s| s.variant.plan(d))
+    }
+
+    /// Whether `user_id`'s requests are shadowed (by hash, apart from the A/B bucket).
+    pub fn shadows(&self, user_id: &str) -> bool {
+        let Some(s) = &self.experiment.shadow else {
+            return false;
+        };
+        let h = fnv1a64(&format!("shadow:{}{user_id}", self.experiment.salt));
+        h % 100 < u64::from(s.fraction_percent)
     }
 
     /// The variant of `user_id`.

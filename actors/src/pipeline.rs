@@ -22,6 +22,7 @@
 
 pub mod ladder;
 mod serve;
+pub mod shadow;
 mod stages;
 
 use crate::experiments::Plan;
@@ -92,6 +93,8 @@ pub struct PipelineCtx {
     pub settings: PipelineSettings,
     /// What each experiment variant runs (the first also for an unknown variant).
     pub plans: Vec<Plan>,
+    /// The experiment's shadow variant, if it has one.
+    pub shadow: Option<shadow::Shadow>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Per lane: the stages' time models (a lane's batches run at its own priority).
@@ -116,6 +119,7 @@ impl PipelineCtx {
             source,
             settings,
             plans,
+            shadow: None,
             metrics,
             models: Mutex::new(vec![StageModels::default(); lanes]),
         }
@@ -234,7 +238,7 @@ struct Work {
 /// Runs one batch and answers every request in it; returns how many requests went
 /// through the whole pipeline.
 pub async fn run_batch(
-    ctx: &PipelineCtx,
+    ctx: &Arc<PipelineCtx>,
     batch: Vec<PendingRequest>,
     dispatched: Instant,
 ) -> usize {
@@ -315,10 +319,15 @@ pub async fn run_batch(
     let served = groups
         .into_iter()
         .map(|(p, g)| serve::serve_group(ctx, &ctx.plans[p], g, &shared));
-    futures_util::future::join_all(served)
-        .await
-        .into_iter()
-        .sum()
+    let mut processed = 0;
+    let mut shadowed = Vec::new();
+    for (n, cases) in futures_util::future::join_all(served).await {
+        processed += n;
+        shadowed.extend(cases);
+    }
+    // the primary answers have gone: only now may their shadow run
+    shadow::launch(ctx, shadowed);
+    processed
 }
 
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {

@@ -18,7 +18,9 @@ pub struct PendingRequest {
     /// Priority lane.
     pub lane: LaneId,
     /// Experiment variant.
-    pub variant: String,
+    pub variant: Arc<str>,
+    /// Whether the experiment's shadow variant runs it too (after the answer).
+    pub shadow: bool,
     /// When the ingress accepted it.
     pub received: Instant,
     /// When its budget runs out.

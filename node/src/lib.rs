@@ -24,6 +24,7 @@
 //!                 └─ PoolSupervisor("ranker")    ── Ranker × ranker.workers (ranker role)
 //! ```
 
+pub mod bench_model;
 pub mod commands;
 pub mod import;
 pub mod import_items;

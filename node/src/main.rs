@@ -101,6 +101,29 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Measure models on one thread: µs per request for the catalogue's teacher and
+    /// each version folder given, top-10 agreement with the teacher, and each as the
+    /// first stage of a cascade; prints JSON.
+    BenchModel {
+        /// The catalogue folder.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Version folders (`<repo>/<name>/<version>`) to measure beside the teacher.
+        #[arg(long = "model")]
+        models: Vec<PathBuf>,
+        /// Users (agreement is their mean).
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Candidates per request (their exact top by inner product).
+        #[arg(long, default_value_t = 200)]
+        candidates: usize,
+        /// Timed calls per model.
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        /// Candidates the teacher re-ranks in a cascade.
+        #[arg(long, default_value_t = 50)]
+        rerank: usize,
+    },
 }
 
 fn load_config(flags: &ConfigFlags) -> anyhow::Result<recd_runtime::config::Config> {
@@ -154,6 +177,24 @@ fn main() -> anyhow::Result<()> {
             recd_runtime::telemetry::init_logging("text");
             let report =
                 recd_node::commands::bench_kernel(&config, requests, recall_queries, threads, 7)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::BenchModel {
+            data_dir,
+            models,
+            users,
+            candidates,
+            calls,
+            rerank,
+        } => {
+            let sizes = (
+                users.max(1),
+                candidates.max(10),
+                calls.max(1),
+                rerank.max(10),
+            );
+            let report = recd_node::bench_model::bench_model(&data_dir, &models, sizes)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

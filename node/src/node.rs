@@ -6,6 +6,7 @@ use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use recd_actors::candidates::index::ShardIndex;
 use recd_actors::data::Catalogue;
+use recd_actors::experiments::shadow::ShadowStats;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::ingress::state::{ClusterView, IngressState, Serving};
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
@@ -239,9 +240,13 @@ async fn start_ingress(
         covered: AtomicBool::new(false),
     };
     let saturation = Arc::new(LaneSaturation::new(config.gateway.lanes.len()));
+    let shadow = match ab.experiment.shadow {
+        Some(_) => Some(Arc::new(ShadowStats::new(metrics)?)),
+        None => None,
+    };
     let state = Arc::new(IngressState::new(
         config,
-        ab,
+        (ab, shadow),
         Arc::clone(metrics),
         saturation,
         view,

@@ -12,6 +12,7 @@ use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::{GatewayArgs, GatewayMessage};
 use recd_actors::ingress::state::IngressState;
 use recd_actors::items::Items;
+use recd_actors::pipeline::shadow::Shadow;
 use recd_actors::pipeline::{PipelineArgs, PipelineCtx, PipelineMessage, PipelineSettings};
 use recd_actors::ranker::actor::RankerArgs;
 use recd_actors::ranker::loader::ModelLoader;
@@ -181,7 +182,9 @@ impl DataRoles<'_> {
     /// the repository before serving (off the async workers), then the loader thread.
     async fn start_models(&self) -> anyhow::Result<ModelLoader> {
         let mc = &self.config.models;
-        let wanted = (self.ab.plans(&self.plan_defaults()).into_iter()).map(|p| p.model);
+        let d = self.plan_defaults();
+        let plans = self.ab.plans(&d).into_iter().chain(self.ab.shadow_plan(&d));
+        let wanted = plans.map(|p| p.model);
         let models = Arc::new(Models::new(
             Arc::clone(self.items),
             mc.dir.clone(),
@@ -290,7 +293,7 @@ pub(crate) async fn start_request_path(
             .collect(),
         refuse_early: config.gateway.batching == BatchingMode::Deadline,
     };
-    let ctx = PipelineCtx::new(
+    let mut ctx = PipelineCtx::new(
         Arc::clone(&router),
         Arc::clone(data.items),
         data.source(),
@@ -298,6 +301,10 @@ pub(crate) async fn start_request_path(
         data.ab.plans(&data.plan_defaults()),
         Arc::clone(data.metrics),
     );
+    let shadow_plan = data.ab.shadow_plan(&data.plan_defaults());
+    if let (Some(plan), Some(stats)) = (shadow_plan, &ingress.shadow) {
+        ctx.shadow = Some(Shadow::new(plan, Arc::clone(stats)));
+    }
     let pipeline = PoolSlots::new(config.gateway.pipeline_workers);
     pools
         .start("pipeline", PipelineArgs(Arc::new(ctx)), &pipeline)

@@ -382,6 +382,11 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector of another module's (one registry serves `/metrics`).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();

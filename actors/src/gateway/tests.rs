@@ -136,6 +136,7 @@ fn submit(h: &Harness, user: &str, lane: usize, budget: Duration) -> Reply {
         topk: 10,
         lane,
         variant: "A".into(),
+        shadow: false,
         received,
         deadline: received + budget,
         reply: tx,

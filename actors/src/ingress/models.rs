@@ -1,6 +1,8 @@
-//! The model admin routes: `GET /admin/models` (what this node's rankers serve) and
-//! `POST /admin/models/reload` (scan the repository now; answers what loaded, what was
-//! refused and why, and what serves after). The scan runs on the loader thread.
+//! The model and experiment admin routes: `GET /admin/models` (what this node's rankers
+//! serve), `POST /admin/models/reload` (scan the repository now; answers what loaded,
+//! what was refused and why, and what serves after; the scan runs on the loader
+//! thread), and `GET /admin/experiments` (the experiment, what each variant binds, and
+//! the shadow variant's comparison with the primaries so far).
 
 use super::state::{IngressState, Refusal};
 use crate::ranker::loader::ModelLoader;
@@ -33,4 +35,22 @@ pub(super) async fn reload(State(st): State<Arc<IngressState>>) -> Response {
         Ok(report) => Json(report).into_response(),
         Err(e) => Refusal::from(e).into_response(),
     }
+}
+
+pub(super) async fn experiments(State(st): State<Arc<IngressState>>) -> Response {
+    let e = &st.ab.experiment;
+    let shadow = (e.shadow.as_ref()).map(|sh| {
+        serde_json::json!({
+            "variant": sh.variant,
+            "fraction_percent": sh.fraction_percent,
+            "compared": st.shadow.as_ref().map(|s| s.summary()),
+        })
+    });
+    Json(serde_json::json!({
+        "experiment": e.name,
+        "split_percent": e.split_percent,
+        "variants": e.variants,
+        "shadow": shadow,
+    }))
+    .into_response()
 }

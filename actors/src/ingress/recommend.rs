@@ -29,6 +29,7 @@ struct Checked {
     lane: usize,
     budget: Duration,
     forced_variant: Option<String>,
+    forced_shadow: bool,
 }
 
 fn check_headers(st: &IngressState, headers: &HeaderMap) -> Result<Checked, RecdError> {
@@ -79,10 +80,21 @@ fn check_headers(st: &IngressState, headers: &HeaderMap) -> Result<Checked, Recd
                 .to_owned(),
         ),
     };
+    let forced_shadow = match text("x-shadow")? {
+        None | Some("0") => false,
+        Some("1") if st.ab.experiment.shadow.is_some() => true,
+        Some("1") => {
+            return Err(RecdError::bad_request(
+                "X-Shadow: the experiment has no shadow variant",
+            ))
+        }
+        Some(_) => return Err(RecdError::bad_request("X-Shadow must be 0 or 1")),
+    };
     Ok(Checked {
         lane,
         budget,
         forced_variant,
+        forced_shadow,
     })
 }
 
@@ -114,6 +126,7 @@ struct Admitted {
     lane: usize,
     budget: Duration,
     variant: String,
+    shadow: bool,
 }
 
 pub(super) async fn recommend(
@@ -229,11 +242,13 @@ async fn parse(
         refusal.retry_after = Some(secs);
         return Err(refusal);
     }
+    let shadow = checked.forced_shadow || st.ab.shadows(&req.user_id);
     Ok(Admitted {
         req,
         lane: checked.lane,
         budget: checked.budget,
         variant: labels.variant.clone(),
+        shadow,
     })
 }
 
@@ -250,7 +265,8 @@ fn submit(
         user_id: Arc::from(a.req.user_id.as_str()),
         topk: a.req.topk as usize,
         lane: a.lane,
-        variant: a.variant,
+        variant: Arc::from(a.variant),
+        shadow: a.shadow,
         received,
         deadline: received + a.budget,
         reply: tx,

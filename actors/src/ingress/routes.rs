@@ -42,6 +42,7 @@ pub fn router(state: Arc<IngressState>) -> Router {
         .route("/admin/fault", post(ops::fault))
         .route("/admin/models", get(models::list))
         .route("/admin/models/reload", post(models::reload))
+        .route("/admin/experiments", get(models::experiments))
         .route("/cluster", get(ops::cluster))
         .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {

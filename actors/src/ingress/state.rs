@@ -1,6 +1,7 @@
 //! What every HTTP handler shares ([`IngressState`], [`Serving`]) and how a refusal
 //! renders itself ([`Refusal`]: a JSON `ErrorBody` with the status of its `ErrorCode`).
 
+use crate::experiments::shadow::ShadowStats;
 use crate::experiments::AbScenarios;
 use crate::gateway::GatewayMessage;
 use crate::item_log::ItemWrites;
@@ -62,6 +63,9 @@ pub struct IngressState {
     pub gateway_config: GatewayConfig,
     /// A/B assignment.
     pub ab: AbScenarios,
+    /// The comparison of the experiment's shadow variant with the primaries (`None`:
+    /// the experiment has no shadow); the pipeline records, `/admin/experiments` reads.
+    pub shadow: Option<Arc<ShadowStats>>,
     /// Global token bucket.
     pub admission: Admission,
     /// Per-lane token buckets.
@@ -90,7 +94,7 @@ impl IngressState {
     /// Handler state; `serving` is set later by the node.
     pub fn new(
         node: &Config,
-        ab: AbScenarios,
+        (ab, shadow): (AbScenarios, Option<Arc<ShadowStats>>),
         metrics: Arc<Metrics>,
         saturation: Arc<LaneSaturation>,
         cluster: ClusterView,
@@ -122,6 +126,7 @@ impl IngressState {
             item_writes: tokio::sync::Mutex::new(()),
             gateway_config,
             ab,
+            shadow,
             admission,
             lane_admission,
             slo,

@@ -4,15 +4,18 @@
 //! concurrently.
 
 use super::ladder::RankPlan;
+use super::shadow::ShadowCase;
 use super::{observe, stages, ElapsedSince, PipelineCtx, Work};
 use crate::data::dot;
 use crate::experiments::Plan;
 use crate::items::Items;
 use crate::ranker::model::top_k;
 use crate::request::{Answer, StageTimings};
+use crate::types::Profile;
 use recd_runtime::api::{RecommendResponse, ScoredItem};
 use recd_runtime::clock::now;
 use recd_runtime::compute::Priority;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What every group of a batch shares.
@@ -30,13 +33,13 @@ pub(super) struct Shared {
 }
 
 /// Candidates, ranking and answers for one variant's requests; returns how many went
-/// through the whole pipeline.
+/// through the whole pipeline, and the answers to shadow.
 pub(super) async fn serve_group(
     ctx: &PipelineCtx,
     plan: &Plan,
     work: Vec<Work>,
     shared: &Shared,
-) -> usize {
+) -> (usize, Vec<ShadowCase>) {
     let Shared {
         lane,
         priority,
@@ -53,7 +56,8 @@ pub(super) async fn serve_group(
         m.candidates_budget(remaining(), b, cands, truncate_to)
     });
     let timeout = cut(ctx.settings.index_timeout, budget);
-    let gathered = stages::fetch_candidates(ctx, &work, plan, priority, timeout).await;
+    let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
+    let gathered = stages::fetch_candidates(ctx, &profiles, plan, priority, timeout).await;
     let candidates = t.elapsed_since();
     observe(ctx, "candidates", candidates);
     // without candidates nothing at all can be said: the requests fail (504 when the
@@ -68,7 +72,7 @@ pub(super) async fn serve_group(
             for w in work {
                 w.req.answer(Err(e.clone()));
             }
-            return 0;
+            return (0, Vec::new());
         }
     };
     let mut work = work;
@@ -84,7 +88,7 @@ pub(super) async fn serve_group(
         .filter(|(w, _)| !w.req.cancelled())
         .unzip();
     if work.is_empty() {
-        return 0;
+        return (0, Vec::new());
     }
 
     let t = now();
@@ -103,7 +107,8 @@ pub(super) async fn serve_group(
                 per_request.iter_mut().for_each(|ids| ids.truncate(n));
             }
             let timeout = cut(ctx.settings.ranker_timeout, remaining());
-            let s = stages::rank(ctx, &work, &per_request, plan, priority, timeout).await;
+            let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
+            let s = stages::rank(ctx, &profiles, &per_request, plan, priority, timeout).await;
             if s.is_some() && rank_plan == RankPlan::Full {
                 ctx.models(lane, |m| m.rank.observe(work.len(), t.elapsed_since()));
             }
@@ -128,6 +133,7 @@ pub(super) async fn serve_group(
     };
 
     let processed = work.len();
+    let mut shadowed = Vec::new();
     for ((w, mut ids), mut scores) in work.into_iter().zip(per_request).zip(scores) {
         for stage in &w.degraded {
             ctx.metrics.degraded.with_label_values(&[stage]).inc();
@@ -135,10 +141,17 @@ pub(super) async fn serve_group(
         // an item deleted while the batch ran is never answered: the delete was
         // acknowledged after the overlay took it
         drop_deleted(&ctx.items, &mut ids, &mut scores);
-        let items = top_k(&ids, &scores, w.req.topk)
+        let items: Vec<ScoredItem> = top_k(&ids, &scores, w.req.topk)
             .into_iter()
             .map(|(id, score)| ScoredItem { id, score })
             .collect();
+        if w.req.shadow && ctx.shadow.is_some() {
+            shadowed.push(ShadowCase {
+                profile: Arc::clone(&w.profile),
+                primary: items.iter().map(|i| i.id).collect(),
+                took: candidates + rank_time,
+            });
+        }
         let timings = StageTimings {
             queue: (shared.dispatched).saturating_duration_since(w.req.received),
             features: shared.features,
@@ -148,7 +161,7 @@ pub(super) async fn serve_group(
         let response = RecommendResponse {
             user_id: w.req.user_id.to_string(),
             items,
-            variant: w.req.variant.clone(),
+            variant: w.req.variant.to_string(),
             model: model.clone(),
             degraded: w.degraded.iter().map(|s| s.to_string()).collect(),
             coverage,
@@ -156,7 +169,7 @@ pub(super) async fn serve_group(
         };
         w.req.answer(Ok(Answer { response, timings }));
     }
-    processed
+    (processed, shadowed)
 }
 
 /// Inner products of each user with its candidates: the ANN order, as scores.

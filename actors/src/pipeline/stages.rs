@@ -6,7 +6,7 @@ use super::{PipelineCtx, Work};
 use crate::candidates::index::merge;
 use crate::experiments::Plan;
 use crate::features::shard_of;
-use crate::types::{Candidate, ScoreRequest};
+use crate::types::{Candidate, Profile, ScoreRequest};
 use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
 use std::sync::Arc;
@@ -64,15 +64,15 @@ pub(super) async fn fetch_profiles(
 /// error if every shard ran out of time, else unavailable.
 pub(super) async fn fetch_candidates(
     ctx: &PipelineCtx,
-    work: &[Work],
+    profiles: &[Arc<Profile>],
     plan: &Plan,
     priority: Priority,
     timeout: Duration,
 ) -> Result<(Vec<Vec<u64>>, f32), RecdError> {
     let dim = ctx.items.schema().dim;
-    let mut queries = Vec::with_capacity(work.len() * dim);
-    for w in work {
-        queries.extend_from_slice(&w.profile.emb);
+    let mut queries = Vec::with_capacity(profiles.len() * dim);
+    for p in profiles {
+        queries.extend_from_slice(&p.emb);
     }
     let queries = Arc::new(queries);
     let (k, ef) = (plan.per_shard_k, plan.ef);
@@ -102,12 +102,12 @@ pub(super) async fn fetch_candidates(
     let mut per_shard: Vec<std::vec::IntoIter<Vec<Candidate>>> =
         answered.into_iter().map(Vec::into_iter).collect();
     let items = ctx.items.view();
-    let merged = work
+    let merged = profiles
         .iter()
-        .map(|w| {
+        .map(|p| {
             // what the user interacted with lately is never recommended back, nor an
             // item deleted since the index shard answered
-            let recent = &w.profile.recent;
+            let recent = &p.recent;
             let lists = per_shard
                 .iter_mut()
                 .filter_map(Iterator::next)
@@ -128,17 +128,17 @@ pub(super) async fn fetch_candidates(
 /// answered in time.
 pub(super) async fn rank(
     ctx: &PipelineCtx,
-    work: &[Work],
+    profiles: &[Arc<Profile>],
     candidates: &[Vec<u64>],
     plan: &Plan,
     priority: Priority,
     timeout: Duration,
 ) -> Option<(Vec<Vec<f32>>, Arc<str>)> {
-    let requests: Vec<ScoreRequest> = work
+    let requests: Vec<ScoreRequest> = profiles
         .iter()
         .zip(candidates)
-        .map(|(w, c)| ScoreRequest {
-            profile: Arc::clone(&w.profile),
+        .map(|(p, c)| ScoreRequest {
+            profile: Arc::clone(p),
             candidates: c.clone(),
         })
         .collect();

@@ -94,7 +94,7 @@ impl Replicas for FakeStages {
 
 struct Batch {
     _dir: tempfile::TempDir,
-    ctx: PipelineCtx,
+    ctx: Arc<PipelineCtx>,
 }
 
 fn batch_ctx(failing: &[Target]) -> Batch {
@@ -140,7 +140,10 @@ fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
         vec![plan],
         metrics,
     );
-    Batch { _dir: dir, ctx }
+    Batch {
+        _dir: dir,
+        ctx: Arc::new(ctx),
+    }
 }
 
 type Reply = oneshot::Receiver<Result<Answer, RecdError>>;
@@ -154,6 +157,7 @@ fn request(user: &str, topk: usize, budget: Duration) -> (PendingRequest, Reply)
         topk,
         lane: 0,
         variant: "A".into(),
+        shadow: false,
         received,
         deadline: received + budget,
         reply: tx,

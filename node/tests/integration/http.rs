@@ -322,7 +322,7 @@ async fn not_ready_answers_503_and_health_stays_200() {
     let c = config(small_data());
     let state = Arc::new(IngressState::new(
         &c,
-        AbScenarios::default(),
+        (AbScenarios::default(), None),
         Arc::new(Metrics::new()),
         Arc::new(recd_runtime::lanes::LaneSaturation::new(
             c.gateway.lanes.len(),

@@ -12,6 +12,7 @@ mod items;
 mod models;
 mod roles;
 mod schema;
+mod shadow;
 mod shared_store;
 mod supervision;
 mod writes;
