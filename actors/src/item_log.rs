@@ -14,7 +14,7 @@
 //! One stream, not one per index shard: every node needs every item's vectors (its
 //! ranker scores them, its pipeline drops deleted ones), not only its shards' items.
 
-use crate::candidates::index::ShardIndex;
+use crate::candidates::ann::AnnIndex;
 use crate::data::Schema;
 use crate::items::{ItemRow, Items};
 use anyhow::Context;
@@ -41,7 +41,7 @@ pub struct Applier {
     /// The live items.
     pub items: Arc<Items>,
     /// The index shards held here, with their shard numbers.
-    pub indexes: Vec<(usize, Arc<ShardIndex>)>,
+    pub indexes: Vec<(usize, Arc<dyn AnnIndex>)>,
     /// Index shards in the cluster (an item lives in `id % shards`).
     pub shards: usize,
 }
@@ -60,7 +60,7 @@ impl Applier {
                 .cloned()
                 .collect();
             if !mine.is_empty() {
-                index.apply(&mine)?;
+                Arc::clone(index).apply_items(&mine)?;
             }
         }
         Ok(())

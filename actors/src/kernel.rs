@@ -3,7 +3,8 @@
 //! reference the served path is measured against (`recd-node bench-kernel`) and the
 //! harness of the golden-value tests.
 
-use crate::candidates::index::{merge, ShardIndex};
+use crate::candidates::ann::{self, AnnIndex};
+use crate::candidates::index::merge;
 use crate::data::Catalogue;
 use crate::features::profile::ProfileSource;
 use crate::items::Items;
@@ -19,7 +20,7 @@ pub struct Kernel {
     /// Profile source.
     pub source: ProfileSource,
     /// Index shards.
-    pub shards: Vec<Arc<ShardIndex>>,
+    pub shards: Vec<Arc<dyn AnnIndex>>,
     /// The model (the catalogue's `mlp.f32`).
     pub model: Arc<Model>,
     /// Items asked of each shard.
@@ -48,16 +49,15 @@ impl Kernel {
         let catalogue = Arc::new(Catalogue::load(dir)?);
         let shards = (0..config.index.shards)
             .map(|s| {
-                ShardIndex::load_or_build(
+                ann::load_or_build(
                     &dir.join("index"),
                     &catalogue,
-                    s,
-                    config.index.shards,
+                    (s, config.index.shards),
                     &config.index,
                     (threads, config.index_build_threads()),
                     &|_, _| {},
                 )
-                .map(|(i, _)| Arc::new(i))
+                .map(|(i, _)| i)
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {

@@ -4,7 +4,7 @@
 use crate::roles::{self, Pools};
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
-use recd_actors::candidates::index::ShardIndex;
+use recd_actors::candidates::ann::{self, SharedIndex};
 use recd_actors::data::Catalogue;
 use recd_actors::experiments::shadow::ShadowStats;
 use recd_actors::experiments::AbScenarios;
@@ -271,7 +271,7 @@ async fn start_ingress(
 fn load_data(
     config: &Config,
     held: &[usize],
-) -> anyhow::Result<(Arc<Catalogue>, Vec<Arc<ShardIndex>>)> {
+) -> anyhow::Result<(Arc<Catalogue>, Vec<SharedIndex>)> {
     let dir = &config.node.data_dir;
     if !Catalogue::exists(dir) {
         anyhow::ensure!(
@@ -292,11 +292,10 @@ fn load_data(
         let started = std::time::Instant::now();
         let progress =
             |done: usize, total: usize| tracing::info!(shard = s, done, total, "indexing");
-        let (idx, loaded) = ShardIndex::load_or_build(
+        let (idx, loaded) = ann::load_or_build(
             &dir.join("index"),
             &catalogue,
-            s,
-            config.index.shards,
+            (s, config.index.shards),
             &config.index,
             (
                 config.compute.threads.max(cores),
@@ -307,11 +306,12 @@ fn load_data(
         tracing::info!(
             shard = s,
             items = idx.len(),
+            backend = idx.backend(),
             loaded,
             seconds = started.elapsed().as_secs_f64(),
             "index shard ready"
         );
-        indexes.push(Arc::new(idx));
+        indexes.push(idx);
     }
     Ok((catalogue, indexes))
 }

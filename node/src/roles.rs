@@ -3,7 +3,7 @@
 //! heartbeat (in a cluster) → the request path (pipeline workers, gateway).
 
 use ractor::{Actor, ActorRef};
-use recd_actors::candidates::index::ShardIndex;
+use recd_actors::candidates::ann::AnnIndex;
 use recd_actors::candidates::shard::IndexShardArgs;
 use recd_actors::data::Catalogue;
 use recd_actors::experiments::{AbScenarios, PlanDefaults};
@@ -137,7 +137,7 @@ impl DataRoles<'_> {
     pub(crate) async fn start(
         &self,
         pools: &mut Pools,
-        indexes: Vec<Arc<ShardIndex>>,
+        indexes: Vec<Arc<dyn AnnIndex>>,
     ) -> anyhow::Result<Option<ModelLoader>> {
         let (config, local) = (self.config, self.local);
         for (&s, idx) in local.index.held().iter().zip(&indexes) {

@@ -3,7 +3,7 @@
 //! the async workers: redb may repair a file after a crash), a view of the shared Redis
 //! per shard (redis), or none — before the feature shards start.
 
-use recd_actors::candidates::index::ShardIndex;
+use recd_actors::candidates::ann::AnnIndex;
 use recd_actors::data::Catalogue;
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::store::embedded::{Embedded, WriterSettings};
@@ -91,7 +91,7 @@ pub(crate) async fn open(
 pub(crate) async fn open_items(
     config: &Config,
     catalogue: &Arc<Catalogue>,
-    indexes: &[Arc<ShardIndex>],
+    indexes: &[Arc<dyn AnnIndex>],
     held: &[usize],
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<(Arc<Items>, Option<Arc<ItemWrites>>)> {

@@ -2,6 +2,7 @@
 //! changes, a background rebuild once deletes pile up (`rebuild.rs`), and the merge of
 //! per-shard results.
 
+use super::ann::AnnIndex;
 use crate::data::Catalogue;
 use crate::items::{ItemRow, Items};
 
@@ -24,7 +25,6 @@ pub struct ShardIndex {
     index: RwLock<Index>,
     cfg: IndexConfig,
     scalar: ScalarKindConfig,
-    exact: bool,
     shard: usize,
     shards: usize,
     /// Dimensions of every vector (the catalogue's schema).
@@ -117,7 +117,6 @@ impl ShardIndex {
             index: RwLock::new(index),
             cfg: cfg.clone(),
             scalar: cfg.scalar,
-            exact: cfg.exact,
             shard,
             shards,
             dim,
@@ -227,11 +226,9 @@ impl ShardIndex {
             self.dim
         );
         let index = self.guard();
-        let m = match (self.scalar, self.exact) {
-            (ScalarKindConfig::I8, false) => index.search(&quantise_i8(query), k),
-            (ScalarKindConfig::I8, true) => index.exact_search(&quantise_i8(query), k),
-            (_, false) => index.search(query, k),
-            (_, true) => index.exact_search(query, k),
+        let m = match self.scalar {
+            ScalarKindConfig::I8 => index.search(&quantise_i8(query), k),
+            _ => index.search(query, k),
         }
         .map_err(|e| anyhow::anyhow!("searching shard {}: {e}", self.shard))?;
         Ok(m.keys
@@ -254,6 +251,45 @@ impl ShardIndex {
     /// True when the shard holds no items.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl AnnIndex for ShardIndex {
+    /// usearch walks at least as wide as the results it is asked for (USEARCH-NOTES): a
+    /// breadth above `k` is asking for `ef` results and keeping the best `k`.
+    fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> anyhow::Result<Vec<Vec<Candidate>>> {
+        (queries.chunks(self.dim))
+            .map(|q| {
+                let mut found = self.search(q, k.max(ef))?;
+                found.truncate(k);
+                Ok(found)
+            })
+            .collect()
+    }
+
+    fn apply_items(self: Arc<Self>, changes: &[(u64, Option<Arc<ItemRow>>)]) -> anyhow::Result<()> {
+        ShardIndex::apply(&self, changes)
+    }
+
+    fn attach(&self, items: Arc<Items>) {
+        ShardIndex::attach(self, items)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        ShardIndex::len(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        "hnsw"
     }
 }
 

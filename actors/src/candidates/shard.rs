@@ -1,9 +1,10 @@
-//! The `IndexShard` actor: owns one `ShardIndex`, answers one batched search per
-//! micro-batch and applies item upserts and deletes. The search runs on the compute pool and replies from the compute thread,
-//! so the actor's mailbox never waits behind ANN work; a full compute queue is answered
+//! The `IndexShard` actor: owns one shard's index (any `AnnIndex` backend), answers one
+//! batched search per micro-batch and applies item upserts and deletes. The search runs
+//! on the compute pool and replies from the compute thread, so the actor's mailbox never
+//! waits behind ANN work; a full compute queue is answered
 //! at once with `Overloaded`.
 
-use super::index::ShardIndex;
+use super::ann::AnnIndex;
 use crate::types::{Candidate, ItemChanges};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
@@ -51,7 +52,7 @@ impl ractor::Message for IndexShardMessage {}
 #[derive(Clone)]
 pub struct IndexShardArgs {
     /// The shards' indexes; slot `s` serves `indexes[s]`.
-    pub indexes: Arc<Vec<Arc<ShardIndex>>>,
+    pub indexes: Arc<Vec<Arc<dyn AnnIndex>>>,
     /// Where searches run.
     pub compute: ComputePool,
 }
@@ -61,14 +62,14 @@ pub struct IndexShard;
 
 /// Its state: the index it serves.
 pub struct IndexShardState {
-    index: Arc<ShardIndex>,
+    index: Arc<dyn AnnIndex>,
     compute: ComputePool,
 }
 
 impl Actor for IndexShard {
     type Msg = IndexShardMessage;
     type State = IndexShardState;
-    type Arguments = (Arc<ShardIndex>, ComputePool);
+    type Arguments = (Arc<dyn AnnIndex>, ComputePool);
 
     async fn pre_start(
         &self,
@@ -94,7 +95,7 @@ impl Actor for IndexShard {
             } => {
                 let index = Arc::clone(&state.index);
                 let job = move |reply: RpcReplyPort<SearchReply>| {
-                    let _ = reply.send(search_all(&index, &queries, k, ef));
+                    let _ = reply.send(search_all(&*index, &queries, k, ef));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
@@ -109,7 +110,9 @@ impl Actor for IndexShard {
             } => {
                 let index = Arc::clone(&state.index);
                 let job = move |reply: RpcReplyPort<Result<usize, RecdError>>| {
-                    let r = index.apply(&changes).map(|()| changes.len());
+                    let r = Arc::clone(&index)
+                        .apply_items(&changes)
+                        .map(|()| changes.len());
                     let _ = reply.send(r.map_err(|e| RecdError::unavailable(format!("{e:#}"))));
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
@@ -122,23 +125,13 @@ impl Actor for IndexShard {
     }
 }
 
-/// usearch walks at least as wide as the results it is asked for (USEARCH-NOTES): a
-/// breadth above `k` is asking for `ef` results and keeping the best `k`.
-fn search_all(index: &ShardIndex, queries: &[f32], k: usize, ef: usize) -> SearchReply {
-    queries
-        .chunks_exact(index.dim())
-        .map(|q| {
-            let mut found = (index.search(q, k.max(ef)))
-                .map_err(|e| RecdError::unavailable(format!("{e:#}")))?;
-            found.truncate(k);
-            Ok(found)
-        })
-        .collect()
+fn search_all(index: &dyn AnnIndex, queries: &[f32], k: usize, ef: usize) -> SearchReply {
+    (index.search_batch(queries, k, ef)).map_err(|e| RecdError::unavailable(format!("{e:#}")))
 }
 
 impl WorkerFactory for IndexShardArgs {
     type Worker = IndexShard;
-    fn make(&self, slot: usize) -> (IndexShard, (Arc<ShardIndex>, ComputePool)) {
+    fn make(&self, slot: usize) -> (IndexShard, (Arc<dyn AnnIndex>, ComputePool)) {
         (
             IndexShard,
             (Arc::clone(&self.indexes[slot]), self.compute.clone()),

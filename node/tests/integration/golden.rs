@@ -38,7 +38,7 @@ fn golden() -> Vec<Golden> {
 /// candidates are the brute-force top-200.
 fn exact_config() -> Config {
     let mut c = config(workload_data());
-    c.index.exact = true;
+    c.index.backend = recd_runtime::config::IndexBackend::Flat;
     c.index.scalar = ScalarKindConfig::F32;
     c.index.per_shard_factor = c.index.shards as f32;
     c

@@ -256,6 +256,16 @@ pub enum ScalarKindConfig {
     I8,
 }
 
+/// Which index answers a shard's searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBackend {
+    /// usearch HNSW (approximate; snapshots, background rebuilds).
+    Hnsw,
+    /// Exact inner product over every item, one SGEMM per block.
+    Flat,
+}
+
 /// Distance metric of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -286,8 +296,9 @@ pub struct IndexConfig {
     pub candidates: usize,
     /// Each shard is asked for ceil(factor · candidates / shards) items.
     pub per_shard_factor: f32,
-    /// Brute-force search instead of HNSW (small catalogues, correctness checks).
-    pub exact: bool,
+    /// The ANN backend: `hnsw` (usearch) or `flat` (exact search over a GEMM; recall
+    /// 1.0, cost linear in the items — small catalogues and ground truth).
+    pub backend: IndexBackend,
     /// Threads that build a shard's index when no snapshot exists; 0 means one per core.
     /// 1 builds the same graph every time (insertion order and level draws are fixed), so
     /// replicas of a shard built on different nodes answer identically; more threads
@@ -331,7 +342,7 @@ impl Default for IndexConfig {
             expansion_search: 100,
             candidates: 200,
             per_shard_factor: 1.0,
-            exact: false,
+            backend: IndexBackend::Hnsw,
             build_threads: 0,
             timeout_ms: 50,
         }

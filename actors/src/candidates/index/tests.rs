@@ -72,23 +72,6 @@ fn snapshot_reload_answers_the_same() {
 }
 
 #[test]
-fn exact_mode_equals_brute_force() {
-    let (_dir, cat) = catalogue(3_000);
-    let snap = tempfile::tempdir().unwrap();
-    let c = IndexConfig {
-        exact: true,
-        scalar: ScalarKindConfig::F32,
-        ..cfg(3)
-    };
-    let (shards, _) = build_all(&cat, &c, snap.path());
-    let q = cat.item(5).to_vec();
-    assert_eq!(
-        sharded_search(&shards, &q, 100, 100),
-        brute_force(&cat, &q, 100)
-    );
-}
-
-#[test]
 fn i8_index_keeps_recall() {
     let (_dir, cat) = catalogue(5_000);
     let snap = tempfile::tempdir().unwrap();
