@@ -11,7 +11,7 @@
 pub mod shadow;
 
 use crate::features::profile::fnv1a64;
-use crate::types::ModelRef;
+use crate::types::{Cascade, ModelRef};
 use anyhow::{ensure, Context};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -69,6 +69,20 @@ pub struct Variant {
     /// ANN search breadth per shard (at most 4096; never below what is asked).
     #[serde(default)]
     pub ef: Option<usize>,
+    /// Score through a cheaper first model: it scores every candidate, `model`
+    /// re-ranks its best `rerank`.
+    #[serde(default)]
+    pub cascade: Option<CascadeConfig>,
+}
+
+/// A variant's cascade.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeConfig {
+    /// The first model (`name` or `name@version`), e.g. a distilled student.
+    pub model: String,
+    /// Candidates the variant's model re-ranks (1..=4096).
+    pub rerank: usize,
 }
 
 impl Variant {
@@ -78,6 +92,7 @@ impl Variant {
             model: None,
             candidates: None,
             ef: None,
+            cascade: None,
         }
     }
 
@@ -92,6 +107,13 @@ impl Variant {
             candidates,
             per_shard_k,
             ef: self.ef.unwrap_or(0).max(per_shard_k),
+            cascade: (self.cascade.as_ref()).and_then(|c| {
+                let first = ModelRef::parse(&c.model).ok()?;
+                Some(Cascade {
+                    first,
+                    keep: c.rerank,
+                })
+            }),
         }
     }
 }
@@ -122,6 +144,8 @@ pub struct Plan {
     pub per_shard_k: usize,
     /// Search breadth of each shard call.
     pub ef: usize,
+    /// Scored through a cheaper first model, when set.
+    pub cascade: Option<Cascade>,
 }
 
 impl Default for AbScenarios {
@@ -189,6 +213,15 @@ impl AbScenarios {
                 "variant {}: ef must be at most 4096",
                 v.name
             );
+            if let Some(c) = &v.cascade {
+                ModelRef::parse(&c.model)
+                    .map_err(|err| anyhow::anyhow!("variant {}: cascade: {err}", v.name))?;
+                ensure!(
+                    (1..=4096).contains(&c.rerank),
+                    "variant {}: cascade.rerank must be 1..=4096",
+                    v.name
+                );
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! - [`native`]: the dense SGEMM format (`mlp.f32` is one); [`onnx`]: ONNX by tract.
 //! - [`repo`]: what a node serves of the repository, swapped atomically.
 //! - [`loader`]: the thread that scans, loads, warms and frees versions.
+//! - [`scoring`]: one call — a model over every candidate, or a cascade.
 //! - [`actor`]: the `Ranker` actor; one scoring call per micro-batch, run on the
 //!   compute pool with the version the call names.
 
@@ -16,3 +17,4 @@ pub mod model;
 pub mod native;
 pub mod onnx;
 pub mod repo;
+pub mod scoring;

@@ -19,7 +19,7 @@
 pub mod local;
 
 use crate::types::{
-    Candidate, ItemChanges, ModelRef, Profile, ScoreRequest, WriteOp, WriteOutcome,
+    Candidate, Cascade, ItemChanges, ModelRef, Profile, ScoreRequest, WriteOp, WriteOutcome,
 };
 use futures_util::future::BoxFuture;
 use recd_runtime::compute::Priority;
@@ -88,6 +88,8 @@ pub enum Call {
         requests: Arc<Vec<ScoreRequest>>,
         /// The model to run.
         model: ModelRef,
+        /// Through a cheaper first model, when set.
+        cascade: Option<Cascade>,
     },
     /// Item upserts (`Some`) and deletes (`None`) for index shard `shard` (items
     /// `id % shards`), after the node made them durable.

@@ -91,6 +91,15 @@ impl std::fmt::Display for ModelRef {
     }
 }
 
+/// A cascade: `first` scores every candidate, the call's model re-ranks its best `keep`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cascade {
+    /// The cheap first model (a distilled student).
+    pub first: ModelRef,
+    /// Candidates the call's model re-ranks (1..=4096).
+    pub keep: usize,
+}
+
 /// One request to score: the user's profile and its merged candidates.
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {

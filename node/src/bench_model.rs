@@ -61,7 +61,7 @@ pub struct ModelReport {
 }
 
 /// A version folder `<repo>/<name>/<version>` loaded for `cat`.
-fn load(dir: &Path, cat: &Catalogue) -> anyhow::Result<Model> {
+fn load(dir: &Path, items: &Items) -> anyhow::Result<Model> {
     let version: u32 = (dir.file_name().and_then(|v| v.to_str()))
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("{}: not a <name>/<version> folder", dir.display()))?;
@@ -70,7 +70,8 @@ fn load(dir: &Path, cat: &Catalogue) -> anyhow::Result<Model> {
         .and_then(Path::file_name)
         .and_then(|n| n.to_str()))
     .with_context(|| format!("{}: no model name", dir.display()))?;
-    Model::load(dir, name, version, cat.schema)
+    let schema = items.schema();
+    recd_actors::ranker::repo::load_and_warm(dir, (name, version), schema, items).map(|(m, _)| m)
 }
 
 fn top10(model: &Model, items: &Items, p: &Profile, ids: &[u64]) -> anyhow::Result<Vec<u64>> {
@@ -123,9 +124,7 @@ pub fn bench_model(
     let teacher = Model::builtin("ranker", &cat)?;
     let mut models = vec![teacher];
     for d in dirs {
-        let m = load(d, &cat)?;
-        m.warm_up(&items)?;
-        models.push(m);
+        models.push(load(d, &items)?);
     }
     let truth: Vec<Vec<u64>> = (cases.iter())
         .map(|(p, ids)| top10(&models[0], &items, p, ids))

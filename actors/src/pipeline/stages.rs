@@ -143,6 +143,11 @@ pub(super) async fn rank(
         })
         .collect();
     (ctx.router)
-        .score(Arc::new(requests), &plan.model, priority, timeout)
+        .score(
+            Arc::new(requests),
+            (&plan.model, plan.cascade.as_ref()),
+            priority,
+            timeout,
+        )
         .await
 }

@@ -62,7 +62,9 @@ impl Stage for FakeStages {
                     stage::Answer::Candidates(vec![list; queries.len() / dim])
                 }
                 // the ranker prefers small ids: the reverse of the ANN order
-                Call::Score { requests, model } => stage::Answer::Scores {
+                Call::Score {
+                    requests, model, ..
+                } => stage::Answer::Scores {
                     scores: (requests.iter())
                         .map(|r| r.candidates.iter().map(|&id| 100.0 - id as f32).collect())
                         .collect(),
@@ -131,6 +133,7 @@ fn faulty_ctx(failing: &[Target], hanging: &[Target]) -> Batch {
         candidates: 8,
         per_shard_k: 10,
         ef: 10,
+        cascade: None,
     };
     let ctx = PipelineCtx::new(
         Arc::new(router),

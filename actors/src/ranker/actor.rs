@@ -3,19 +3,18 @@
 //! compute pool, and replies from the compute thread (its mailbox never waits behind
 //! scoring).
 
-use super::model::ScoreInput;
 use super::repo::Models;
+use super::scoring::{score, Scored};
 use crate::items::Items;
-use crate::types::{ModelRef, ScoreRequest};
+use crate::types::{Cascade, ModelRef, ScoreRequest};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use recd_runtime::compute::{ComputePool, Priority};
 use recd_runtime::pool::WorkerFactory;
 use recd_runtime::RecdError;
 use std::sync::Arc;
 
-/// Reply: one score list per request, in candidate order, and the `name@version` that
-/// scored.
-pub type ScoreReply = Result<(Vec<Vec<f32>>, Arc<str>), RecdError>;
+/// Reply: one score list per request, in candidate order, and what scored.
+pub type ScoreReply = Result<Scored, RecdError>;
 
 /// Messages of a ranker.
 pub enum RankerMessage {
@@ -25,6 +24,8 @@ pub enum RankerMessage {
         requests: Arc<Vec<ScoreRequest>>,
         /// The model to run.
         model: ModelRef,
+        /// A cheaper first model and how many of its best the model re-ranks.
+        cascade: Option<Cascade>,
         /// Most urgent lane and deadline of the batch (compute queue order).
         priority: Priority,
         /// Where the scores go.
@@ -75,12 +76,14 @@ impl Actor for Ranker {
             RankerMessage::Score {
                 requests,
                 model,
+                cascade,
                 priority,
                 reply,
             } => {
                 let (models, items) = (Arc::clone(&state.models), Arc::clone(&state.items));
                 let job = move |reply: RpcReplyPort<ScoreReply>| {
-                    let _ = reply.send(score(&models, &items, &model, &requests));
+                    let scored = score(&models, &items, &model, cascade.as_ref(), &requests);
+                    let _ = reply.send(scored);
                 };
                 if let Err((e, reply)) = state.compute.try_run(priority, reply, job) {
                     let _ = reply.send(Err(RecdError::overloaded(e.to_string())));
@@ -90,36 +93,6 @@ impl Actor for Ranker {
         }
         Ok(())
     }
-}
-
-/// Runs one scoring call with the version `model` names now (a swap during the call
-/// changes only later calls); counts rows and time by `name@version`.
-fn score(
-    models: &Models,
-    items: &Items,
-    model: &ModelRef,
-    requests: &[ScoreRequest],
-) -> ScoreReply {
-    let m = models.get(model)?;
-    let t = std::time::Instant::now();
-    let inputs: Vec<ScoreInput<'_>> = requests
-        .iter()
-        .map(|r| ScoreInput {
-            profile: &r.profile,
-            candidates: &r.candidates,
-        })
-        .collect();
-    let scores =
-        (m.score_batch(items, &inputs)).map_err(|e| RecdError::internal(format!("{e:#}")))?;
-    let metrics = models.metrics();
-    let rows: usize = inputs.iter().map(|i| i.candidates.len()).sum();
-    metrics
-        .model_rows
-        .with_label_values(&[m.label()])
-        .inc_by(rows as u64);
-    (metrics.model_score_seconds.with_label_values(&[m.label()]))
-        .observe(t.elapsed().as_secs_f64());
-    Ok((scores, Arc::clone(m.label())))
 }
 
 impl WorkerFactory for RankerArgs {

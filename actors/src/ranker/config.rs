@@ -8,7 +8,12 @@
 //! inputs: [cross, user_feats, item_feats]
 //! output: score                # ONNX output name (default: the first output)
 //! hidden: [128, 64]            # native only: hidden layer widths
+//! fixed_rows: 256              # ONNX only: plan for this many rows, pad each call
 //! ```
+//!
+//! `fixed_rows` serves graphs whose runtime kernels need a static batch (tract 0.21's
+//! integer matmul does): the plan is optimised for `[fixed_rows, width]` and a call's
+//! rows run in chunks of it, the last padded with zeros.
 //!
 //! Blocks: `cross` (user ⊙ item embedding, `dim`), `user_emb`, `item_emb` (`dim`),
 //! `user_feats`, `item_feats` (`feat_dim`), `dot` (⟨user, item⟩, 1). The row width is
@@ -81,6 +86,9 @@ pub struct ModelConfig {
     /// Native: hidden layer widths.
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// ONNX: optimise for this many rows and run calls in padded chunks of it.
+    #[serde(default)]
+    pub fixed_rows: Option<usize>,
 }
 
 impl ModelConfig {
@@ -92,6 +100,7 @@ impl ModelConfig {
             inputs: vec![Block::Cross, Block::UserFeats, Block::ItemFeats],
             output: None,
             hidden: vec![crate::data::H1, crate::data::H2],
+            fixed_rows: None,
         }
     }
 
@@ -116,9 +125,19 @@ impl ModelConfig {
             );
         }
         match self.format {
-            Format::Onnx => ensure!(self.hidden.is_empty(), "hidden: only for format native"),
+            Format::Onnx => {
+                ensure!(self.hidden.is_empty(), "hidden: only for format native");
+                ensure!(
+                    self.fixed_rows.is_none_or(|r| (1..=65_536).contains(&r)),
+                    "fixed_rows must be 1..=65536"
+                );
+            }
             Format::Native => {
                 ensure!(self.output.is_none(), "output: only for format onnx");
+                ensure!(
+                    self.fixed_rows.is_none(),
+                    "fixed_rows: only for format onnx"
+                );
                 ensure!(
                     self.hidden.len() <= MAX_HIDDEN.1
                         && self.hidden.iter().all(|&h| (1..=MAX_HIDDEN.0).contains(&h)),

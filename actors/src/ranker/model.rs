@@ -51,11 +51,11 @@ impl Model {
         let width = config.width(schema)?;
         let file = dir.join(config.file_name());
         let runtime = match config.format {
-            Format::Onnx => Runtime::Onnx(Box::new(OnnxModel::load(
-                &file,
-                width,
-                config.output.as_deref(),
-            )?)),
+            Format::Onnx => {
+                let output = config.output.as_deref();
+                let onnx = OnnxModel::load(&file, width, output, config.fixed_rows)?;
+                Runtime::Onnx(Box::new(onnx))
+            }
             Format::Native => {
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

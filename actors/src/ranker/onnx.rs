@@ -11,6 +11,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 pub struct OnnxModel {
     plan: TypedSimplePlan<TypedModel>,
     width: usize,
+    /// Rows the plan was optimised for (`None`: any).
+    fixed_rows: Option<usize>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -24,7 +26,12 @@ impl std::fmt::Debug for OnnxModel {
 impl OnnxModel {
     /// Loads `path`, checks its single input is `width` floats wide, picks the output
     /// named `output` (or the first) and optimises the graph for any number of rows.
-    pub fn load(path: &Path, width: usize, output: Option<&str>) -> anyhow::Result<Self> {
+    pub fn load(
+        path: &Path,
+        width: usize,
+        output: Option<&str>,
+        fixed_rows: Option<usize>,
+    ) -> anyhow::Result<Self> {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .with_context(|| format!("reading ONNX {}", path.display()))?;
@@ -62,13 +69,20 @@ impl OnnxModel {
             let first = model.outputs[0];
             model.set_output_outlets(&[first])?;
         }
-        let rows = model.symbols.sym("rows");
-        model.set_input_fact(0, f32::fact([rows.to_dim(), width.to_dim()]).into())?;
+        let rows = match fixed_rows {
+            Some(n) => n.to_dim(),
+            None => model.symbols.sym("rows").to_dim(),
+        };
+        model.set_input_fact(0, f32::fact([rows, width.to_dim()]).into())?;
         let plan = model
             .into_optimized()
             .context("optimising the graph for [rows, width] f32 input")?
             .into_runnable()?;
-        Ok(Self { plan, width })
+        Ok(Self {
+            plan,
+            width,
+            fixed_rows,
+        })
     }
 
     /// Input row width.
@@ -78,6 +92,20 @@ impl OnnxModel {
 
     /// One score per row of `x` (`rows × width`).
     pub fn forward(&self, x: Vec<f32>, rows: usize) -> anyhow::Result<Vec<f32>> {
+        let Some(chunk) = self.fixed_rows else {
+            return self.run(x, rows);
+        };
+        let mut out = Vec::with_capacity(rows);
+        for part in x.chunks(chunk * self.width) {
+            let n = part.len() / self.width;
+            let mut padded = part.to_vec();
+            padded.resize(chunk * self.width, 0.0);
+            out.extend_from_slice(&self.run(padded, chunk)?[..n]);
+        }
+        Ok(out)
+    }
+
+    fn run(&self, x: Vec<f32>, rows: usize) -> anyhow::Result<Vec<f32>> {
         let input = tract_ndarray::Array2::from_shape_vec((rows, self.width), x)?;
         let out = self.plan.run(tvec!(Tensor::from(input).into()))?;
         let scores = out[0].to_array_view::<f32>()?;

@@ -220,8 +220,7 @@ impl Models {
                 tried.insert(key, s);
             }
         }
-        let outcome = Model::load(&folder, name, v, self.schema)
-            .and_then(|m| m.warm_up(&self.items).map(|took| (m, took)));
+        let outcome = load_and_warm(&folder, (name, v), self.schema, &self.items);
         match outcome {
             Ok((model, took)) => {
                 tracing::info!(model = %label, format = model.format(), warm_up_ms = took.as_secs_f64() * 1e3, "model loaded");
@@ -293,6 +292,30 @@ impl Models {
         };
         drop(gone);
         self.retired.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Loads and warms a version; a runtime that panics on the graph (tract has `todo!()`s
+/// for kernels it lacks) refuses the version instead of ending the loader thread.
+pub fn load_and_warm(
+    folder: &Path,
+    (name, v): (&str, u32),
+    schema: Schema,
+    items: &Items,
+) -> anyhow::Result<(Model, std::time::Duration)> {
+    let run = || {
+        let m = Model::load(folder, name, v, schema)?;
+        let took = m.warm_up(items)?;
+        Ok((m, took))
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(r) => r,
+        Err(p) => {
+            let why = (p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            anyhow::bail!("the model runtime panicked loading it: {why}")
+        }
     }
 }
 

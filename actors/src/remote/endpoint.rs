@@ -228,6 +228,7 @@ mod tests {
         let score = |ids: Vec<u64>| Request::Score {
             requests: vec![(profile.clone(), ids)],
             model: "ranker".into(),
+            cascade: None,
             lane: 0,
             budget_us: 10_000,
         };

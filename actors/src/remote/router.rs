@@ -13,7 +13,7 @@
 //! `remote::replicas::NodeReplicas`; tests use fakes).
 
 use crate::stage::{is_transient, retry_write_on, Answer, Call, Stage, Target};
-use crate::types::{Candidate, ModelRef, Profile, ScoreRequest};
+use crate::types::{Candidate, Cascade, ModelRef, Profile, ScoreRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
@@ -163,13 +163,14 @@ impl Router {
     pub async fn score(
         &self,
         requests: Arc<Vec<ScoreRequest>>,
-        model: &ModelRef,
+        (model, cascade): (&ModelRef, Option<&Cascade>),
         priority: Priority,
         timeout: Duration,
     ) -> Option<(Vec<Vec<f32>>, Arc<str>)> {
         let call = Call::Score {
             requests,
             model: model.clone(),
+            cascade: cascade.cloned(),
         };
         match self.call(call, priority, timeout).await {
             Ok(Answer::Scores { scores, model }) => Some((scores, model)),

@@ -13,7 +13,7 @@ use crate::data::Schema;
 use crate::features::codec::MAX_RECENT;
 use crate::features::shard_of;
 use crate::stage::Call;
-use crate::types::{ModelRef, Profile, ScoreRequest};
+use crate::types::{Cascade, ModelRef, Profile, ScoreRequest};
 use ractor::{BytesConvertable, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use recd_runtime::compute::Priority;
@@ -103,6 +103,8 @@ pub enum Request {
         requests: Vec<(WireProfile, Vec<u64>)>,
         /// The model to run (`name` or `name@version`).
         model: String,
+        /// A cheaper first model and how many of its best the model re-ranks.
+        cascade: Option<(String, u32)>,
         /// The batch's most urgent lane.
         lane: u8,
         /// Time left until the batch's deadline.
@@ -264,11 +266,17 @@ impl Request {
                 lane,
                 budget_us,
             },
-            Call::Score { requests, model } => Request::Score {
+            Call::Score {
+                requests,
+                model,
+                cascade,
+            } => Request::Score {
                 requests: (requests.iter())
                     .map(|r| (WireProfile::from(&*r.profile), r.candidates.clone()))
                     .collect(),
                 model: model.to_string(),
+                cascade: (cascade.as_ref())
+                    .map(|c| (c.first.to_string(), c.keep.min(u32::MAX as usize) as u32)),
                 lane,
                 budget_us,
             },
@@ -357,13 +365,27 @@ impl Request {
             Request::Score {
                 requests,
                 model,
+                cascade,
                 lane,
                 budget_us,
             } => {
-                if model.len() > ModelRef::MAX_LEN {
-                    return Err(bad("a model name longer than 80 bytes"));
-                }
-                let model = ModelRef::parse(&model).map_err(bad)?;
+                let model_ref = |m: &str| {
+                    if m.len() > ModelRef::MAX_LEN {
+                        return Err(bad("a model name longer than 80 bytes"));
+                    }
+                    ModelRef::parse(m).map_err(bad)
+                };
+                let model = model_ref(&model)?;
+                let cascade = match cascade {
+                    None => None,
+                    Some((_, keep)) if keep == 0 || keep as usize > MAX_BATCH => {
+                        return Err(bad(format!("a cascade keeping {keep}")))
+                    }
+                    Some((first, keep)) => Some(Cascade {
+                        first: model_ref(&first)?,
+                        keep: keep as usize,
+                    }),
+                };
                 if requests.is_empty() || requests.len() > MAX_BATCH {
                     return Err(bad(format!("score of {} requests", requests.len())));
                 }
@@ -385,6 +407,7 @@ impl Request {
                 let call = Call::Score {
                     requests: Arc::new(checked),
                     model,
+                    cascade,
                 };
                 (call, priority(lane, budget_us))
             }

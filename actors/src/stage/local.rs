@@ -143,14 +143,20 @@ impl LocalStages {
                 };
                 settle(actor.call(msg, t).await, "index shard")?.map(Answer::Candidates)
             }
-            Call::Score { requests, model } => {
+            Call::Score {
+                requests,
+                model,
+                cascade,
+            } => {
                 let actor = self
                     .ranker()
                     .ok_or_else(|| RecdError::unavailable("no live ranker here"))?;
                 let (requests, model) = (Arc::clone(requests), model.clone());
+                let cascade = cascade.clone();
                 let msg = |reply: RpcReplyPort<_>| RankerMessage::Score {
                     requests,
                     model,
+                    cascade,
                     priority,
                     reply,
                 };

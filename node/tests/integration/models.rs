@@ -290,3 +290,57 @@ async fn variant_b_runs_another_model_and_says_so() {
     assert!(per_request("ranker@1", count("A")) > 100.0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_variant_scores_with_both_models() {
+    let repo = tempfile::tempdir().unwrap();
+    export_teacher(repo.path(), "ranker", 1);
+    distil_student(repo.path(), "student", 1);
+    let ab = repo.path().join("ab.yaml");
+    let scenarios = "experiment:\n  name: cascade\n  split_percent: 50\n  variants:\n    \
+        - {name: A, model: ranker@1}\n    \
+        - {name: B, model: ranker@1, cascade: {model: student@1, rerank: 30}}\n";
+    std::fs::write(&ab, scenarios).unwrap();
+    let mut c = config(small_data());
+    c.models.dir = Some(repo.path().to_path_buf());
+    c.experiments.scenarios_file = Some(ab);
+    let node = Node::start(c).await.unwrap();
+    let (addr, http) = (node.http_addr, client());
+    let body = r#"{"user_id":"u9","topk":10}"#;
+    let (_, a) = recommend(&http, addr, body, &[("x-variant", "A")]).await;
+    let m0 = metrics_text(&http, addr).await;
+    let (sb, b) = recommend(&http, addr, body, &[("x-variant", "B")]).await;
+    assert_eq!(sb, 200);
+    assert_eq!(b["model"].as_str(), Some("student@1>ranker@1"), "{b}");
+    assert_eq!(b["items"].as_array().unwrap().len(), 10);
+    // the teacher re-ranked the student's best 30 of the 200 candidates
+    let m1 = metrics_text(&http, addr).await;
+    let rows = |m: &str, model: &str| {
+        metric_sum(
+            m,
+            "recd_model_rows_total",
+            &[&format!(r#"model="{model}""#)],
+        )
+    };
+    assert_eq!(rows(&m1, "student@1") - rows(&m0, "student@1"), 200.0);
+    assert_eq!(rows(&m1, "ranker@1") - rows(&m0, "ranker@1"), 30.0);
+    // what the cascade answers is the teacher's order of what it re-ranked
+    let ids = |v: &serde_json::Value| -> Vec<u64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_u64().unwrap())
+            .collect()
+    };
+    let scores: Vec<f64> = (b["items"].as_array().unwrap().iter())
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+    let shared = ids(&a).iter().filter(|id| ids(&b).contains(id)).count();
+    assert!(
+        shared >= 1,
+        "the cascade shares none of the teacher's top 10"
+    );
+    node.shutdown().await;
+}

@@ -46,6 +46,7 @@ fn blocks_are_assembled_in_config_order() {
         inputs: vec![Block::Dot, Block::ItemEmb, Block::UserEmb],
         output: None,
         hidden: vec![4],
+        fixed_rows: None,
     };
     let width = config.width(schema).unwrap();
     let flat = vec![0.01; super::super::native::floats_for(width, &[4])];

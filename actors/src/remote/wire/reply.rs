@@ -68,8 +68,13 @@ impl Reply {
                 if !scores.iter().flatten().all(|x| x.is_finite()) {
                     return Err(malformed("a non-finite score"));
                 }
-                let label = ModelRef::parse(&model).ok().filter(|m| m.version.is_some());
-                if model.len() > ModelRef::MAX_LEN || label.is_none() {
+                // name@version, or first@v>model@w for a cascade
+                let exact = |m: &str| ModelRef::parse(m).is_ok_and(|m| m.version.is_some());
+                let parts: Vec<&str> = model.split('>').collect();
+                if model.len() > 2 * ModelRef::MAX_LEN
+                    || parts.len() > 2
+                    || !parts.iter().all(|p| exact(p))
+                {
                     return Err(malformed("a model label that is not name@version"));
                 }
                 Ok(Answer::Scores {

@@ -75,7 +75,8 @@ fn a_peer_reply_is_checked_before_it_is_believed() {
         code(Reply::Scores(vec![vec![1.0]], "ranker@1".into())),
         Ok(())
     );
-    for label in ["ranker", "", "../x@1", &format!("{}@1", "m".repeat(90))] {
+    let long = format!("{}@1", "m".repeat(90));
+    for label in ["ranker", "", "../x@1", "a@1>b@1>c@1", "a@1>b", &long] {
         let r = Reply::Scores(vec![vec![1.0]], label.into());
         assert_eq!(code(r), Err(ErrorCode::Internal), "label {label:?}");
     }
