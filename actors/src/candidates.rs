@@ -1,6 +1,7 @@
 //! Candidate generation: ANN over the item catalogue split into index shards.
 //!
-//! - [`ann`]: the backend seam, `AnnIndex`, and `load_or_build` of the configured one.
+//! - [`ann`]: the backend seam, `AnnIndex`; [`open`]: `load_or_build` of the configured
+//!   backend.
 //! - [`index`]: `ShardIndex`, one usearch HNSW index over a partition of the items
 //!   (item `i` belongs to shard `i % S`), built once and snapshotted to disk; plus the
 //!   top-k merge across shards and the brute-force reference used for recall.
@@ -11,4 +12,5 @@
 pub mod ann;
 pub mod flat;
 pub mod index;
+pub mod open;
 pub mod shard;

@@ -3,8 +3,9 @@
 //! reference the served path is measured against (`recd-node bench-kernel`) and the
 //! harness of the golden-value tests.
 
-use crate::candidates::ann::{self, AnnIndex};
+use crate::candidates::ann::AnnIndex;
 use crate::candidates::index::merge;
+use crate::candidates::open;
 use crate::data::Catalogue;
 use crate::features::profile::ProfileSource;
 use crate::items::Items;
@@ -49,7 +50,7 @@ impl Kernel {
         let catalogue = Arc::new(Catalogue::load(dir)?);
         let shards = (0..config.index.shards)
             .map(|s| {
-                ann::load_or_build(
+                open::load_or_build(
                     &dir.join("index"),
                     &catalogue,
                     (s, config.index.shards),

@@ -11,17 +11,19 @@
 #     the shadow's summary (overlap@10, RBO, runs and sheds);
 #  4. variants: A = teacher, B = student: per-variant request latency from the metrics.
 #   loadgen/scripts/models.sh [NODE_BINARY]
-# Env: BENCH_* as in lib.sh. Results: $OUT/models/result.txt
+# Env: BENCH_* as in lib.sh; PARTS (default "bench swap shadow") picks the parts.
+# Results: $OUT/models/result.txt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source loadgen/scripts/lib.sh
 [ $# -ge 1 ] && NODE_BIN=$(realpath "$1")
 R="$OUT/models"
-rm -rf "$R" && mkdir -p "$R"
+mkdir -p "$R"
 python3 -c 'import onnx, sklearn' 2>/dev/null ||
   python3 -m pip install --quiet -r tools/models/requirements.txt
 REPO="$R/models"
+rm -rf "$REPO"
 python3 tools/models/export.py --data "$DATA" --out "$REPO/ranker/1" >/dev/null
 python3 tools/models/export.py --data "$DATA" --out "$REPO/ranker_int8/1" --int8 >/dev/null
 # the student is trained once per data set (minutes), then reused
@@ -33,7 +35,9 @@ fi
 mkdir -p "$REPO/student" && cp -r "$STUDENT" "$REPO/student/1"
 cat "$REPO/student/1/distill_report.json" >"$R/distill.json"
 
-echo "== bench-model" | tee "$R/result.txt"
+PARTS=${PARTS:-bench swap shadow}
+if [[ $PARTS == *bench* ]]; then
+echo "== bench-model" | tee -a "$R/result.txt"
 "$NODE_BIN" bench-model --data-dir "$DATA" --model "$REPO/ranker/1" --model "$REPO/ranker_int8/1" \
   --model "$REPO/student/1" --users 200 --calls 2000 --rerank 50 >"$R/bench-model.json"
 python3 - "$R/bench-model.json" <<'PY' | tee -a "$R/result.txt"
@@ -46,6 +50,7 @@ for c in r["cascades"]:
     print(f"cascade {c['student']} -> teacher on its best {c['rerank']}: {c['us_per_call']:.1f} us/request, "
           f"top-10 agreement {c['top10_agreement']:.3f}")
 PY
+fi
 
 lg() { "$BIN/recd-loadgen" --url "http://127.0.0.1:$PORT" --items "$ITEMS" "$@"; }
 reads() { # NAME SEED: 10 s of open-loop reads at $RATE
@@ -54,8 +59,12 @@ reads() { # NAME SEED: 10 s of open-loop reads at $RATE
 }
 p99() { python3 -c "import json; s=json.load(open('$R/$1/summary.json')); print(s['p99_ms'], sum(s['errors'].values()))"; }
 
+if [[ $PARTS == *swap* ]]; then
 echo "== hot swap under load" | tee -a "$R/result.txt"
-start_node swap RECD__MODELS__DIR="$REPO" RECD__MODELS__POLL_MS=3600000
+# both variants run the newest ranker (the default plan): the swap changes every answer
+printf 'experiment:\n  name: swap\n  split_percent: 50\n  variants: [{name: A}, {name: B}]\n' >"$R/ab-swap.yaml"
+start_node swap RECD__MODELS__DIR="$REPO" RECD__MODELS__POLL_MS=3600000 \
+  RECD__EXPERIMENTS__SCENARIOS_FILE="$R/ab-swap.yaml"
 lg --mode closed --connections 32 --duration 10s --out "$R/capacity" >/dev/null 2>&1
 C=$(python3 -c "import json; print(json.load(open('$R/capacity/summary.json'))['achieved_rps'])")
 RATE=$(python3 -c "print(round(0.7 * $C))")
@@ -79,7 +88,9 @@ steady = (runs["steady-1"]["p99_ms"] + runs["steady-2"]["p99_ms"]) / 2
 print(f"swap p99 / steady p99 = {runs['swap']['p99_ms'] / steady:.2f}  (target <= 1.2, 0 errors)")
 print("reload:", json.load(open(f"{r}/reload.json"))["loaded"])
 PY
+fi
 
+[[ $PARTS == *shadow* ]] || exit 0
 echo "== shadow off / on, variants A (teacher) and B (student)" | tee -a "$R/result.txt"
 for mode in off on; do
   AB="$R/ab-$mode.yaml"

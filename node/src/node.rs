@@ -4,7 +4,8 @@
 use crate::roles::{self, Pools};
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
-use recd_actors::candidates::ann::{self, SharedIndex};
+use recd_actors::candidates::ann::SharedIndex;
+use recd_actors::candidates::open;
 use recd_actors::data::Catalogue;
 use recd_actors::experiments::shadow::ShadowStats;
 use recd_actors::experiments::AbScenarios;
@@ -292,7 +293,7 @@ fn load_data(
         let started = std::time::Instant::now();
         let progress =
             |done: usize, total: usize| tracing::info!(shard = s, done, total, "indexing");
-        let (idx, loaded) = ann::load_or_build(
+        let (idx, loaded) = open::load_or_build(
             &dir.join("index"),
             &catalogue,
             (s, config.index.shards),

@@ -1,16 +1,11 @@
 //! The ANN backend seam: what an index shard needs of its index, whatever answers it —
-//! usearch HNSW ([`super::index::ShardIndex`]) or exact flat search over a batched GEMM
-//! ([`super::flat::FlatIndex`], also the recall ground truth). `index.backend` picks
-//! one per node's indexes; the shard actor, the item appliers and the kernel see only
-//! `Arc<dyn AnnIndex>`.
+//! usearch HNSW (`index::ShardIndex`) or exact flat search over a batched GEMM
+//! (`flat::FlatIndex`, also the recall ground truth). `index.backend` picks
+//! one per node's indexes (`open.rs`); the shard actor, the item appliers and the
+//! kernel see only `Arc<dyn AnnIndex>`.
 
-use super::flat::FlatIndex;
-use super::index::ShardIndex;
-use crate::data::Catalogue;
 use crate::items::{ItemRow, Items};
 use crate::types::Candidate;
-use recd_runtime::config::{IndexBackend, IndexConfig};
-use std::path::Path;
 use std::sync::Arc;
 
 /// A shard's index, shared by its actor, the item appliers and the rebuild.
@@ -54,24 +49,4 @@ pub trait AnnIndex: Send + Sync {
 
     /// The backend's name (`hnsw`, `flat`).
     fn backend(&self) -> &'static str;
-}
-
-/// Shard `shard` of `shards` of the configured backend: HNSW from its snapshot in `dir`
-/// (or built and saved), flat from the catalogue. Returns whether a snapshot was loaded.
-pub fn load_or_build(
-    dir: &Path,
-    cat: &Catalogue,
-    (shard, shards): (usize, usize),
-    cfg: &IndexConfig,
-    threads: (usize, usize),
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> anyhow::Result<(Arc<dyn AnnIndex>, bool)> {
-    Ok(match cfg.backend {
-        IndexBackend::Hnsw => {
-            let (idx, loaded) =
-                ShardIndex::load_or_build(dir, cat, shard, shards, cfg, threads, progress)?;
-            (Arc::new(idx), loaded)
-        }
-        IndexBackend::Flat => (Arc::new(FlatIndex::build(cat, shard, shards)?), false),
-    })
 }

@@ -189,24 +189,12 @@ fn ip_block(queries: &[f32], q: usize, block: &[f32], m: usize, dim: usize, scor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidates::ann;
     use crate::candidates::index::{brute_force, merge};
     use crate::test_data::catalogue;
-    use recd_runtime::config::{IndexBackend, IndexConfig};
 
-    fn shards(cat: &Catalogue, n: usize, backend: IndexBackend) -> Vec<Arc<dyn AnnIndex>> {
-        let cfg = IndexConfig {
-            backend,
-            shards: n,
-            ..IndexConfig::default()
-        };
-        let snap = tempfile::tempdir().unwrap();
+    fn shards(cat: &Catalogue, n: usize) -> Vec<Arc<dyn AnnIndex>> {
         (0..n)
-            .map(|s| {
-                ann::load_or_build(snap.path(), cat, (s, n), &cfg, (2, 1), &|_, _| {})
-                    .unwrap()
-                    .0
-            })
+            .map(|s| Arc::new(FlatIndex::build(cat, s, n).unwrap()) as Arc<dyn AnnIndex>)
             .collect()
     }
 
@@ -218,7 +206,7 @@ mod tests {
     #[test]
     fn flat_search_is_exact_and_batches_agree() {
         let (_d, cat) = catalogue(3_000);
-        let flat = shards(&cat, 3, IndexBackend::Flat);
+        let flat = shards(&cat, 3);
         assert_eq!(flat.iter().map(|s| s.len()).sum::<usize>(), 3_000);
         let mut hits = 0;
         for r in (0..3_000).step_by(150) {
@@ -239,7 +227,7 @@ mod tests {
     #[test]
     fn writes_change_what_flat_search_answers() {
         let (_d, cat) = catalogue(500);
-        let flat = shards(&cat, 1, IndexBackend::Flat).pop().unwrap();
+        let flat = shards(&cat, 1).pop().unwrap();
         let q = cat.item(3).to_vec();
         assert_eq!(flat.search(&q, 1).unwrap()[0].id, 3);
         let row = |v: &[f32]| {
@@ -263,24 +251,5 @@ mod tests {
             let all = flat.search(cat.item(r), 500).unwrap();
             assert!(all.iter().all(|c| c.id != 3 && c.id != 499));
         }
-    }
-
-    #[test]
-    fn hnsw_recall_against_the_flat_ground_truth() {
-        let (_d, cat) = catalogue(4_000);
-        let (flat, hnsw) = (
-            shards(&cat, 2, IndexBackend::Flat),
-            shards(&cat, 2, IndexBackend::Hnsw),
-        );
-        assert_eq!((flat[0].backend(), hnsw[0].backend()), ("flat", "hnsw"));
-        let (mut hit, mut total) = (0, 0);
-        for r in (0..4_000).step_by(200) {
-            let truth = search(&flat, cat.item(r), 50);
-            let got = search(&hnsw, cat.item(r), 50);
-            hit += got.iter().filter(|id| truth.contains(id)).count();
-            total += truth.len();
-        }
-        let recall = hit as f64 / total as f64;
-        assert!(recall >= 0.9, "HNSW recall@50 {recall}");
     }
 }
