@@ -95,6 +95,9 @@ pub struct PipelineCtx {
     pub plans: Vec<Plan>,
     /// The experiment's shadow variant, if it has one.
     pub shadow: Option<shadow::Shadow>,
+    /// The cheaper model a batch falls back to when its budget cannot pay for its
+    /// variant's (`models.fallback`; the plan of the student rung).
+    pub fallback: Option<Plan>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Per lane: the stages' time models (a lane's batches run at its own priority).
@@ -120,6 +123,7 @@ impl PipelineCtx {
             settings,
             plans,
             shadow: None,
+            fallback: None,
             metrics,
             models: Mutex::new(vec![StageModels::default(); lanes]),
         }

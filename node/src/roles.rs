@@ -6,7 +6,7 @@ use ractor::{Actor, ActorRef};
 use recd_actors::candidates::ann::AnnIndex;
 use recd_actors::candidates::shard::IndexShardArgs;
 use recd_actors::data::Catalogue;
-use recd_actors::experiments::{AbScenarios, PlanDefaults};
+use recd_actors::experiments::{AbScenarios, Plan, PlanDefaults};
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::{GatewayArgs, GatewayMessage};
@@ -24,6 +24,7 @@ use recd_actors::remote::replicas::NodeReplicas;
 use recd_actors::remote::router::{Router, ShardCounts};
 use recd_actors::remote::wire::Limits;
 use recd_actors::stage::local::LocalStages;
+use recd_actors::types::ModelRef;
 use recd_runtime::cluster::Membership;
 use recd_runtime::compute::ComputePool;
 use recd_runtime::config::{BatchingMode, Config};
@@ -183,7 +184,9 @@ impl DataRoles<'_> {
     async fn start_models(&self) -> anyhow::Result<ModelLoader> {
         let mc = &self.config.models;
         let d = self.plan_defaults();
-        let plans = self.ab.plans(&d).into_iter().chain(self.ab.shadow_plan(&d));
+        let plans = (self.ab.plans(&d).into_iter())
+            .chain(self.ab.shadow_plan(&d))
+            .chain(self.fallback_plan());
         let wanted = plans.map(|p| p.model);
         let models = Arc::new(Models::new(
             Arc::clone(self.items),
@@ -204,6 +207,20 @@ impl DataRoles<'_> {
         }
         let poll = Duration::from_millis(mc.poll_ms);
         Ok(ModelLoader::spawn(models, poll)?)
+    }
+
+    /// The student rung's plan (`models.fallback`): only its model is used.
+    pub(crate) fn fallback_plan(&self) -> Option<Plan> {
+        let model = ModelRef::parse(self.config.models.fallback.as_deref()?).ok()?;
+        let k = self.config.per_shard_k();
+        Some(Plan {
+            variant: "fallback".into(),
+            model,
+            candidates: self.config.index.candidates,
+            per_shard_k: k,
+            ef: k,
+            cascade: None,
+        })
     }
 
     /// What a variant's plan defaults to.
@@ -305,6 +322,7 @@ pub(crate) async fn start_request_path(
     if let (Some(plan), Some(stats)) = (shadow_plan, &ingress.shadow) {
         ctx.shadow = Some(Shadow::new(plan, Arc::clone(stats)));
     }
+    ctx.fallback = data.fallback_plan();
     let pipeline = PoolSlots::new(config.gateway.pipeline_workers);
     pools
         .start("pipeline", PipelineArgs(Arc::new(ctx)), &pipeline)

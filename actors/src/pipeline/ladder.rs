@@ -6,12 +6,12 @@
 //!    (`degraded: features`);
 //! 2. candidates — the shard calls get what is left after a truncated re-rank; shards
 //!    that miss it are cut and `coverage` drops (`degraded: candidates`);
-//! 3. ranking — every candidate if the budget pays for it, else the best `truncate_to`
-//!    by ANN order (`degraded: rank_truncated`), else none: ANN order
-//!    (`degraded: ranker`).
+//! 3. ranking — every candidate if the budget pays for it, else (with `models.fallback`)
+//!    every candidate by the cheaper fallback model, a distilled student
+//!    (`degraded: rank_student`), else the best `truncate_to` by ANN order
+//!    (`degraded: rank_truncated`), else none: ANN order (`degraded: ranker`).
 //!
-//! Hedged shard reads belong to replicated shards (the cluster); a cheaper model rung
-//! waits for a second model (see docs/adr/0004).
+//! Hedged shard reads belong to replicated shards (the cluster).
 
 use recd_runtime::batching::ServiceModel;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct StageModels {
     pub candidates: ServiceModel,
     /// Scoring every candidate.
     pub rank: ServiceModel,
+    /// Scoring every candidate with the fallback model.
+    pub fallback: ServiceModel,
 }
 
 impl Default for StageModels {
@@ -33,6 +35,7 @@ impl Default for StageModels {
             features: ServiceModel::new(Duration::from_micros(200)),
             candidates: ServiceModel::new(Duration::from_millis(1)),
             rank: ServiceModel::new(Duration::from_micros(500)),
+            fallback: ServiceModel::new(Duration::from_micros(250)),
         }
     }
 }
@@ -42,6 +45,8 @@ impl Default for StageModels {
 pub enum RankPlan {
     /// Every candidate.
     Full,
+    /// Every candidate, by the fallback model.
+    Fallback,
     /// Only the best `n` by ANN order.
     Truncate(usize),
     /// No scoring: ANN order.
@@ -88,16 +93,19 @@ impl StageModels {
         remaining.saturating_sub(self.rank_share(b, truncate_to, candidates))
     }
 
-    /// How to rank a batch of `b` with `remaining` budget.
+    /// How to rank a batch of `b` with `remaining` budget (`fallback`: whether a
+    /// fallback model is configured).
     pub fn plan_rank(
         &self,
         remaining: Duration,
         b: usize,
-        candidates: usize,
-        truncate_to: usize,
+        (candidates, truncate_to): (usize, usize),
+        fallback: bool,
     ) -> RankPlan {
         if remaining >= self.rank.predict(b) {
             RankPlan::Full
+        } else if fallback && remaining >= self.fallback.predict(b) {
+            RankPlan::Fallback
         } else if truncate_to < candidates
             && remaining >= self.rank_share(b, truncate_to, candidates)
         {
@@ -133,15 +141,31 @@ mod tests {
     #[test]
     fn rank_rungs_follow_the_budget() {
         let m = models();
-        assert_eq!(m.plan_rank(MS * 4, 8, 200, 50), RankPlan::Full);
-        assert_eq!(m.plan_rank(MS * 3, 8, 200, 50), RankPlan::Truncate(50));
-        assert_eq!(m.plan_rank(MS, 8, 200, 50), RankPlan::Truncate(50));
-        assert_eq!(m.plan_rank(MS / 2, 8, 200, 50), RankPlan::Skip);
+        assert_eq!(m.plan_rank(MS * 4, 8, (200, 50), false), RankPlan::Full);
         assert_eq!(
-            m.plan_rank(MS * 3, 8, 50, 50),
+            m.plan_rank(MS * 3, 8, (200, 50), false),
+            RankPlan::Truncate(50)
+        );
+        assert_eq!(m.plan_rank(MS, 8, (200, 50), false), RankPlan::Truncate(50));
+        assert_eq!(m.plan_rank(MS / 2, 8, (200, 50), false), RankPlan::Skip);
+        assert_eq!(
+            m.plan_rank(MS * 3, 8, (50, 50), false),
             RankPlan::Skip,
             "nothing to truncate"
         );
+    }
+
+    #[test]
+    fn the_fallback_model_comes_before_truncation() {
+        let mut m = models();
+        m.fallback.observe(8, MS * 2);
+        assert_eq!(m.plan_rank(MS * 4, 8, (200, 50), true), RankPlan::Full);
+        assert_eq!(m.plan_rank(MS * 3, 8, (200, 50), true), RankPlan::Fallback);
+        assert_eq!(
+            m.plan_rank(MS * 3 / 2, 8, (200, 50), true),
+            RankPlan::Truncate(50)
+        );
+        assert_eq!(m.plan_rank(MS / 2, 8, (200, 50), true), RankPlan::Skip);
     }
 
     #[test]

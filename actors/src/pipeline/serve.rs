@@ -98,11 +98,22 @@ pub(super) async fn serve_group(
         .map(|w| w.req.topk)
         .fold(truncate_to, usize::max);
     let rank_plan = ctx.models(lane, |m| {
-        m.plan_rank(remaining(), work.len(), cands, truncate_to)
+        let fallback = ctx.fallback.is_some();
+        m.plan_rank(remaining(), work.len(), (cands, truncate_to), fallback)
     });
-    let scored = match rank_plan {
-        RankPlan::Skip => None,
-        RankPlan::Full | RankPlan::Truncate(_) => {
+    let scored = match (rank_plan, &ctx.fallback) {
+        (RankPlan::Skip, _) => None,
+        (RankPlan::Fallback, Some(fallback)) => {
+            let timeout = cut(ctx.settings.ranker_timeout, remaining());
+            let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
+            let s = stages::rank(ctx, &profiles, &per_request, fallback, priority, timeout).await;
+            if s.is_some() {
+                ctx.models(lane, |m| m.fallback.observe(work.len(), t.elapsed_since()));
+            }
+            s
+        }
+        (RankPlan::Fallback, None) => None,
+        (RankPlan::Full | RankPlan::Truncate(_), _) => {
             if let RankPlan::Truncate(n) = rank_plan {
                 per_request.iter_mut().for_each(|ids| ids.truncate(n));
             }
@@ -120,9 +131,13 @@ pub(super) async fn serve_group(
     let mut work = work;
     let (scores, model) = match scored {
         Some((s, model)) => {
-            if matches!(rank_plan, RankPlan::Truncate(_)) {
-                work.iter_mut()
-                    .for_each(|w| w.degraded.push("rank_truncated"));
+            let rung = match rank_plan {
+                RankPlan::Truncate(_) => Some("rank_truncated"),
+                RankPlan::Fallback => Some("rank_student"),
+                _ => None,
+            };
+            if let Some(rung) = rung {
+                work.iter_mut().for_each(|w| w.degraded.push(rung));
             }
             (s, Some(model.to_string()))
         }

@@ -298,3 +298,42 @@ async fn without_any_candidates_late_shards_are_504_and_missing_ones_503() {
     run_batch(&down.ctx, vec![r], now()).await;
     assert_eq!(rx.await.unwrap().unwrap_err().code, ErrorCode::Unavailable);
 }
+
+#[tokio::test]
+async fn a_budget_short_of_the_model_takes_the_student_rung() {
+    let mut b = batch_ctx(&[]);
+    let student = crate::experiments::Plan {
+        variant: "fallback".into(),
+        model: crate::types::ModelRef::latest("student"),
+        candidates: 8,
+        per_shard_k: 10,
+        ef: 10,
+        cascade: None,
+    };
+    Arc::get_mut(&mut b.ctx).unwrap().fallback = Some(student);
+    // the variant's model is known to take a second, the student a microsecond
+    b.ctx.models(0, |m| {
+        m.rank.observe(1, Duration::from_secs(1));
+        m.fallback.observe(1, Duration::from_micros(1));
+    });
+    let (r, rx) = request("u1", 3, Duration::from_millis(200));
+    run_batch(&b.ctx, vec![r], now()).await;
+    let a = rx.await.unwrap().unwrap();
+    assert_eq!(a.response.degraded, vec!["rank_student"]);
+    assert_eq!(a.response.model.as_deref(), Some("student@1"));
+    assert_eq!(
+        ids(&a),
+        (12..15).collect::<Vec<_>>(),
+        "scored, not ANN order"
+    );
+    // without a fallback the same budget truncates to nothing left to cut: ANN order
+    let plain = batch_ctx(&[]);
+    plain
+        .ctx
+        .models(0, |m| m.rank.observe(1, Duration::from_secs(1)));
+    let (r, rx) = request("u1", 3, Duration::from_millis(200));
+    run_batch(&plain.ctx, vec![r], now()).await;
+    let a = rx.await.unwrap().unwrap();
+    assert_eq!(a.response.degraded, vec!["ranker"]);
+    assert_eq!(a.response.model, None);
+}

@@ -20,6 +20,10 @@ pub struct ModelsConfig {
     pub poll_ms: u64,
     /// Models served at a fixed version instead of their newest (`name: version`).
     pub pin: BTreeMap<String, u32>,
+    /// A cheaper model (a distilled student) that scores every candidate when a batch's
+    /// budget cannot pay for its variant's model (`degraded: rank_student`); none: the
+    /// ladder truncates instead.
+    pub fallback: Option<String>,
 }
 
 impl Default for ModelsConfig {
@@ -29,6 +33,7 @@ impl Default for ModelsConfig {
             default: "ranker".into(),
             poll_ms: 2000,
             pin: BTreeMap::new(),
+            fallback: None,
         }
     }
 }
@@ -53,6 +58,13 @@ impl ModelsConfig {
             (100..=3_600_000).contains(&self.poll_ms),
             "models.poll_ms must be 100..=3600000"
         );
+        if let Some(f) = &self.fallback {
+            let name = f.split_once('@').map_or(f.as_str(), |(n, _)| n);
+            ensure!(
+                valid_model_name(name),
+                "models.fallback {f:?} is not a model"
+            );
+        }
         for name in self.pin.keys() {
             if !valid_model_name(name) {
                 bail!("models.pin: {name:?} is not a model name");
