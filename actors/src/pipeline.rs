@@ -100,7 +100,8 @@ pub struct PipelineCtx {
     pub fallback: Option<Plan>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
-    /// Per lane: the stages' time models (a lane's batches run at its own priority).
+    /// Per lane and plan: the stages' time models (a lane's batches run at its own
+    /// priority; a variant's plan has its own costs). Lane-major.
     models: Mutex<Vec<StageModels>>,
 }
 
@@ -116,6 +117,7 @@ impl PipelineCtx {
     ) -> Self {
         let lanes = settings.lanes.len().max(1);
         assert!(!plans.is_empty(), "at least one variant plan");
+        let plans_len = plans.len();
         Self {
             router,
             items,
@@ -125,15 +127,22 @@ impl PipelineCtx {
             shadow: None,
             fallback: None,
             metrics,
-            models: Mutex::new(vec![StageModels::default(); lanes]),
+            models: Mutex::new(vec![StageModels::default(); lanes * plans_len]),
         }
     }
 
-    /// Runs `f` on the time models of `lane`'s batches.
+    /// Runs `f` on the time models of `lane`'s batches of the first plan (what a
+    /// batch decides before it splits by variant).
     fn models<R>(&self, lane: usize, f: impl FnOnce(&mut StageModels) -> R) -> R {
+        self.plan_models(lane, 0, f)
+    }
+
+    /// Runs `f` on the time models of `lane`'s requests of plan `plan`.
+    fn plan_models<R>(&self, lane: usize, plan: usize, f: impl FnOnce(&mut StageModels) -> R) -> R {
         let mut all = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        let last = all.len() - 1;
-        f(&mut all[lane.min(last)])
+        let plans = self.plans.len();
+        let lanes = all.len() / plans;
+        f(&mut all[lane.min(lanes - 1) * plans + plan.min(plans - 1)])
     }
 
     /// The plan of `variant` (the first for a name no plan has).
@@ -322,7 +331,7 @@ pub async fn run_batch(
     }
     let served = groups
         .into_iter()
-        .map(|(p, g)| serve::serve_group(ctx, &ctx.plans[p], g, &shared));
+        .map(|(p, g)| serve::serve_group(ctx, p, g, &shared));
     let mut processed = 0;
     let mut shadowed = Vec::new();
     for (n, cases) in futures_util::future::join_all(served).await {

@@ -187,12 +187,14 @@ impl DataRoles<'_> {
         let plans = (self.ab.plans(&d).into_iter())
             .chain(self.ab.shadow_plan(&d))
             .chain(self.fallback_plan());
-        let wanted = plans.map(|p| p.model);
+        let wanted: Vec<ModelRef> = plans
+            .flat_map(|p| std::iter::once(p.model).chain(p.cascade.map(|c| c.first)))
+            .collect();
         let models = Arc::new(Models::new(
             Arc::clone(self.items),
             mc.dir.clone(),
             mc.pin.clone(),
-            wanted,
+            wanted.clone(),
             Arc::clone(self.metrics),
         ));
         models.install(&mc.default, Model::builtin(&mc.default, self.catalogue)?);
@@ -200,9 +202,9 @@ impl DataRoles<'_> {
         let report = tokio::task::spawn_blocking(move || m.scan()).await?;
         let serving: Vec<&str> = report.serving.iter().map(|s| s.model.as_str()).collect();
         tracing::info!(?serving, refused = report.refused.len(), "models");
-        for plan in self.ab.plans(&self.plan_defaults()) {
-            if let Err(e) = models.get(&plan.model) {
-                tracing::warn!(variant = %plan.variant, error = %e.message, "a variant's model is not served: its requests answer in ANN order");
+        for model in &wanted {
+            if let Err(e) = models.get(model) {
+                tracing::warn!(%model, error = %e.message, "a model the experiment or the ladder names is not served: its requests answer in ANN order");
             }
         }
         let poll = Duration::from_millis(mc.poll_ms);

@@ -61,7 +61,9 @@ impl AnnIndex for FlatIndex {
         let q = queries.len() / self.dim;
         let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
         let n = rows.ids.len();
-        let mut best: Vec<Vec<(f32, u64)>> = vec![Vec::with_capacity(2 * k + BLOCK); q];
+        let mut best: Vec<Vec<(f32, u64)>> = (0..q).map(|_| Vec::with_capacity(4 * k)).collect();
+        // per query: the k-th best score so far (below it nothing can enter the top k)
+        let mut bar = vec![f32::NEG_INFINITY; q];
         let mut scores = vec![0f32; q * BLOCK.min(n.max(1))];
         for start in (0..n).step_by(BLOCK) {
             let m = BLOCK.min(n - start);
@@ -70,12 +72,16 @@ impl AnnIndex for FlatIndex {
             ip_block(queries, q, block, m, self.dim, &mut scores[..q * m]);
             for (i, kept) in best.iter_mut().enumerate() {
                 let row = &scores[i * m..(i + 1) * m];
-                kept.extend(
-                    row.iter()
-                        .zip(&rows.ids[start..start + m])
-                        .map(|(&s, &id)| (s, id)),
-                );
-                keep_best(kept, k);
+                for (&s, &id) in row.iter().zip(&rows.ids[start..start + m]) {
+                    // a tie with the bar may still win on a smaller id: kept
+                    if s >= bar[i] {
+                        kept.push((s, id));
+                        if kept.len() > 4 * k.max(1) {
+                            keep_best(kept, k);
+                            bar[i] = kept.iter().map(|p| p.0).fold(f32::INFINITY, f32::min);
+                        }
+                    }
+                }
             }
         }
         Ok(best
@@ -150,12 +156,12 @@ fn by_score(a: &(f32, u64), b: &(f32, u64)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
-/// Keeps the best `k` (unordered) once the list has grown past `2k`.
+/// Keeps the best `k` (unordered).
 fn keep_best(kept: &mut Vec<(f32, u64)>, k: usize) {
-    if kept.len() > k.max(1) * 2 || (k == 0 && !kept.is_empty()) {
-        if k < kept.len() {
-            kept.select_nth_unstable_by(k.saturating_sub(1), by_score);
-        }
+    if k == 0 {
+        kept.clear();
+    } else if k < kept.len() {
+        kept.select_nth_unstable_by(k - 1, by_score);
         kept.truncate(k);
     }
 }

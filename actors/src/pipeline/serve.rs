@@ -36,10 +36,11 @@ pub(super) struct Shared {
 /// through the whole pipeline, and the answers to shadow.
 pub(super) async fn serve_group(
     ctx: &PipelineCtx,
-    plan: &Plan,
+    plan_index: usize,
     work: Vec<Work>,
     shared: &Shared,
 ) -> (usize, Vec<ShadowCase>) {
+    let plan: &Plan = &ctx.plans[plan_index];
     let Shared {
         lane,
         priority,
@@ -52,7 +53,7 @@ pub(super) async fn serve_group(
     let truncate_to = ctx.settings.truncate_to.min(cands);
 
     let t = now();
-    let budget = ctx.models(lane, |m| {
+    let budget = ctx.plan_models(lane, plan_index, |m| {
         m.candidates_budget(remaining(), b, cands, truncate_to)
     });
     let timeout = cut(ctx.settings.index_timeout, budget);
@@ -79,7 +80,7 @@ pub(super) async fn serve_group(
     if coverage < 1.0 {
         work.iter_mut().for_each(|w| w.degraded.push("candidates"));
     } else {
-        ctx.models(lane, |m| m.candidates.observe(b, candidates));
+        ctx.plan_models(lane, plan_index, |m| m.candidates.observe(b, candidates));
     }
     // clients that left while their candidates were gathered are not scored
     let (work, mut per_request): (Vec<Work>, Vec<Vec<u64>>) = work
@@ -97,7 +98,7 @@ pub(super) async fn serve_group(
         .iter()
         .map(|w| w.req.topk)
         .fold(truncate_to, usize::max);
-    let rank_plan = ctx.models(lane, |m| {
+    let rank_plan = ctx.plan_models(lane, plan_index, |m| {
         let fallback = ctx.fallback.is_some();
         m.plan_rank(remaining(), work.len(), (cands, truncate_to), fallback)
     });
@@ -108,7 +109,9 @@ pub(super) async fn serve_group(
             let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
             let s = stages::rank(ctx, &profiles, &per_request, fallback, priority, timeout).await;
             if s.is_some() {
-                ctx.models(lane, |m| m.fallback.observe(work.len(), t.elapsed_since()));
+                ctx.plan_models(lane, plan_index, |m| {
+                    m.fallback.observe(work.len(), t.elapsed_since())
+                });
             }
             s
         }
@@ -121,7 +124,9 @@ pub(super) async fn serve_group(
             let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
             let s = stages::rank(ctx, &profiles, &per_request, plan, priority, timeout).await;
             if s.is_some() && rank_plan == RankPlan::Full {
-                ctx.models(lane, |m| m.rank.observe(work.len(), t.elapsed_since()));
+                ctx.plan_models(lane, plan_index, |m| {
+                    m.rank.observe(work.len(), t.elapsed_since())
+                });
             }
             s
         }

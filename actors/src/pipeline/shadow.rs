@@ -1,6 +1,6 @@
 //! Shadow runs: after a batch's primary answers have gone, the requests picked for the
 //! experiment's shadow variant run again with its plan (candidates, breadth, model) on a
-//! task of their own, at the lowest lane's priority, and their top-k is compared with
+//! task of their own, at a priority below every lane's, and their top-k is compared with
 //! the primary answer (`experiments::shadow::ShadowStats`). They run only with spare
 //! capacity — no request waiting at the gateway and no other shadow run in flight —
 //! else they are shed, and counted; a shadow run never holds a pipeline worker, so it
@@ -80,10 +80,12 @@ async fn run(ctx: &PipelineCtx, cases: Vec<ShadowCase>) {
         return;
     };
     let deadline = now() + SHADOW_BUDGET;
-    let lowest = ctx.settings.lanes.len().saturating_sub(1);
+    // a lane below every real one: the compute pools serve lanes in order, so every
+    // primary job goes first whatever its deadline
+    let below_all = ctx.settings.lanes.len();
     let priority = Priority {
         deadline,
-        lane: lowest,
+        lane: below_all,
     };
     let left = || {
         deadline

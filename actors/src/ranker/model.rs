@@ -49,6 +49,10 @@ impl Model {
     pub fn load(dir: &Path, name: &str, version: u32, schema: Schema) -> anyhow::Result<Self> {
         let config = ModelConfig::load(dir)?;
         let width = config.width(schema)?;
+        ensure!(
+            config.fixed_rows.unwrap_or(1) * width <= 1 << 22,
+            "fixed_rows × the input width is above 4 M floats per run"
+        );
         let file = dir.join(config.file_name());
         let runtime = match config.format {
             Format::Onnx => {

@@ -57,11 +57,6 @@ impl Dense {
         Ok(Self { layers })
     }
 
-    /// Input row width.
-    pub fn width(&self) -> usize {
-        self.layers[0].inputs
-    }
-
     /// Forward pass over `rows` input rows: one score per row.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let last = self.layers.len() - 1;

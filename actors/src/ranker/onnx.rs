@@ -85,11 +85,6 @@ impl OnnxModel {
         })
     }
 
-    /// Input row width.
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
     /// One score per row of `x` (`rows × width`).
     pub fn forward(&self, x: Vec<f32>, rows: usize) -> anyhow::Result<Vec<f32>> {
         let Some(chunk) = self.fixed_rows else {

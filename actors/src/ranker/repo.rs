@@ -33,8 +33,11 @@ struct Served {
     fixed: BTreeMap<u32, Arc<Model>>,
 }
 
-/// A version's files as last tried: not tried again until they change.
+/// A refused version's files: not tried again until they change.
 type Stamp = (SystemTime, u64);
+
+/// The stamp of a version folder that does not exist.
+const MISSING: Stamp = (SystemTime::UNIX_EPOCH, u64::MAX);
 
 /// What a scan did, and what serves after it (the admin call's answer).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -75,7 +78,7 @@ pub struct Models {
     pins: BTreeMap<String, u32>,
     wanted: BTreeSet<(String, u32)>,
     serving: RwLock<HashMap<String, Served>>,
-    tried: Mutex<HashMap<(String, u32), Stamp>>,
+    refusals: Mutex<HashMap<(String, u32), Stamp>>,
     retired: Mutex<Vec<Arc<Model>>>,
     metrics: Arc<Metrics>,
 }
@@ -99,7 +102,7 @@ impl Models {
             pins,
             wanted,
             serving: RwLock::new(HashMap::new()),
-            tried: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
             metrics,
         }
@@ -189,7 +192,8 @@ impl Models {
                 break;
             }
         }
-        let fixed = (self.wanted.iter()).filter(|(n, v)| n == name && Some(*v) != current);
+        // after the swap: an exact version serves as the latest or from `fixed`
+        let fixed = (self.wanted.iter()).filter(|(n, _)| n == name);
         for (_, v) in fixed {
             if self.get(&ModelRef::exact(name, *v)).is_err() {
                 if let Some(model) = self.try_load(dir, name, *v, report) {
@@ -199,7 +203,8 @@ impl Models {
         }
     }
 
-    /// Loads and warms `name@v` unless its files are as they were when last tried.
+    /// Loads and warms `name@v` unless it was refused with its files as they are now
+    /// (a missing folder counts as files too: it is tried again once it appears).
     fn try_load(
         &self,
         dir: &Path,
@@ -209,20 +214,15 @@ impl Models {
     ) -> Option<Arc<Model>> {
         let folder = dir.join(name).join(v.to_string());
         let label = format!("{name}@{v}");
-        let stamp = stamp(&folder);
-        {
-            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (name.to_owned(), v);
-            if stamp.is_some() && tried.get(&key) == stamp.as_ref() {
-                return None;
-            }
-            if let Some(s) = stamp {
-                tried.insert(key, s);
-            }
+        let stamp = stamp(&folder).unwrap_or(MISSING);
+        let key = (name.to_owned(), v);
+        if self.refused(|r| r.get(&key) == Some(&stamp)) {
+            return None;
         }
         let outcome = load_and_warm(&folder, (name, v), self.schema, &self.items);
         match outcome {
             Ok((model, took)) => {
+                self.refused(|r| r.remove(&key));
                 tracing::info!(model = %label, format = model.format(), warm_up_ms = took.as_secs_f64() * 1e3, "model loaded");
                 self.metrics
                     .model_loads
@@ -232,6 +232,7 @@ impl Models {
                 Some(Arc::new(model))
             }
             Err(e) => {
+                self.refused(|r| r.insert(key, stamp));
                 let reason = format!("{e:#}");
                 tracing::warn!(model = %label, %reason, "model refused; the serving version goes on");
                 self.metrics
@@ -247,12 +248,23 @@ impl Models {
         }
     }
 
+    fn refused<R>(&self, f: impl FnOnce(&mut HashMap<(String, u32), Stamp>) -> R) -> R {
+        f(&mut self.refusals.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn swap_in(&self, name: &str, model: Arc<Model>, latest: bool) {
         let v = model.version();
         let old = {
             let mut serving = self.serving.write().unwrap_or_else(|p| p.into_inner());
             match serving.get_mut(name) {
-                Some(s) if latest => Some(std::mem::replace(&mut s.latest, model)),
+                Some(s) if latest => {
+                    let old = std::mem::replace(&mut s.latest, model);
+                    // a replaced latest that an experiment names exactly keeps serving
+                    match self.wanted.contains(&(name.to_owned(), old.version())) {
+                        true => s.fixed.insert(old.version(), old),
+                        false => Some(old),
+                    }
+                }
                 Some(s) => s.fixed.insert(v, model),
                 None => {
                     let fixed = BTreeMap::new();
@@ -338,9 +350,11 @@ fn model_folders(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
             .filter(|v| v.path().is_dir())
             .filter_map(|v| {
                 let s = v.file_name().to_string_lossy().into_owned();
-                (s.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| s.parse().ok())
-                    .flatten()
+                // canonical numbers only: `007` would not be the folder `7` names
+                let canonical = !s.is_empty()
+                    && s.bytes().all(|b| b.is_ascii_digit())
+                    && (s == "0" || !s.starts_with('0'));
+                canonical.then(|| s.parse().ok()).flatten()
             })
             .collect();
         versions.sort_unstable();

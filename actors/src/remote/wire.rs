@@ -347,8 +347,8 @@ impl Request {
                 if k == 0 || n * k as usize > MAX_SEARCH_RESULTS {
                     return Err(bad(format!("k = {k} for {n} queries")));
                 }
-                if ef as usize > MAX_EF {
-                    return Err(bad(format!("ef = {ef} is above {MAX_EF}")));
+                if ef as usize > MAX_EF || n * (k.max(ef) as usize) > MAX_SEARCH_RESULTS {
+                    return Err(bad(format!("ef = {ef} for {n} queries")));
                 }
                 if !queries.iter().all(|x| x.is_finite()) {
                     return Err(bad("a query has a non-finite value"));

@@ -59,10 +59,15 @@ impl ModelsConfig {
             "models.poll_ms must be 100..=3600000"
         );
         if let Some(f) = &self.fallback {
-            let name = f.split_once('@').map_or(f.as_str(), |(n, _)| n);
+            let (name, version) = match f.split_once('@') {
+                Some((n, v)) => (n, Some(v)),
+                None => (f.as_str(), None),
+            };
+            let version_ok = version
+                .is_none_or(|v| v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<u32>().is_ok());
             ensure!(
-                valid_model_name(name),
-                "models.fallback {f:?} is not a model"
+                valid_model_name(name) && version_ok,
+                "models.fallback {f:?} is not a model (name or name@version)"
             );
         }
         for name in self.pin.keys() {

@@ -152,3 +152,44 @@ fn an_installed_builtin_serves_until_the_repository_has_the_name() {
     m.scan();
     assert_eq!(latest(&m, "ranker"), "ranker@1");
 }
+
+#[test]
+fn an_exact_version_an_experiment_names_survives_a_newer_one() {
+    let repo = tempfile::tempdir().unwrap();
+    native_version(repo.path(), "ranker", 1, 0.01);
+    let (_d, m) = models(repo.path(), &[], &[ModelRef::exact("ranker", 1)]);
+    m.scan();
+    native_version(repo.path(), "ranker", 2, 0.02);
+    assert_eq!(m.scan().loaded, vec!["ranker@2"]);
+    assert_eq!(latest(&m, "ranker"), "ranker@2");
+    let one = m.get(&ModelRef::exact("ranker", 1)).unwrap();
+    assert_eq!(
+        one.label().as_ref(),
+        "ranker@1",
+        "still served for its variant"
+    );
+    drop(one);
+    assert_eq!(
+        m.release_retired(),
+        0,
+        "nothing retired: version 1 moved to fixed"
+    );
+}
+
+#[test]
+fn a_missing_or_zero_padded_version_is_refused_once() {
+    let repo = tempfile::tempdir().unwrap();
+    native_version(repo.path(), "ranker", 1, 0.01);
+    // "007" is not version 7's folder: ignored; a pinned version 9 does not exist
+    std::fs::rename(repo.path().join("ranker/1"), repo.path().join("ranker/007")).unwrap();
+    native_version(repo.path(), "ranker", 1, 0.01);
+    let (_d, m) = models(repo.path(), &[("ranker", 9)], &[]);
+    let first = m.scan();
+    assert_eq!(first.refused.len(), 1, "{first:?}");
+    assert!(
+        m.scan().refused.is_empty(),
+        "not retried while nothing changed"
+    );
+    native_version(repo.path(), "ranker", 9, 0.03);
+    assert_eq!(m.scan().loaded, vec!["ranker@9"]);
+}
