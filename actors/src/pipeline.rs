@@ -30,7 +30,7 @@ use crate::features::profile::ProfileSource;
 use crate::items::Items;
 use crate::remote::router::Router;
 use crate::request::{BatchDone, PendingRequest};
-use crate::types::Profile;
+use crate::types::{ModelRef, Profile};
 use ladder::StageModels;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 use recd_runtime::clock::now;
@@ -96,8 +96,8 @@ pub struct PipelineCtx {
     /// The experiment's shadow variant, if it has one.
     pub shadow: Option<shadow::Shadow>,
     /// The cheaper model a batch falls back to when its budget cannot pay for its
-    /// variant's (`models.fallback`; the plan of the student rung).
-    pub fallback: Option<Plan>,
+    /// variant's (`models.fallback`: the student rung).
+    pub fallback: Option<ModelRef>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     /// Per lane and plan: the stages' time models (a lane's batches run at its own
@@ -294,7 +294,6 @@ pub async fn run_batch(
         lane,
     };
     let remaining = || earliest.saturating_duration_since(now());
-    let cut = |stage: Duration, budget: Duration| stage.min(budget).max(Duration::from_millis(1));
     // the widest plan's candidates: what the rest of the pipeline may cost at most
     let cands = (ctx.plans.iter()).map(|p| p.candidates).max().unwrap_or(1);
     let (truncate_to, b) = (ctx.settings.truncate_to.min(cands), work.len());
@@ -341,6 +340,11 @@ pub async fn run_batch(
     // the primary answers have gone: only now may their shadow run
     shadow::launch(ctx, shadowed);
     processed
+}
+
+/// A stage's timeout within what is left of the budget (at least 1 ms).
+fn cut(stage: Duration, budget: Duration) -> Duration {
+    stage.min(budget).max(Duration::from_millis(1))
 }
 
 fn observe(ctx: &PipelineCtx, stage: &str, d: Duration) {

@@ -7,12 +7,12 @@
 use anyhow::Context;
 use recd_actors::candidates::index::brute_force;
 use recd_actors::data::Catalogue;
+use recd_actors::experiments::shadow::overlap_at_k;
 use recd_actors::features::profile::{ProfileSource, SplitMix64};
 use recd_actors::items::Items;
 use recd_actors::ranker::model::{top_k, Model, ScoreInput};
 use recd_actors::types::Profile;
 use serde::Serialize;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,11 +86,6 @@ fn top10(model: &Model, items: &Items, p: &Profile, ids: &[u64]) -> anyhow::Resu
         .collect())
 }
 
-fn overlap(a: &[u64], b: &[u64]) -> f64 {
-    let a: HashSet<_> = a.iter().collect();
-    b.iter().filter(|id| a.contains(id)).count() as f64 / a.len().max(1) as f64
-}
-
 /// Microseconds per call of `f`, over `calls` calls after a tenth as many to warm up.
 fn time_calls(calls: usize, mut f: impl FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
     for i in 0..calls / 10 + 1 {
@@ -153,7 +148,7 @@ pub fn bench_model(
         })? / 8.0;
         let mut agree = 0.0;
         for ((p, ids), t) in cases.iter().zip(&truth) {
-            agree += overlap(t, &top10(m, &items, p, ids)?);
+            agree += overlap_at_k(t, &top10(m, &items, p, ids)?, 10);
         }
         report.models.push(ModelFigures {
             model: m.label().to_string(),
@@ -181,7 +176,7 @@ pub fn bench_model(
         })?;
         let mut agree = 0.0;
         for ((p, ids), t) in cases.iter().zip(&truth) {
-            agree += overlap(t, &cascade(p, ids)?);
+            agree += overlap_at_k(t, &cascade(p, ids)?, 10);
         }
         report.cascades.push(CascadeFigures {
             student: student.label().to_string(),

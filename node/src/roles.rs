@@ -6,7 +6,7 @@ use ractor::{Actor, ActorRef};
 use recd_actors::candidates::ann::AnnIndex;
 use recd_actors::candidates::shard::IndexShardArgs;
 use recd_actors::data::Catalogue;
-use recd_actors::experiments::{AbScenarios, Plan, PlanDefaults};
+use recd_actors::experiments::{AbScenarios, PlanDefaults};
 use recd_actors::features::profile::ProfileSource;
 use recd_actors::features::shard::FeatureShardArgs;
 use recd_actors::gateway::{GatewayArgs, GatewayMessage};
@@ -184,11 +184,10 @@ impl DataRoles<'_> {
     async fn start_models(&self) -> anyhow::Result<ModelLoader> {
         let mc = &self.config.models;
         let d = self.plan_defaults();
-        let plans = (self.ab.plans(&d).into_iter())
-            .chain(self.ab.shadow_plan(&d))
-            .chain(self.fallback_plan());
+        let plans = self.ab.plans(&d).into_iter().chain(self.ab.shadow_plan(&d));
         let wanted: Vec<ModelRef> = plans
             .flat_map(|p| std::iter::once(p.model).chain(p.cascade.map(|c| c.first)))
+            .chain(self.fallback())
             .collect();
         let models = Arc::new(Models::new(
             Arc::clone(self.items),
@@ -211,18 +210,10 @@ impl DataRoles<'_> {
         Ok(ModelLoader::spawn(models, poll)?)
     }
 
-    /// The student rung's plan (`models.fallback`): only its model is used.
-    pub(crate) fn fallback_plan(&self) -> Option<Plan> {
-        let model = ModelRef::parse(self.config.models.fallback.as_deref()?).ok()?;
-        let k = self.config.per_shard_k();
-        Some(Plan {
-            variant: "fallback".into(),
-            model,
-            candidates: self.config.index.candidates,
-            per_shard_k: k,
-            ef: k,
-            cascade: None,
-        })
+    /// The student rung's model (`models.fallback`).
+    pub(crate) fn fallback(&self) -> Option<ModelRef> {
+        // checked by the config's validation: a name or name@version
+        ModelRef::parse(self.config.models.fallback.as_deref()?).ok()
     }
 
     /// What a variant's plan defaults to.
@@ -324,7 +315,7 @@ pub(crate) async fn start_request_path(
     if let (Some(plan), Some(stats)) = (shadow_plan, &ingress.shadow) {
         ctx.shadow = Some(Shadow::new(plan, Arc::clone(stats)));
     }
-    ctx.fallback = data.fallback_plan();
+    ctx.fallback = data.fallback();
     let pipeline = PoolSlots::new(config.gateway.pipeline_workers);
     pools
         .start("pipeline", PipelineArgs(Arc::new(ctx)), &pipeline)

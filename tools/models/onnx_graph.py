@@ -16,6 +16,19 @@ IR_VERSION = 8
 OPSET = 13
 
 
+def finish(nodes, inits, width, name):
+    """The checked model of a graph from `x` [rows, width] to `score` [rows, 1]."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", width])
+    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["rows", 1])
+    graph = helper.make_graph(nodes, name, [x], [y], inits)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recd-tools"
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
 def dense_model(layers, width, name):
     """An ONNX model of [(W [in, out], b [out]), ...] with ReLU between layers."""
     nodes, inits = [], []
@@ -30,15 +43,7 @@ def dense_model(layers, width, name):
         if i < last:
             nodes.append(helper.make_node("Relu", [f"z{i}"], [f"a{i}"]))
             current = f"a{i}"
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", width])
-    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["rows", 1])
-    graph = helper.make_graph(nodes, name, [x], [y], inits)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recd-tools"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    return finish(nodes, inits, width, name)
 
 
 def dense_model_int8(layers, width, name):
@@ -71,15 +76,7 @@ def dense_model_int8(layers, width, name):
         if i < last:
             nodes.append(helper.make_node("Relu", [f"z{i}"], [f"a{i}"]))
             current = f"a{i}"
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", width])
-    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["rows", 1])
-    graph = helper.make_graph(nodes, name, [x], [y], inits)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recd-tools"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    return finish(nodes, inits, width, name)
 
 
 def write_version(out_dir, model, inputs, extra_files=None, fixed_rows=None):

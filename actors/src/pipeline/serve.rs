@@ -5,7 +5,7 @@
 
 use super::ladder::RankPlan;
 use super::shadow::ShadowCase;
-use super::{observe, stages, ElapsedSince, PipelineCtx, Work};
+use super::{cut, observe, stages, ElapsedSince, PipelineCtx, Work};
 use crate::data::dot;
 use crate::experiments::Plan;
 use crate::items::Items;
@@ -48,7 +48,6 @@ pub(super) async fn serve_group(
         ..
     } = *shared;
     let remaining = || earliest.saturating_duration_since(now());
-    let cut = |stage: Duration, budget: Duration| stage.min(budget).max(Duration::from_millis(1));
     let (cands, b) = (plan.candidates, work.len());
     let truncate_to = ctx.settings.truncate_to.min(cands);
 
@@ -102,30 +101,28 @@ pub(super) async fn serve_group(
         let fallback = ctx.fallback.is_some();
         m.plan_rank(remaining(), work.len(), (cands, truncate_to), fallback)
     });
-    let scored = match (rank_plan, &ctx.fallback) {
-        (RankPlan::Skip, _) => None,
-        (RankPlan::Fallback, Some(fallback)) => {
+    // what scores: the variant's model (every candidate or the truncated ones), the
+    // fallback model (the student rung), or nothing (ANN order)
+    let scorer = match (rank_plan, &ctx.fallback) {
+        (RankPlan::Full | RankPlan::Truncate(_), _) => Some((&plan.model, plan.cascade.as_ref())),
+        (RankPlan::Fallback, Some(fallback)) => Some((fallback, None)),
+        (RankPlan::Fallback, None) | (RankPlan::Skip, _) => None,
+    };
+    if let RankPlan::Truncate(n) = rank_plan {
+        per_request.iter_mut().for_each(|ids| ids.truncate(n));
+    }
+    let scored = match scorer {
+        None => None,
+        Some(scorer) => {
             let timeout = cut(ctx.settings.ranker_timeout, remaining());
             let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
-            let s = stages::rank(ctx, &profiles, &per_request, fallback, priority, timeout).await;
+            let s = stages::rank(ctx, &profiles, &per_request, scorer, priority, timeout).await;
             if s.is_some() {
-                ctx.plan_models(lane, plan_index, |m| {
-                    m.fallback.observe(work.len(), t.elapsed_since())
-                });
-            }
-            s
-        }
-        (RankPlan::Fallback, None) => None,
-        (RankPlan::Full | RankPlan::Truncate(_), _) => {
-            if let RankPlan::Truncate(n) = rank_plan {
-                per_request.iter_mut().for_each(|ids| ids.truncate(n));
-            }
-            let timeout = cut(ctx.settings.ranker_timeout, remaining());
-            let profiles: Vec<Arc<Profile>> = work.iter().map(|w| Arc::clone(&w.profile)).collect();
-            let s = stages::rank(ctx, &profiles, &per_request, plan, priority, timeout).await;
-            if s.is_some() && rank_plan == RankPlan::Full {
-                ctx.plan_models(lane, plan_index, |m| {
-                    m.rank.observe(work.len(), t.elapsed_since())
+                let took = t.elapsed_since();
+                ctx.plan_models(lane, plan_index, |m| match rank_plan {
+                    RankPlan::Full => m.rank.observe(work.len(), took),
+                    RankPlan::Fallback => m.fallback.observe(work.len(), took),
+                    RankPlan::Truncate(_) | RankPlan::Skip => {}
                 });
             }
             s

@@ -99,7 +99,8 @@ async fn run(ctx: &PipelineCtx, cases: Vec<ShadowCase>) {
         sh.stats.failed(cases.len());
         return;
     };
-    let scored = stages::rank(ctx, &profiles, &per_request, &sh.plan, priority, left()).await;
+    let scorer = (&sh.plan.model, sh.plan.cascade.as_ref());
+    let scored = stages::rank(ctx, &profiles, &per_request, scorer, priority, left()).await;
     let took = t.elapsed_since();
     let Some((scores, _model)) = scored else {
         sh.stats.failed(cases.len());

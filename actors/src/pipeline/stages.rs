@@ -6,7 +6,7 @@ use super::{PipelineCtx, Work};
 use crate::candidates::index::merge;
 use crate::experiments::Plan;
 use crate::features::shard_of;
-use crate::types::{Candidate, Profile, ScoreRequest};
+use crate::types::{Candidate, Cascade, ModelRef, Profile, ScoreRequest};
 use recd_runtime::compute::Priority;
 use recd_runtime::{ErrorCode, RecdError};
 use std::sync::Arc;
@@ -124,13 +124,13 @@ pub(super) async fn fetch_candidates(
     Ok((merged, coverage))
 }
 
-/// One scoring call for the variant's requests with its model; `None` when no ranker
-/// answered in time.
+/// One scoring call with `scorer` (a model, through a cascade when given); `None` when
+/// no ranker answered in time.
 pub(super) async fn rank(
     ctx: &PipelineCtx,
     profiles: &[Arc<Profile>],
     candidates: &[Vec<u64>],
-    plan: &Plan,
+    scorer: (&ModelRef, Option<&Cascade>),
     priority: Priority,
     timeout: Duration,
 ) -> Option<(Vec<Vec<f32>>, Arc<str>)> {
@@ -143,11 +143,6 @@ pub(super) async fn rank(
         })
         .collect();
     (ctx.router)
-        .score(
-            Arc::new(requests),
-            (&plan.model, plan.cascade.as_ref()),
-            priority,
-            timeout,
-        )
+        .score(Arc::new(requests), scorer, priority, timeout)
         .await
 }

@@ -302,14 +302,7 @@ async fn without_any_candidates_late_shards_are_504_and_missing_ones_503() {
 #[tokio::test]
 async fn a_budget_short_of_the_model_takes_the_student_rung() {
     let mut b = batch_ctx(&[]);
-    let student = crate::experiments::Plan {
-        variant: "fallback".into(),
-        model: crate::types::ModelRef::latest("student"),
-        candidates: 8,
-        per_shard_k: 10,
-        ef: 10,
-        cascade: None,
-    };
+    let student = crate::types::ModelRef::latest("student");
     Arc::get_mut(&mut b.ctx).unwrap().fallback = Some(student);
     // the variant's model is known to take a second, the student a microsecond
     b.ctx.models(0, |m| {

@@ -307,8 +307,9 @@ impl Models {
     }
 }
 
-/// Loads and warms a version; a runtime that panics on the graph (tract has `todo!()`s
-/// for kernels it lacks) refuses the version instead of ending the loader thread.
+/// Loads and warms a version; a runtime that panics on the graph (tract 0.21 panics on
+/// kernels it does not implement) refuses the version instead of ending the loader
+/// thread.
 pub fn load_and_warm(
     folder: &Path,
     (name, v): (&str, u32),

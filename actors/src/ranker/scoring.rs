@@ -4,7 +4,7 @@
 //! candidate, and the call's model re-ranks the first model's best `keep`. Rows and
 //! time are counted by `name@version`.
 
-use super::model::{top_k, Model, ScoreInput};
+use super::model::{Model, ScoreInput};
 use super::repo::Models;
 use crate::items::Items;
 use crate::types::{Cascade, ModelRef, ScoreRequest};
@@ -35,12 +35,12 @@ pub fn score(
     };
     let first = models.get(&c.first)?;
     let cheap = run(models, &first, items, &inputs)?;
-    let kept: Vec<Vec<u64>> = (inputs.iter().zip(&cheap))
-        .map(|(i, s)| {
-            (top_k(i.candidates, s, c.keep).into_iter())
-                .map(|(id, _)| id)
-                .collect()
-        })
+    // per request: candidate positions best first by the first model; its best `keep`
+    let orders: Vec<Vec<usize>> = (inputs.iter().zip(&cheap))
+        .map(|(i, s)| order(i.candidates, s))
+        .collect();
+    let kept: Vec<Vec<u64>> = (inputs.iter().zip(&orders))
+        .map(|(i, o)| o.iter().take(c.keep).map(|&at| i.candidates[at]).collect())
         .collect();
     let again: Vec<ScoreInput<'_>> = (inputs.iter().zip(&kept))
         .map(|(i, ids)| ScoreInput {
@@ -49,31 +49,32 @@ pub fn score(
         })
         .collect();
     let exact = run(models, &m, items, &again)?;
-    let scores = (inputs.iter().zip(&cheap).zip(kept.iter().zip(&exact)))
-        .map(|((i, cheap), (ids, exact))| merge(i.candidates, cheap, ids, exact))
+    let scores = orders
+        .iter()
+        .zip(&exact)
+        .map(|(o, e)| merge(o, e))
         .collect();
     let label = format!("{}>{}", first.label(), m.label());
     Ok((scores, label.into()))
 }
 
-/// One score per candidate: the re-ranked ones keep the second model's scores; the rest
-/// follow below the lowest of them, in the first model's order.
-fn merge(candidates: &[u64], cheap: &[f32], kept: &[u64], exact: &[f32]) -> Vec<f32> {
+/// Candidate positions by score descending, ties by smaller id (the order of `top_k`).
+fn order(ids: &[u64], scores: &[f32]) -> Vec<usize> {
+    let mut at: Vec<usize> = (0..ids.len()).collect();
+    at.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(ids[a].cmp(&ids[b])));
+    at
+}
+
+/// One score per candidate, given the first model's `order` and the second model's
+/// scores of its first `exact.len()`: those keep them; the rest follow below the lowest,
+/// in the first model's order.
+fn merge(order: &[usize], exact: &[f32]) -> Vec<f32> {
     let floor = exact.iter().copied().fold(f32::INFINITY, f32::min);
     let floor = if floor.is_finite() { floor - 1.0 } else { 0.0 };
-    let rest = top_k(candidates, cheap, candidates.len());
-    let mut out = vec![0f32; candidates.len()];
-    let at: std::collections::HashMap<u64, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (id, i))
-        .collect();
-    let n = rest.len().max(1) as f32;
-    for (rank, (id, _)) in rest.iter().enumerate() {
-        out[at[id]] = floor - rank as f32 / n;
-    }
-    for (id, s) in kept.iter().zip(exact) {
-        out[at[id]] = *s;
+    let n = order.len().max(1) as f32;
+    let mut out = vec![0f32; order.len()];
+    for (rank, &at) in order.iter().enumerate() {
+        out[at] = exact.get(rank).copied().unwrap_or(floor - rank as f32 / n);
     }
     out
 }
@@ -97,17 +98,21 @@ fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::merge;
+    use super::{merge, order};
     use crate::ranker::model::top_k;
 
     #[test]
     fn a_cascade_keeps_the_second_models_order_on_top() {
         let ids = [10, 11, 12, 13, 14];
         let cheap = [0.1, 0.9, 0.8, 0.7, 0.2];
-        // the first model's best three, re-scored: 12 wins, then 13, then 11
-        let kept = [11, 12, 13];
+        // the first model's best three (11, 12, 13), re-scored: 12 wins, then 13, then 11
+        let first = order(&ids, &cheap);
+        assert_eq!(
+            first[..3].iter().map(|&i| ids[i]).collect::<Vec<_>>(),
+            vec![11, 12, 13]
+        );
         let exact = [5.0, 7.0, 6.0];
-        let s = merge(&ids, &cheap, &kept, &exact);
+        let s = merge(&first, &exact);
         let order: Vec<u64> = top_k(&ids, &s, 5).into_iter().map(|(id, _)| id).collect();
         assert_eq!(order, vec![12, 13, 11, 14, 10]);
         assert!(s.iter().all(|v| v.is_finite()));

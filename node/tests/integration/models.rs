@@ -59,6 +59,20 @@ pub fn distil_student(repo: &Path, name: &str, version: u32) {
     model_tool("distill.py", &args);
 }
 
+/// A node over a repository holding the exported teacher as `ranker@1` and a distilled
+/// student as `student@1`, running the experiment `scenarios` (ab_scenarios YAML).
+pub async fn teacher_and_student_node(scenarios: &str) -> (tempfile::TempDir, Node) {
+    let repo = tempfile::tempdir().unwrap();
+    export_teacher(repo.path(), "ranker", 1);
+    distil_student(repo.path(), "student", 1);
+    let ab = repo.path().join("ab.yaml");
+    std::fs::write(&ab, scenarios).unwrap();
+    let mut c = config(small_data());
+    c.models.dir = Some(repo.path().to_path_buf());
+    c.experiments.scenarios_file = Some(ab);
+    (repo, Node::start(c).await.unwrap())
+}
+
 #[test]
 fn the_onnx_teacher_scores_as_the_native_one() {
     let repo = tempfile::tempdir().unwrap();
@@ -226,18 +240,10 @@ async fn a_new_version_swaps_in_under_load_and_bad_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variant_b_runs_another_model_and_says_so() {
-    let repo = tempfile::tempdir().unwrap();
-    export_teacher(repo.path(), "ranker", 1);
-    distil_student(repo.path(), "student", 1);
-    let ab = repo.path().join("ab.yaml");
     let scenarios =
         "experiment:\n  name: teacher-vs-student\n  split_percent: 50\n  variants:\n    \
         - {name: A, model: ranker}\n    - {name: B, model: student@1, candidates: 100, ef: 150}\n";
-    std::fs::write(&ab, scenarios).unwrap();
-    let mut c = config(small_data());
-    c.models.dir = Some(repo.path().to_path_buf());
-    c.experiments.scenarios_file = Some(ab);
-    let node = Node::start(c).await.unwrap();
+    let (_repo, node) = teacher_and_student_node(scenarios).await;
     let (addr, http) = (node.http_addr, client());
     let body = r#"{"user_id":"u42","topk":10}"#;
     let (sa, a) = recommend(&http, addr, body, &[("x-variant", "A")]).await;
@@ -293,18 +299,10 @@ async fn variant_b_runs_another_model_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cascade_variant_scores_with_both_models() {
-    let repo = tempfile::tempdir().unwrap();
-    export_teacher(repo.path(), "ranker", 1);
-    distil_student(repo.path(), "student", 1);
-    let ab = repo.path().join("ab.yaml");
     let scenarios = "experiment:\n  name: cascade\n  split_percent: 50\n  variants:\n    \
         - {name: A, model: ranker@1}\n    \
         - {name: B, model: ranker@1, cascade: {model: student@1, rerank: 30}}\n";
-    std::fs::write(&ab, scenarios).unwrap();
-    let mut c = config(small_data());
-    c.models.dir = Some(repo.path().to_path_buf());
-    c.experiments.scenarios_file = Some(ab);
-    let node = Node::start(c).await.unwrap();
+    let (_repo, node) = teacher_and_student_node(scenarios).await;
     let (addr, http) = (node.http_addr, client());
     let body = r#"{"user_id":"u9","topk":10}"#;
     let (_, a) = recommend(&http, addr, body, &[("x-variant", "A")]).await;

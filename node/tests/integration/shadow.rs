@@ -3,23 +3,14 @@
 //! accounted for once (compared, shed or failed), and the comparison — overlap@k and
 //! RBO — is exported and summarised by `GET /admin/experiments`.
 
-use crate::common::{client, config, metric_sum, metrics_text, poll, recommend, small_data};
-use crate::models::{distil_student, export_teacher};
-use recd_node::Node;
+use crate::common::{client, metric_sum, metrics_text, poll, recommend};
+use crate::models::teacher_and_student_node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shadow_measures_itself_and_never_touches_the_answer() {
-    let repo = tempfile::tempdir().unwrap();
-    export_teacher(repo.path(), "ranker", 1);
-    distil_student(repo.path(), "student", 1);
-    let ab = repo.path().join("ab.yaml");
     let scenarios = "experiment:\n  name: student-shadow\n  split_percent: 50\n  variants: [{name: A}, {name: B}]\n  \
         shadow: {fraction_percent: 0, variant: {name: S, model: student@1}}\n";
-    std::fs::write(&ab, scenarios).unwrap();
-    let mut c = config(small_data());
-    c.models.dir = Some(repo.path().to_path_buf());
-    c.experiments.scenarios_file = Some(ab);
-    let node = Node::start(c).await.unwrap();
+    let (_repo, node) = teacher_and_student_node(scenarios).await;
     let (addr, http) = (node.http_addr, client());
     let get = |path: &'static str| {
         let http = http.clone();
