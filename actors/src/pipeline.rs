@@ -249,11 +249,26 @@ struct Work {
 }
 
 /// Runs one batch and answers every request in it; returns how many requests went
-/// through the whole pipeline.
+/// through the whole pipeline. The batch is a `batch` span with the trace id of its most
+/// urgent request, which its stage spans and remote calls carry too.
 pub async fn run_batch(
     ctx: &Arc<PipelineCtx>,
     batch: Vec<PendingRequest>,
     dispatched: Instant,
+) -> usize {
+    use tracing::Instrument;
+    let lead = (batch.iter().min_by_key(|r| r.deadline)).map_or(0, |r| r.trace);
+    let span = tracing::debug_span!("batch", trace_id = %recd_runtime::trace::hex(lead), requests = batch.len());
+    run_traced(ctx, batch, dispatched, lead)
+        .instrument(span)
+        .await
+}
+
+async fn run_traced(
+    ctx: &Arc<PipelineCtx>,
+    batch: Vec<PendingRequest>,
+    dispatched: Instant,
+    lead: u128,
 ) -> usize {
     let start = now();
     // a batch comes from one lane (the gateway's); its lane's models decide its rungs
@@ -292,6 +307,7 @@ pub async fn run_batch(
     let priority = Priority {
         deadline: earliest,
         lane,
+        trace: lead,
     };
     let remaining = || earliest.saturating_duration_since(now());
     // the widest plan's candidates: what the rest of the pipeline may cost at most

@@ -15,9 +15,11 @@
 //! - [`router`]: replica order, timeouts, hedging, failover.
 //! - [`endpoint`]: the actor other nodes call; joins the groups of what this node holds.
 //! - [`heartbeat`]: marks hung or partitioned peers down within the heartbeat timeout.
+//! - [`leave`]: a draining node tells every peer to route around it at once.
 
 pub mod endpoint;
 pub mod heartbeat;
+pub mod leave;
 pub mod peer;
 pub mod replicas;
 pub mod router;

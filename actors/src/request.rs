@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 pub struct PendingRequest {
     /// Server-assigned id.
     pub request_id: String,
+    /// Its W3C trace id (the batch's remote calls carry the most urgent request's).
+    pub trace: u128,
     /// The user.
     pub user_id: Arc<str>,
     /// Items to return.
@@ -62,6 +64,8 @@ pub struct Answer {
     pub response: RecommendResponse,
     /// Time per stage, for `Server-Timing`.
     pub timings: StageTimings,
+    /// The trace id the batch's remote calls carried (its most urgent request's).
+    pub batch_trace: u128,
 }
 
 /// Time a request spent in each stage.

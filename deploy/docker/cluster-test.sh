@@ -2,7 +2,8 @@
 # Three recd-node containers (the image of build.sh, configs/prod.yaml as in Kubernetes)
 # on a private Docker network, their feature store a Redis container (build-redis.sh),
 # under load through recd-0:
-#   1. they form the cluster (and stop dialling), answer /recommend with full coverage
+#   1. they form the cluster over mutual TLS (certificates from the image's gen-certs;
+#      the admin port with its token serves /cluster) (and stop dialling), answer /recommend with full coverage
 #   2. `docker kill recd-2`: ≤ 0.1 % failed requests, traffic moved within 2 s
 #   3. `docker start recd-2`: it rejoins and serves its shards again
 #   4. `docker network disconnect` of recd-1: detected by recd-0 within 3 s (the 1.5 s
@@ -29,6 +30,12 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for i in 0 1 2; do docker logs --tail 20 "$NET-recd-$i" 2>&1 | sed "s/^/recd-$i: /" >&2 || true; done; exit 1; }
 
+# the cluster's mutual TLS: a CA and a certificate per node, made by the image itself
+mkdir -p "$WORK/tls" && chmod 777 "$WORK/tls"
+docker run --rm -v "$WORK/tls:/out" "$IMAGE" gen-certs --out /out \
+  --node recd-0 --node recd-1 --node recd-2 >/dev/null
+chmod -R a+r "$WORK/tls"
+ADMIN_TOKEN=container-test-admin-token-$$
 docker network create "$NET" >/dev/null
 docker run -d --name "$NET-redis" --network "$NET" --network-alias redis "$REDIS_IMAGE" >/dev/null
 start() {
@@ -36,6 +43,11 @@ start() {
     --hostname "recd-$1" \
     -e RECD__CLUSTER__NODE_NAME="recd-$1" -e RECD__CLUSTER__HOSTNAME="recd-$1" \
     -e RECD__CLUSTER__COOKIE=container-test-cookie \
+    -v "$WORK/tls:/etc/recd/tls:ro" \
+    -e RECD__CLUSTER__TLS__CA=/etc/recd/tls/ca.pem \
+    -e "RECD__CLUSTER__TLS__CERT=/etc/recd/tls/recd-$1.pem" \
+    -e "RECD__CLUSTER__TLS__KEY=/etc/recd/tls/recd-$1-key.pem" \
+    -e RECD__ADMIN__LISTEN=0.0.0.0:9901 -e "RECD__ADMIN__TOKEN=$ADMIN_TOKEN" \
     -e "RECD__CLUSTER__SEEDS=[recd-0:7700, recd-1:7700]" \
     -e RECD__DATA__ITEMS=5000 -e TOKIO_WORKER_THREADS=2 \
     -e RECD__FEATURES__STORE__BACKEND=redis -e RECD__FEATURES__STORE__REDIS__URL=redis://redis:6379 \
@@ -51,7 +63,7 @@ wait_for() { # SECONDS CMD...: polls CMD every 0.1 s
   until "$@"; do [ "$(date +%s)" -lt "$until" ] || return 1; sleep 0.1; done
 }
 # cluster JSON of recd-0, and a check on it (python expression over `v`)
-view() { curl -sf -m 2 "http://$(ip_of 0):8080/cluster"; }
+view() { curl -sf -m 2 -H "authorization: Bearer $ADMIN_TOKEN" "http://$(ip_of 0):9901/cluster"; }
 check_view() { view | python3 -c "import json,sys; v=json.load(sys.stdin); sys.exit(0 if ($1) else 1)" 2>/dev/null; }
 # failed and last partial answer (s after T) among answers after T in the load log
 tally() {
@@ -163,9 +175,9 @@ acked() { [ "$(click 0 u4242 2 c3)" = 200 ]; }
 wait_for 30 acked || fail "writes did not recover after Redis came back"
 # read from the store itself (a zero-age lookup skips the cache)
 stored() {
-  curl -s -m 2 "http://$(ip_of 1):8080/v1/users/ctest" |
+  curl -s -m 2 -H "authorization: Bearer $ADMIN_TOKEN" "http://$(ip_of 1):9901/v1/users/ctest" |
     python3 -c "import json,sys; sys.exit(0 if $item in json.load(sys.stdin)['recent_items'] else 1)"
 }
-wait_for 10 stored || fail "the click acknowledged before Redis was killed is lost: $(curl -s -m 2 "http://$(ip_of 1):8080/v1/users/ctest")"
+wait_for 10 stored || fail "the click acknowledged before Redis was killed is lost: $(curl -s -m 2 -H "authorization: Bearer $ADMIN_TOKEN" "http://$(ip_of 1):9901/v1/users/ctest")"
 echo "docker start redis: writes back after $(python3 -c "import time; print(f'{time.time() - $t_back:.2f}')")s; the earlier click is still there"
 echo "ok: container cluster test passed ($total requests in all, $failed failed)"

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod bench_model;
+pub mod certs;
 pub mod commands;
 pub mod import;
 pub mod import_items;

@@ -1,4 +1,4 @@
-//! `recd-node`: run a node, generate a catalogue, or benchmark the kernel.
+//! `recd-node`: run a node, generate a catalogue or certificates, or benchmark.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -87,6 +87,19 @@ enum Command {
         #[command(flatten)]
         flags: ConfigFlags,
     },
+    /// Write a cluster CA and a certificate per node for mutual TLS on the cluster port
+    /// (development and tests; cert-manager in Kubernetes).
+    GenCerts {
+        /// Output folder: ca.pem, ca-key.pem, <node>.pem, <node>-key.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// A node name (repeat); it is a SAN of its certificate.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// A further SAN of every node's certificate: a host name or IP (repeat).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
     /// Measure the in-process kernel (no HTTP, no actors) on every core; prints JSON.
     BenchKernel {
         #[command(flatten)]
@@ -162,6 +175,7 @@ fn main() -> anyhow::Result<()> {
             let schema = recd_actors::data::Schema { dim, feat_dim };
             recd_node::commands::gen_data(&out, items, seed, schema)
         }
+        Command::GenCerts { out, nodes, sans } => recd_node::certs::gen_certs(&out, &nodes, &sans),
         Command::Probe { url, timeout_ms } => {
             let status = recd_node::commands::probe(&url, Duration::from_millis(timeout_ms))?;
             anyhow::ensure!((200..300).contains(&status), "{url} answered {status}");

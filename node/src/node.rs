@@ -11,6 +11,7 @@ use recd_actors::experiments::shadow::ShadowStats;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::ingress::state::{ClusterView, IngressState, Serving};
 use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
+use recd_actors::remote::endpoint::Served;
 use recd_actors::remote::peer::PeerNet;
 use recd_actors::remote::replicas::NodeReplicas;
 use recd_actors::stage::local::{LocalShards, LocalStages};
@@ -31,6 +32,8 @@ use std::time::Duration;
 pub struct Node {
     /// Where HTTP is served.
     pub http_addr: SocketAddr,
+    /// Where the admin surface is served (`None`: no admin token).
+    pub admin_addr: Option<SocketAddr>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
     root: ActorRef<RootMessage>,
@@ -40,6 +43,11 @@ pub struct Node {
     cluster: Option<Cluster>,
     pools: Pools,
     ingress_state: Arc<IngressState>,
+    /// The endpoint's state (its in-flight count), when this node runs in a cluster.
+    served: Option<Served>,
+    me: String,
+    max_served: usize,
+    grace: Duration,
 }
 
 /// This node's place in the cluster: who is alive, how peers are doing, which shards
@@ -76,6 +84,8 @@ impl Node {
             start_ingress(&config, &topo, &replicas, &metrics, &health, &root).await?;
         let http_addr =
             ractor::call!(ingress, IngressMessage::LocalAddr).context("ingress address")?;
+        let admin_addr =
+            ractor::call!(ingress, IngressMessage::AdminAddr).context("admin address")?;
 
         let (catalogue, indexes) = {
             let (config, held) = (config.clone(), local.index.held().to_vec());
@@ -105,10 +115,13 @@ impl Node {
             ab: &ingress_state.ab,
         };
         let models = data.start(&mut pools, indexes).await?;
-        if topo.cluster.is_some() {
-            roles::start_remote(&data, &topo.peers, &topo.membership, &replicas, &mut pools)
-                .await?;
-        }
+        let served = match topo.cluster {
+            Some(_) => Some(
+                roles::start_remote(&data, &topo.peers, &topo.membership, &replicas, &mut pools)
+                    .await?,
+            ),
+            None => None,
+        };
         let takes_requests = config.cluster.has_role(Role::Ingress);
         let (gateway, pipeline, router) = if takes_requests {
             let (g, p, r) =
@@ -133,6 +146,7 @@ impl Node {
         tracing::info!(%http_addr, "ready");
         Ok(Self {
             http_addr,
+            admin_addr,
             metrics,
             root,
             health,
@@ -140,14 +154,39 @@ impl Node {
             cluster: topo.cluster,
             pools,
             ingress_state,
+            served,
+            me: config.cluster.node_name.clone(),
+            max_served: config.cluster.max_served_in_flight,
+            grace: Duration::from_millis(config.node.drain_grace_ms),
         })
     }
 
-    /// Stops the node: not ready, HTTP drained, then gateway, pipeline, remote and shard
-    /// pools (the reverse of their start), then it leaves the cluster.
+    /// Drains and stops the node: not ready and new work refused (503, `Retry-After`);
+    /// peers told to route around it; requests in flight here and calls peers began
+    /// before they heard finish (within `node.drain_grace_ms`); then HTTP, gateway,
+    /// pipeline, remote and shard pools stop (the reverse of their start), and the node
+    /// leaves the cluster.
     pub async fn shutdown(self) {
+        let started = std::time::Instant::now();
         self.health.stopping();
         self.ingress_state.draining.store(true, Ordering::SeqCst);
+        tracing::info!("draining: not ready, new work refused");
+        if self.cluster.is_some() {
+            let told = recd_actors::remote::leave::announce(&self.me, Duration::from_secs(1)).await;
+            tracing::info!(peers = told, "told the peers this node is leaving");
+        }
+        let st = &self.ingress_state;
+        let served = |s: &Option<Served>| s.as_ref().map_or(0, |s| s.in_flight(self.max_served));
+        while started.elapsed() < self.grace
+            && (st.in_flight.load(Ordering::SeqCst) > 0 || served(&self.served) > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(
+            drained_ms = started.elapsed().as_millis() as u64,
+            left_in_flight = st.in_flight.load(Ordering::SeqCst) + served(&self.served),
+            "drained"
+        );
         let wait = Some(Duration::from_secs(15));
         let _ = self.ingress.stop_and_wait(None, wait).await;
         self.pools.stop(wait).await;
@@ -252,9 +291,14 @@ async fn start_ingress(
         saturation,
         view,
         Arc::clone(health),
-    ));
+    )?);
+    let admin_listen = match config.admin.token.is_empty() {
+        true => None,
+        false => Some(config.admin.listen.parse().context("admin.listen")?),
+    };
     let args = IngressArgs {
         listen,
+        admin_listen,
         state: Arc::clone(&state),
     };
     let (ingress, _) = Actor::spawn_linked(None, Ingress, args, root.get_cell())

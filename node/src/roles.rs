@@ -234,7 +234,7 @@ pub(crate) async fn start_remote(
     membership: &Arc<Membership>,
     replicas: &Arc<NodeReplicas>,
     pools: &mut Pools,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Served> {
     let cc = &data.config.cluster;
     let served = Served {
         local: Arc::clone(data.local),
@@ -246,8 +246,11 @@ pub(crate) async fn start_remote(
         },
         permits: Arc::new(Semaphore::new(cc.max_served_in_flight)),
         metrics: Arc::clone(data.metrics),
+        cluster: Some((Arc::clone(membership), Arc::clone(peers))),
     };
-    pools.start("endpoint", served, &PoolSlots::new(1)).await?;
+    pools
+        .start("endpoint", served.clone(), &PoolSlots::new(1))
+        .await?;
     let beat = HeartbeatArgs {
         interval: Duration::from_millis(cc.heartbeat_interval_ms),
         timeout: Duration::from_millis(cc.heartbeat_timeout_ms),
@@ -257,7 +260,8 @@ pub(crate) async fn start_remote(
         shards: (data.config.index.shards, data.config.features.shards),
         metrics: Arc::clone(data.metrics),
     };
-    pools.start("heartbeat", beat, &PoolSlots::new(1)).await
+    pools.start("heartbeat", beat, &PoolSlots::new(1)).await?;
+    Ok(served)
 }
 
 /// Slots of the gateway and the pipeline workers, and the router (writes use it too).

@@ -10,18 +10,26 @@
 //!     └── seed loop: connect, back off ◄──┘ (reconnects whenever a seed is not a member)
 //! ```
 //!
-//! A peer with another cookie never authenticates and so never becomes a member.
+//! A peer with another cookie never authenticates and so never becomes a member; with
+//! `cluster.tls` ([`tls`]) a peer without a certificate from the cluster's CA never gets
+//! as far as the cookie. Nodes connect only to their seeds (`Isolated`: ractor_cluster's
+//! transitive dialling is plaintext), so the seeds name every node.
+
+pub mod tls;
 
 use crate::config::ClusterConfig;
 use crate::peers::Peers;
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tls::ClusterTls;
 use tokio::task::JoinHandle;
 
 /// Live members of the cluster, by node name (`cluster.node_name`), this node included. Tracked per
@@ -52,6 +60,15 @@ impl Membership {
         let mut all: BTreeSet<String> = sessions.values().cloned().collect();
         all.insert(self.me.clone());
         all.into_iter().collect()
+    }
+
+    /// The sessions (ractor_cluster node ids) open to member `name`.
+    pub fn sessions_of(&self, name: &str) -> Vec<u64> {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        (sessions.iter())
+            .filter(|(_, n)| *n == name)
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// The member name of session `node` (a ractor_cluster node id).
@@ -130,18 +147,50 @@ impl Cluster {
             Duration::from_millis(config.heartbeat_timeout_ms),
             config.max_in_flight_per_peer,
         );
+        let tls = match &config.tls {
+            Some(files) => Some(ClusterTls::load(files)?),
+            None => {
+                tracing::warn!(%listen, "cluster.tls is not set: the cluster port speaks PLAINTEXT (loopback development only)");
+                None
+            }
+        };
+        // with TLS recd accepts peers itself (tls.rs); ractor_cluster's listener then sits
+        // on an ephemeral loopback port, encrypted too, and is announced as the real one
+        let (port, bind_ip, incoming) = match &tls {
+            Some(t) => (
+                0,
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                Some(IncomingEncryptionMode::Tls(t.acceptor.clone())),
+            ),
+            None => (listen.port(), listen.ip(), None),
+        };
+        let accept = match tls {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding the cluster port {listen}"))?,
+            ),
+            None => None,
+        };
         let server = NodeServer::new(
-            listen.port(),
+            port,
             config.cookie.clone(),
             config.node_name.clone(),
             config.hostname.clone(),
-            None,
-            Some(NodeConnectionMode::Transitive),
+            incoming,
+            Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(listen.ip());
+        .with_listen_addr(bind_ip);
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| anyhow::anyhow!("starting the cluster node server on {listen}: {e:?}"))?;
+        let mut tasks = Vec::new();
+        if let (Some(t), Some(accept)) = (&tls, accept) {
+            let _ = server.cast(NodeServerMessage::PortChanged {
+                port: listen.port(),
+            });
+            tasks.push(tokio::spawn(t.clone().serve(accept, server.clone())));
+        }
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "recd-membership".into(),
@@ -158,14 +207,16 @@ impl Cluster {
                 let me = format!("{}:{}", config.hostname, listen.port());
                 tokio::spawn(join_loop(
                     server.clone(),
+                    tls.clone(),
                     Arc::clone(&membership),
                     seed.clone(),
                     me,
                 ))
             })
             .chain(std::iter::once(evictor))
+            .chain(tasks)
             .collect();
-        tracing::info!(%listen, node = membership.me(), "cluster listening");
+        tracing::info!(%listen, node = membership.me(), tls = tls.is_some(), "cluster listening");
         Ok(Self {
             membership,
             peers,
@@ -220,6 +271,7 @@ async fn evict_loop(server: ActorRef<NodeServerMessage>, peers: Arc<Peers>, afte
 /// listen port) is left alone.
 async fn join_loop(
     server: ActorRef<NodeServerMessage>,
+    tls: Option<ClusterTls>,
     membership: Arc<Membership>,
     seed: String,
     me: String,
@@ -258,11 +310,18 @@ async fn join_loop(
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
-        let connect = ractor_cluster::client_connect(&server, seed.as_str());
-        match tokio::time::timeout(Duration::from_secs(2), connect).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(%seed, error = %e, "seed not reachable"),
-            Err(_) => tracing::debug!(%seed, "seed connect timed out"),
+        let connected = match &tls {
+            Some(tls) => tls.connect(&server, &seed).await,
+            None => {
+                let connect = ractor_cluster::client_connect(&server, seed.as_str());
+                match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                    Ok(r) => r.map_err(anyhow::Error::from),
+                    Err(_) => Err(anyhow::anyhow!("connect timed out")),
+                }
+            }
+        };
+        if let Err(e) = connected {
+            tracing::debug!(%seed, error = %e, "seed not reachable");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

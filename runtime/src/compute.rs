@@ -29,6 +29,8 @@ pub struct Priority {
     pub deadline: Instant,
     /// That request's lane.
     pub lane: usize,
+    /// That request's trace id (W3C; 0: none), carried into remote calls.
+    pub trace: u128,
 }
 
 struct Queued {
@@ -172,6 +174,7 @@ mod tests {
         Priority {
             deadline: Instant::now() + std::time::Duration::from_secs(10),
             lane: 0,
+            trace: 0,
         }
     }
 
@@ -248,10 +251,18 @@ mod tests {
         ] {
             let (tx, rx) = oneshot::channel::<()>();
             let order = Arc::clone(&order);
-            pool.try_run(Priority { deadline, lane }, tx, move |tx| {
-                order.lock().unwrap().push(name);
-                let _ = tx.send(());
-            })
+            pool.try_run(
+                Priority {
+                    deadline,
+                    lane,
+                    trace: 0,
+                },
+                tx,
+                move |tx| {
+                    order.lock().unwrap().push(name);
+                    let _ = tx.send(());
+                },
+            )
             .map_err(|(e, _)| e)
             .unwrap();
             done.push(rx);

@@ -6,6 +6,7 @@
 //! naming the key. The loader takes the environment as an argument: tests never touch
 //! the process environment.
 
+mod access;
 mod cluster;
 mod models;
 mod schema;

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     /// Malformed or invalid input (400).
     BadRequest,
+    /// No API key, or one no tenant holds; or no admin token (401).
+    Unauthenticated,
+    /// The key's tenant lacks the scope the route needs (403).
+    Forbidden,
     /// Body larger than the configured limit (413).
     PayloadTooLarge,
     /// Content type is not JSON (415).
@@ -33,6 +37,8 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -48,6 +54,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",

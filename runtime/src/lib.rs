@@ -21,6 +21,7 @@
 //! - [`protocol`]: versioned envelopes and the bincode codec for remote messages, with
 //!   size limits.
 //! - [`metrics`], [`telemetry`]: the `recd_*` Prometheus registry and JSON logging.
+//! - [`trace`]: W3C trace context, carried from the request into every remote call.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admission;
@@ -41,5 +42,6 @@ pub mod protocol;
 pub mod slo;
 pub mod telemetry;
 pub mod test_util;
+pub mod trace;
 
 pub use error::{ErrorCode, RecdError};

@@ -4,11 +4,13 @@
 //! (in-flight cap reached), and to prefer the least loaded replica.
 //!
 //! Peers are keyed by ractor_cluster's session node id, the id in every remote actor's
-//! `ActorId::Remote`; the heartbeat (in recd-actors) calls [`Peers::heard`].
+//! `ActorId::Remote`; the heartbeat (in recd-actors) calls [`Peers::heard`]. A peer that
+//! announced it is draining ([`Peers::leaving`]) is down at once, whatever it answers,
+//! until its session closes (a restarted node comes back on a new session).
 
 use crate::clock::now;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ pub struct Peer {
     last_seen: Mutex<Instant>,
     in_flight: AtomicUsize,
     ewma_us: AtomicU64,
+    left: AtomicBool,
 }
 
 /// Health and load of every peer, by session node id.
@@ -79,6 +82,7 @@ impl Peers {
                 last_seen: Mutex::new(now()),
                 in_flight: AtomicUsize::new(0),
                 ewma_us: AtomicU64::new(0),
+                left: AtomicBool::new(false),
             })
         }))
     }
@@ -99,6 +103,11 @@ impl Peers {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&node);
+    }
+
+    /// The peer announced it is draining: down from now on (until forgotten).
+    pub fn leaving(&self, node: u64) {
+        self.get(node).left.store(true, Ordering::Relaxed);
     }
 
     /// Starts tracking the peer (its silence counts from now) if it is not tracked yet.
@@ -122,7 +131,9 @@ impl Peers {
     pub fn load_if_up(&self, node: u64) -> Option<(usize, u64)> {
         let p = self.get(node);
         let seen = *p.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        (now().saturating_duration_since(seen) <= self.timeout).then(|| load(&p))
+        let up = now().saturating_duration_since(seen) <= self.timeout
+            && !p.left.load(Ordering::Relaxed);
+        up.then(|| load(&p))
     }
 
     /// Takes an in-flight slot on the peer; `None` when it is at the cap.
@@ -161,7 +172,7 @@ impl Peers {
                 let silent = t.saturating_duration_since(seen);
                 PeerStatus {
                     node,
-                    up: silent <= self.timeout,
+                    up: silent <= self.timeout && !p.left.load(Ordering::Relaxed),
                     in_flight: p.in_flight.load(Ordering::Relaxed),
                     ewma_ms: p.ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
                     silent_ms: silent.as_millis() as u64,
@@ -188,6 +199,15 @@ mod tests {
         peers.heard(7);
         assert!(peers.is_up(7));
         assert!(peers.snapshot()[0].up);
+        peers.leaving(7);
+        peers.heard(7);
+        assert!(
+            !peers.is_up(7),
+            "a leaving peer stays down while it still answers"
+        );
+        assert!(!peers.snapshot()[0].up);
+        peers.forget(7);
+        assert!(peers.is_up(7), "a new session starts fresh");
     }
 
     #[test]

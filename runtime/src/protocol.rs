@@ -14,13 +14,17 @@ use serde::{Deserialize, Serialize};
 /// 2: profiles carry their recent items; feature-shard writes (`Request::Write`).
 /// 3: a search carries its breadth (`ef`), a score call its model and the reply the
 /// `name@version` that scored.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: every message carries the W3C trace id of the work it serves (0: none).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// A remote message with its protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     /// The sender's [`PROTOCOL_VERSION`].
     pub version: u16,
+    /// The trace id (W3C trace context) of the request or batch the message serves;
+    /// 0 when it serves none (heartbeats).
+    pub trace: u128,
     /// The message.
     pub body: T,
 }

@@ -12,7 +12,9 @@ pub fn init_logging(format: &str) {
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // the fields of the span an event is in (a stage's trace_id) ride on it
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init()
     } else {
         builder.try_init()

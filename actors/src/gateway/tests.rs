@@ -59,6 +59,7 @@ impl Actor for FakePipeline {
             req.answer(Ok(Answer {
                 response,
                 timings: StageTimings::default(),
+                batch_trace: 0,
             }));
         }
         let _ = done.send_message(BatchDone {
@@ -132,6 +133,7 @@ fn submit(h: &Harness, user: &str, lane: usize, budget: Duration) -> Reply {
     let received = now();
     let req = PendingRequest {
         request_id: user.into(),
+        trace: 7,
         user_id: Arc::from(user),
         topk: 10,
         lane,

@@ -5,6 +5,7 @@
 //! pipeline's reply until the budget (plus a grace) runs out. Any step may refuse with a
 //! [`Refusal`]; the handler records it (requests, SLO) and renders it.
 
+use super::access::AccessNote;
 use super::body::read_json;
 use super::state::{IngressState, Refusal};
 use crate::gateway::GatewayMessage;
@@ -135,7 +136,11 @@ pub(super) async fn recommend(
     body: Body,
 ) -> Response {
     let received = recd_runtime::clock::now();
-    let request_id = st.request_id();
+    let ctx = super::access::current();
+    let (request_id, trace) = match &ctx {
+        Some(c) => (c.request_id.clone(), c.trace.trace_id),
+        None => (st.request_id(), 0),
+    };
     let mut labels = Labels {
         lane: None,
         variant: "none".into(),
@@ -143,7 +148,7 @@ pub(super) async fn recommend(
     let result = async {
         let admitted = parse(&st, &headers, body, &mut labels).await?;
         let (lane, budget) = (admitted.lane, admitted.budget);
-        let reply = submit(&st, admitted, received, &request_id)?;
+        let reply = submit(&st, admitted, received, (&request_id, trace))?;
         answer(reply, received + budget + REPLY_GRACE)
             .await
             .map(|a| (lane, a))
@@ -169,14 +174,19 @@ pub(super) async fn recommend(
                 .variant_duration
                 .with_label_values(&[&labels.variant])
                 .observe(took.as_secs_f64());
+            let note = AccessNote {
+                lane: Some(name.to_owned()),
+                variant: Some(labels.variant.clone()),
+                model: answer.response.model.clone(),
+                degraded: answer.response.degraded.clone(),
+                timings: answer.timings,
+                batch_trace: answer.batch_trace,
+            };
             let mut r = Json(answer.response).into_response();
-            let h = r.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&answer.timings.server_timing(took)) {
-                h.insert("server-timing", v);
+                r.headers_mut().insert("server-timing", v);
             }
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                h.insert("x-request-id", v);
-            }
+            r.extensions_mut().insert(note);
             r
         }
         Err(mut refusal) => {
@@ -189,7 +199,14 @@ pub(super) async fn recommend(
                 .with_label_values(&[lane_name(labels.lane), &labels.variant, &status.to_string()])
                 .inc();
             refusal.request_id = Some(request_id);
-            refusal.into_response()
+            let note = AccessNote {
+                lane: labels.lane.map(|l| lane_name(Some(l)).to_owned()),
+                variant: Some(labels.variant.clone()),
+                ..AccessNote::default()
+            };
+            let mut r = refusal.into_response();
+            r.extensions_mut().insert(note);
+            r
         }
     }
 }
@@ -257,11 +274,12 @@ fn submit(
     st: &IngressState,
     a: Admitted,
     received: Instant,
-    request_id: &str,
+    (request_id, trace): (&str, u128),
 ) -> Result<oneshot::Receiver<Result<Answer, RecdError>>, Refusal> {
     let (tx, rx) = oneshot::channel();
     let pending = PendingRequest {
         request_id: request_id.to_owned(),
+        trace,
         user_id: Arc::from(a.req.user_id.as_str()),
         topk: a.req.topk as usize,
         lane: a.lane,

@@ -1,10 +1,12 @@
-//! The HTTP routes: `/recommend` (in [`super::recommend`]), the writes (`/v1/events`,
-//! `/v1/users/{id}`, in [`super::writes`]), `/healthz`, and the operator routes
-//! (`/readyz`, `/metrics`, `/cluster`, `/admin/fault`, in [`super::ops`]; `/admin/models`,
-//! in `super::models`).
+//! The HTTP routes of the two listeners. Public: `/recommend` (in [`super::recommend`]),
+//! the writes (`/v1/events`, `PUT`/`DELETE /v1/users/{id}`, in [`super::writes`];
+//! `/v1/items/{id}`), `/healthz`, `/readyz` and `/metrics` (in [`super::ops`]). Admin
+//! (bearer token): `/cluster`, `/admin/fault`, `GET /v1/users/{id}`, `/admin/models`,
+//! `/admin/models/reload`, `/admin/experiments`. Each router is wrapped in its
+//! middleware ([`super::access`]).
 
 use super::state::{IngressState, Refusal};
-use super::{items, models, ops, recommend, writes};
+use super::{access, items, models, ops, recommend, writes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,29 +23,48 @@ async fn healthz(State(st): State<Arc<IngressState>>) -> Response {
     }
 }
 
-/// The HTTP router.
+/// The public port's router.
 pub fn router(state: Arc<IngressState>) -> Router {
-    Router::new()
-        .route("/recommend", post(recommend::recommend))
-        .route("/v1/events", post(writes::events))
-        .route(
-            "/v1/users/{id}",
-            get(writes::get_user)
-                .put(writes::put_user)
-                .delete(writes::delete_user),
-        )
-        .route(
-            "/v1/items/{id}",
-            axum::routing::put(items::put_item).delete(items::delete_item),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/admin/fault", post(ops::fault))
-        .route("/admin/models", get(models::list))
-        .route("/admin/models/reload", post(models::reload))
-        .route("/admin/experiments", get(models::experiments))
-        .route("/cluster", get(ops::cluster))
+    let layer = axum::middleware::from_fn_with_state(Arc::clone(&state), access::public);
+    finish(
+        Router::new()
+            .route("/recommend", post(recommend::recommend))
+            .route("/v1/events", post(writes::events))
+            .route(
+                "/v1/users/{id}",
+                axum::routing::put(writes::put_user).delete(writes::delete_user),
+            )
+            .route(
+                "/v1/items/{id}",
+                axum::routing::put(items::put_item).delete(items::delete_item),
+            )
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics)),
+    )
+    .layer(layer)
+    .with_state(state)
+}
+
+/// The admin port's router (every route needs the admin token).
+pub fn admin_router(state: Arc<IngressState>) -> Router {
+    let layer = axum::middleware::from_fn_with_state(Arc::clone(&state), access::admin);
+    finish(
+        Router::new()
+            .route("/v1/users/{id}", get(writes::get_user))
+            .route("/admin/fault", post(ops::fault))
+            .route("/admin/models", get(models::list))
+            .route("/admin/models/reload", post(models::reload))
+            .route("/admin/experiments", get(models::experiments))
+            .route("/cluster", get(ops::cluster)),
+    )
+    .layer(layer)
+    .with_state(state)
+}
+
+/// The JSON answers of an unknown route and of a method a route does not take.
+fn finish(router: Router<Arc<IngressState>>) -> Router<Arc<IngressState>> {
+    router
         .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             let mut r = Refusal::new(ErrorCode::BadRequest, "method not allowed on this route")
@@ -51,5 +72,4 @@ pub fn router(state: Arc<IngressState>) -> Router {
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         })
-        .with_state(state)
 }

@@ -82,8 +82,14 @@ pub struct IngressState {
     pub serving: OnceLock<Serving>,
     /// Whether `/admin/fault` is enabled.
     pub fault_injection: bool,
+    /// The admin port's bearer token (empty: no admin port).
+    pub admin_token: String,
+    /// API keys and their tenants' buckets.
+    pub tenants: super::tenants::Tenants,
     /// Set at shutdown: `/readyz` and `/recommend` answer 503 from then on.
     pub draining: AtomicBool,
+    /// Requests being answered on the public port (the drain waits for them).
+    pub in_flight: std::sync::atomic::AtomicUsize,
     /// What the root supervisor saw (`/healthz` fails once a supervised child died).
     pub health: Arc<Health>,
     id_prefix: u32,
@@ -99,7 +105,7 @@ impl IngressState {
         saturation: Arc<LaneSaturation>,
         cluster: ClusterView,
         health: Arc<Health>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let (config, gateway_config) = (node.ingress.clone(), node.gateway.clone());
         let admission = Admission::new(config.rate_limit_rps, config.rate_limit_burst);
         let lane_admission = gateway_config
@@ -120,7 +126,8 @@ impl IngressState {
         let id_prefix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
-        Self {
+        let tenants = super::tenants::Tenants::new(&node.tenants, &metrics)?;
+        Ok(Self {
             config,
             store: node.features.store.clone(),
             item_writes: tokio::sync::Mutex::new(()),
@@ -135,11 +142,14 @@ impl IngressState {
             metrics,
             serving: OnceLock::new(),
             fault_injection: node.admin.fault_injection,
+            admin_token: node.admin.token.clone(),
+            tenants,
             health,
             draining: AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             id_prefix,
             next_id: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Why `id` is refused as a user id, if it is: empty, longer than
@@ -162,11 +172,13 @@ impl IngressState {
         Duration::from_millis(self.store.write_timeout_ms)
     }
 
-    /// The priority of a write's stage call: the top lane, due at the write timeout.
+    /// The priority of a write's stage call: the top lane, due at the write timeout,
+    /// in the trace of the request being served.
     pub(super) fn write_priority(&self) -> recd_runtime::compute::Priority {
         recd_runtime::compute::Priority {
             deadline: recd_runtime::clock::now() + self.write_timeout(),
             lane: 0,
+            trace: super::access::current_trace(),
         }
     }
 

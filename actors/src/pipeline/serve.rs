@@ -184,7 +184,12 @@ pub(super) async fn serve_group(
             coverage,
             request_id: w.req.request_id.clone(),
         };
-        w.req.answer(Ok(Answer { response, timings }));
+        let batch_trace = shared.priority.trace;
+        w.req.answer(Ok(Answer {
+            response,
+            timings,
+            batch_trace,
+        }));
     }
     (processed, shadowed)
 }

@@ -86,6 +86,7 @@ async fn run(ctx: &PipelineCtx, cases: Vec<ShadowCase>) {
     let priority = Priority {
         deadline,
         lane: below_all,
+        trace: 0,
     };
     let left = || {
         deadline

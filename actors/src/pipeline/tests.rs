@@ -156,6 +156,7 @@ fn request(user: &str, topk: usize, budget: Duration) -> (PendingRequest, Reply)
     let received = now();
     let req = PendingRequest {
         request_id: user.into(),
+        trace: 7,
         user_id: Arc::from(user),
         topk,
         lane: 0,

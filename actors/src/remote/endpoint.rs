@@ -12,14 +12,17 @@ use super::wire::{
 use crate::stage::local::LocalStages;
 use crate::stage::Stage;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use recd_runtime::cluster::Membership;
 use recd_runtime::metrics::Metrics;
+use recd_runtime::peers::Peers;
 use recd_runtime::placement::ShardKind;
 use recd_runtime::pool::WorkerFactory;
-use recd_runtime::protocol::codec::{decode, encode};
+use recd_runtime::protocol::codec::{decode_traced, encode};
 use recd_runtime::RecdError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// What the endpoint serves from, and its start arguments (a pool of one).
 #[derive(Clone)]
@@ -32,6 +35,15 @@ pub struct Served {
     pub permits: Arc<Semaphore>,
     /// Node metrics.
     pub metrics: Arc<Metrics>,
+    /// Members and peers, where a peer's `Leaving` is recorded.
+    pub cluster: Option<(Arc<Membership>, Arc<Peers>)>,
+}
+
+impl Served {
+    /// Remote calls being served now.
+    pub fn in_flight(&self, max: usize) -> usize {
+        max.saturating_sub(self.permits.available_permits())
+    }
 }
 
 /// The endpoint actor.
@@ -107,9 +119,10 @@ impl Served {
             .inc();
     }
 
-    /// Answers one encoded request: decode, check, call the local stage, answer.
+    /// Answers one encoded request: decode, check, call the local stage, answer. The
+    /// call runs in a `remote` span with the caller's trace id.
     pub async fn serve(&self, bytes: &[u8]) -> Reply {
-        let request = match decode::<Request>(bytes) {
+        let (request, trace) = match decode_traced::<Request>(bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.count("any", "malformed");
@@ -119,17 +132,33 @@ impl Served {
         };
         let kind = match &request {
             Request::Ping => "ping",
+            Request::Leaving { node } => {
+                if let Some((members, peers)) = &self.cluster {
+                    for session in members.sessions_of(node) {
+                        peers.leaving(session);
+                    }
+                }
+                tracing::info!(peer = %node, "peer is draining: routed around from now on");
+                self.count("leaving", "ok");
+                return Reply::Pong;
+            }
             Request::Lookup { .. } => "features",
             Request::Search { .. } => "index",
             Request::Score { .. } => "ranker",
             Request::Write { .. } => "writes",
             Request::Items { .. } => "items",
         };
-        let reply = match request.into_call(self.limits) {
+        let span = match trace {
+            0 => tracing::Span::none(),
+            t => tracing::debug_span!("remote", kind, trace_id = %recd_runtime::trace::hex(t)),
+        };
+        let started = recd_runtime::clock::now();
+        let reply = match request.into_call(self.limits, trace) {
             Ok(None) => Reply::Pong,
             Ok(Some((call, priority))) => {
                 let timeout = until(priority.deadline);
-                match self.local.call(&call, priority, timeout).await {
+                let served = self.local.call(&call, priority, timeout);
+                match served.instrument(span.clone()).await {
                     Ok(answer) => Reply::from(answer),
                     Err(e) => Reply::from(e),
                 }
@@ -141,6 +170,10 @@ impl Served {
             _ => "ok",
         };
         self.count(kind, outcome);
+        span.in_scope(|| {
+            let took_us = started.elapsed().as_micros() as u64;
+            tracing::debug!(kind, outcome, took_us, "remote call served");
+        });
         reply
     }
 }
@@ -180,6 +213,7 @@ mod tests {
             },
             permits: Arc::new(Semaphore::new(4)),
             metrics: Arc::clone(metrics),
+            cluster: None,
         }
     }
 

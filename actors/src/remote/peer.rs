@@ -13,7 +13,7 @@ use recd_runtime::clock::now;
 use recd_runtime::compute::Priority;
 use recd_runtime::metrics::Metrics;
 use recd_runtime::peers::Peers;
-use recd_runtime::protocol::codec::{decode, encode};
+use recd_runtime::protocol::codec::{decode, encode_traced};
 use recd_runtime::{ErrorCode, RecdError};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -62,10 +62,11 @@ impl PeerStage {
             count("saturated");
             return Err(RecdError::overloaded("peer at its in-flight cap"));
         };
-        let bytes = encode(&Request::from_call(call, priority)).map_err(|e| {
-            tracing::warn!(kind, error = %e, "remote call not encodable");
-            RecdError::new(ErrorCode::Internal, e.to_string())
-        })?;
+        let bytes =
+            encode_traced(&Request::from_call(call, priority), priority.trace).map_err(|e| {
+                tracing::warn!(kind, error = %e, "remote call not encodable");
+                RecdError::new(ErrorCode::Internal, e.to_string())
+            })?;
         let started = now();
         let r = (self.endpoint)
             .call(

@@ -71,6 +71,11 @@ pub fn shard_group(kind: ShardKind, s: usize) -> String {
 pub enum Request {
     /// Heartbeat.
     Ping,
+    /// The sender (node `node`) is draining: route around it from now on.
+    Leaving {
+        /// The sender's `cluster.node_name`.
+        node: String,
+    },
     /// Profiles of users owned by feature shard `shard`.
     Lookup {
         /// Feature shard.
@@ -297,13 +302,18 @@ impl Request {
 
     /// The call a peer asked for, checked: shapes, finiteness, bounds, ownership and id
     /// ranges. `None` for `Ping`.
-    pub fn into_call(self, limits: Limits) -> Result<Option<(Call, Priority)>, RecdError> {
+    pub fn into_call(
+        self,
+        limits: Limits,
+        trace: u128,
+    ) -> Result<Option<(Call, Priority)>, RecdError> {
         let priority = |lane: u8, budget_us| Priority {
             deadline: deadline_from_wire(budget_us),
             lane: lane.into(),
+            trace,
         };
         let call = match self {
-            Request::Ping => return Ok(None),
+            Request::Ping | Request::Leaving { .. } => return Ok(None),
             Request::Lookup {
                 shard,
                 users,

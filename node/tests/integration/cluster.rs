@@ -1,7 +1,8 @@
 //! Real `recd-node` processes on loopback forming a cluster from configs/local-cluster.yaml
-//! (3 nodes, R = 2): membership from seeds, the same placement on every node, the same
-//! top-k as one node, a peer with the wrong cookie refused, garbage on the cluster port
-//! survived. Failover under load is in `failover.rs`.
+//! (3 nodes, R = 2) over mutual TLS (certificates from `recd-node gen-certs`): membership
+//! from seeds, the same placement on every node, the same top-k as one node, a peer with
+//! the wrong cookie, with a certificate from another CA, or without TLS refused, garbage
+//! on the cluster port survived. Failover under load is in `failover.rs`.
 
 use crate::common::{client, poll, small_data};
 use recd_node::Node;
@@ -20,6 +21,7 @@ pub(crate) struct NodeProc {
     pub(crate) name: String,
     pub(crate) child: Child,
     pub(crate) http: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 impl Drop for NodeProc {
@@ -44,10 +46,59 @@ impl NodeProc {
     }
 }
 
-/// Each node's log, kept in the temp folder for a failed run.
+/// Where a node's log is kept (in the temp folder, for a failed run).
+pub(crate) fn log_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "recd-cluster-test-{}-{name}.log",
+        std::process::id()
+    ))
+}
+
 fn log_file(name: &str) -> Stdio {
-    let path = std::env::temp_dir().join(format!("recd-cluster-test-{name}.log"));
-    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+    std::fs::File::create(log_path(name)).map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// A cluster CA with certificates for recd-0..2 (SANs 127.0.0.1 and localhost), written
+/// by `recd-node gen-certs` into a folder of its own.
+pub(crate) fn certs(which: &str) -> std::path::PathBuf {
+    static DIRS: std::sync::Mutex<Vec<(String, tempfile::TempDir)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut dirs = DIRS.lock().unwrap();
+    if let Some((_, d)) = dirs.iter().find(|(w, _)| w == which) {
+        return d.path().to_path_buf();
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_recd-node"))
+        .args(["gen-certs", "--out"])
+        .arg(dir.path())
+        .args(["--node", "recd-0", "--node", "recd-1", "--node", "recd-2"])
+        .args(["--san", "127.0.0.1", "--san", "localhost"])
+        .output()
+        .expect("recd-node gen-certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.path().to_path_buf();
+    dirs.push((which.to_owned(), dir));
+    path
+}
+
+/// The environment that points node `name` at its certificate in `dir`.
+pub(crate) fn tls_env(dir: &Path, name: &str) -> Vec<(String, String)> {
+    let file = |f: String| dir.join(f).display().to_string();
+    vec![
+        ("RECD__CLUSTER__TLS__CA".into(), file("ca.pem".into())),
+        (
+            "RECD__CLUSTER__TLS__CERT".into(),
+            file(format!("{name}.pem")),
+        ),
+        (
+            "RECD__CLUSTER__TLS__KEY".into(),
+            file(format!("{name}-key.pem")),
+        ),
+    ]
 }
 
 /// A port free now, below Linux's ephemeral range (32768+), so no outgoing connection
@@ -64,12 +115,25 @@ pub(crate) fn free_port() -> u16 {
     }
 }
 
+/// A port `p` with `p + 1` free too (a node's HTTP and admin ports), both taken from
+/// [`free_port`]'s sequence so no other caller is handed either.
+pub(crate) fn free_port_pair() -> u16 {
+    loop {
+        let (p, q) = (free_port(), free_port());
+        if q == p + 1 {
+            return p;
+        }
+    }
+}
+
 fn workspace() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// Environment every node of a test cluster gets on top of local-cluster.yaml.
+/// Environment every node of a test cluster gets on top of local-cluster.yaml: the
+/// cluster's certificates among it.
 fn test_env(name: &str, cookie: &str) -> Vec<(String, String)> {
+    let tls = tls_env(&certs("cluster"), name);
     [
         ("RECD__DATA__GENERATE_IF_MISSING", "false"),
         ("RECD__NODE__LOG_FORMAT", "text"),
@@ -78,10 +142,12 @@ fn test_env(name: &str, cookie: &str) -> Vec<(String, String)> {
         ("RECD__COMPUTE__THREADS", "1"),
         ("RECD__CLUSTER__COOKIE", cookie),
         ("RECD__CLUSTER__NODE_NAME", name),
+        ("RECD__ADMIN__TOKEN", crate::common::ADMIN_TOKEN),
         ("RUST_LOG", "info"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(tls)
     .collect()
 }
 
@@ -99,7 +165,9 @@ pub(crate) fn spawn_with(
     env: &[(&str, &str)],
 ) -> NodeProc {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let plaintext = env.iter().any(|(k, _)| *k == "RECD__CLUSTER__TLS");
     let child = Command::new(env!("CARGO_BIN_EXE_recd-node"))
         .current_dir(workspace())
         .args(["run", "--config", "configs/local-cluster.yaml"])
@@ -112,7 +180,11 @@ pub(crate) fn spawn_with(
         } else {
             vec!["--seeds".to_owned(), seeds.join(",")]
         })
-        .envs(test_env(name, cookie))
+        .envs(test_env(name, cookie).into_iter().filter(|(k, _)| {
+            // `RECD__CLUSTER__TLS=~` in `env` runs the node without TLS
+            !(plaintext && k.starts_with("RECD__CLUSTER__TLS__"))
+        }))
+        .env("RECD__ADMIN__LISTEN", admin.to_string())
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log_file(name))
@@ -122,6 +194,7 @@ pub(crate) fn spawn_with(
         name: name.to_owned(),
         child,
         http,
+        admin,
     }
 }
 
@@ -157,7 +230,7 @@ pub(crate) async fn cluster_view(
     node: &NodeProc,
 ) -> Option<serde_json::Value> {
     let resp = client
-        .get(format!("http://{}/cluster", node.http))
+        .get(format!("http://{}/cluster", node.admin))
         .send()
         .await
         .ok()?;
@@ -325,6 +398,39 @@ async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_surviv
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(intruder);
+
+    // the right cookie but a certificate from another CA, or no TLS at all: refused at
+    // the handshake, while a connection that never says anything is held open (the
+    // accept loop does not wait for it)
+    let silent = TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
+    let rogue_certs = certs("rogue");
+    let rogue_tls = tls_env(&rogue_certs, "recd-2");
+    let rogue_env: Vec<(&str, &str)> = rogue_tls
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let plaintext_env = [("RECD__CLUSTER__TLS", "~")];
+    for (what, env) in [
+        ("another CA", &rogue_env[..]),
+        ("no TLS", &plaintext_env[..]),
+    ] {
+        let intruder = spawn_with("recd-2", "s3cret", ports[3], &[ports[0]], env);
+        poll(60, || async {
+            cluster_view(&client, &intruder).await.map(|_| ())
+        })
+        .await;
+        let refused = || {
+            let log = std::fs::read_to_string(log_path("recd-0")).unwrap_or_default();
+            log.matches("TLS handshake failed").count()
+        };
+        let before = refused();
+        poll(30, || async { (refused() > before).then_some(()) }).await;
+        let alone = cluster_view(&client, &intruder).await.unwrap();
+        assert_eq!(names(&alone["members"]), ["recd-2"], "{what}: {alone}");
+        let v = cluster_view(&client, &nodes[0]).await.unwrap();
+        assert!(v["peers"].as_array().unwrap().len() <= 2, "{what}: {v}");
+    }
+    drop(silent);
 
     // garbage, a huge length prefix and a truncated frame on the cluster port
     for junk in [

@@ -42,12 +42,19 @@ pub fn workload_data() -> &'static Path {
     .path()
 }
 
-/// A single-node config over `data_dir`, HTTP on a free loopback port, small pools.
+/// The admin token of every test node; [`client`] presents it on every request (the
+/// public port ignores it, the admin port needs it).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A single-node config over `data_dir`, HTTP and the admin port on free loopback
+/// ports, small pools.
 pub fn config(data_dir: &Path) -> Config {
     let env: Vec<(String, String)> = Vec::new();
     let mut c = recd_runtime::config::load(None, &[], env).expect("default config");
     c.node.data_dir = data_dir.to_path_buf();
     c.node.http_listen = "127.0.0.1:0".into();
+    c.admin.listen = "127.0.0.1:0".into();
+    c.admin.token = ADMIN_TOKEN.into();
     c.data.generate_if_missing = false;
     c.index.shards = 2;
     c.features.shards = 2;
@@ -60,10 +67,16 @@ pub fn config(data_dir: &Path) -> Config {
     c
 }
 
-/// A client with a timeout (every remote call has one).
+/// A client with a timeout (every remote call has one) that presents [`ADMIN_TOKEN`].
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {ADMIN_TOKEN}")
+        .parse()
+        .expect("header value");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .expect("http client")
 }

@@ -320,21 +320,25 @@ fn standalone_view(c: &recd_runtime::config::Config) -> ClusterView {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_answers_503_and_health_stays_200() {
     let c = config(small_data());
-    let state = Arc::new(IngressState::new(
-        &c,
-        (AbScenarios::default(), None),
-        Arc::new(Metrics::new()),
-        Arc::new(recd_runtime::lanes::LaneSaturation::new(
-            c.gateway.lanes.len(),
-        )),
-        standalone_view(&c),
-        recd_runtime::pool::root::Health::new(),
-    ));
+    let state = Arc::new(
+        IngressState::new(
+            &c,
+            (AbScenarios::default(), None),
+            Arc::new(Metrics::new()),
+            Arc::new(recd_runtime::lanes::LaneSaturation::new(
+                c.gateway.lanes.len(),
+            )),
+            standalone_view(&c),
+            recd_runtime::pool::root::Health::new(),
+        )
+        .unwrap(),
+    );
     let (ingress, _) = Actor::spawn(
         None,
         Ingress,
         IngressArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: None,
             state,
         },
     )

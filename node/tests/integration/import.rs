@@ -90,12 +90,17 @@ pq.write_table(t, sys.argv[1])
     cfg.features.store.dir = Some(store.path().to_path_buf());
     let node = Node::start(cfg).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     for u in ["alice", "bob", "carol", "dave", "erin"] {
-        assert_eq!(user(&c, addr, u).await.1["known"], true, "{u} was imported");
+        assert_eq!(
+            user(&c, admin, u).await.1["known"],
+            true,
+            "{u} was imported"
+        );
     }
-    assert_eq!(user(&c, addr, "frank").await.1["known"], false);
+    assert_eq!(user(&c, admin, "frank").await.1["known"], false);
     assert_eq!(
-        user(&c, addr, "carol").await.1["recent_items"],
+        user(&c, admin, "carol").await.1["recent_items"],
         serde_json::json!([7, 8])
     );
     assert_ne!(

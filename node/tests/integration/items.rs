@@ -42,6 +42,7 @@ async fn items_change_live_and_survive_a_restart() {
     let cfg = config(small_data());
     let node = Node::start(cfg.clone()).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     let before = all_candidates(&c, addr, "u55").await;
     let gone = before[0];
     assert_eq!(delete_item(&c, addr, gone).await.0, 200);
@@ -52,7 +53,7 @@ async fn items_change_live_and_survive_a_restart() {
         "a delete is idempotent"
     );
     // a new id, pointing where u55 looks: found by the search at once
-    let emb = user(&c, addr, "u55").await.1["embedding"].clone();
+    let emb = user(&c, admin, "u55").await.1["embedding"].clone();
     let (status, json) = put_item(&c, addr, 9_000_001, json!({"embedding": emb})).await;
     assert_eq!(status, 200, "{json}");
     assert!(all_candidates(&c, addr, "u55").await.contains(&9_000_001));

@@ -149,7 +149,7 @@ async fn a_new_version_swaps_in_under_load_and_bad_ones_are_refused() {
         })
         .collect();
     distil_student(repo.path(), "ranker", 2);
-    let report = reload(&http, addr).await;
+    let report = reload(&http, node.admin_addr.unwrap()).await;
     assert_eq!(
         report["loaded"],
         serde_json::json!(["ranker@2"]),
@@ -202,7 +202,7 @@ async fn a_new_version_swaps_in_under_load_and_bad_ones_are_refused() {
         .flat_map(|i: i32| if i % 2 == 0 { 3e38f32 } else { -3e38f32 }.to_le_bytes())
         .collect();
     write_version(repo.path(), "ranker", 5, native, ("weights.f32", &overflow));
-    let report = reload(&http, addr).await;
+    let report = reload(&http, node.admin_addr.unwrap()).await;
     let refused: Vec<(String, String)> = (report["refused"].as_array().unwrap().iter())
         .map(|r| {
             (
@@ -233,7 +233,7 @@ async fn a_new_version_swaps_in_under_load_and_bad_ones_are_refused() {
     );
     assert!(metric_sum(&m, "recd_model_rows_total", &[r#"model="ranker@2""#]) > 0.0);
     // unchanged files are not tried again
-    let report = reload(&http, addr).await;
+    let report = reload(&http, node.admin_addr.unwrap()).await;
     assert_eq!(report["refused"], serde_json::json!([]), "{report}");
     node.shutdown().await;
 }

@@ -38,6 +38,7 @@ async fn a_32_dimension_catalogue_serves_and_takes_writes_of_its_sizes() {
     recd_actors::datagen::generate_with(dir.path(), 3000, 9, SMALL, |_| {}).unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     assert_eq!(top(&c, addr, "u5", 10).await.len(), 10, "a demo user");
 
     // the workload's sizes are refused with the catalogue's in the message
@@ -65,7 +66,7 @@ async fn a_32_dimension_catalogue_serves_and_takes_writes_of_its_sizes() {
         top(&c, addr, "bob", 10).await,
     );
     assert_ne!(a, b);
-    let (status, stored) = user(&c, addr, "alice").await;
+    let (status, stored) = user(&c, admin, "alice").await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(
         stored["embedding"].as_array().unwrap().len(),

@@ -12,11 +12,12 @@ async fn the_shadow_measures_itself_and_never_touches_the_answer() {
         shadow: {fraction_percent: 0, variant: {name: S, model: student@1}}\n";
     let (_repo, node) = teacher_and_student_node(scenarios).await;
     let (addr, http) = (node.http_addr, client());
+    let admin = node.admin_addr.unwrap();
     let get = |path: &'static str| {
         let http = http.clone();
         async move {
             let r = http
-                .get(format!("http://{addr}{path}"))
+                .get(format!("http://{admin}{path}"))
                 .send()
                 .await
                 .unwrap();

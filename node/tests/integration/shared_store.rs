@@ -87,6 +87,7 @@ async fn writes_on_redis_survive_its_kill_and_reads_degrade_while_it_is_down() {
     let mut redis = Redis::start(dir.path(), free_port(), true);
     let node = Node::start(redis_config(&redis.url())).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     let before = top(&c, addr, "erin", 10).await;
     let batch = json!({"events": [click("r1", "erin", before[0]), click("r2", "erin", 123)]});
     let (status, json) = events(&c, addr, batch).await;
@@ -114,7 +115,7 @@ async fn writes_on_redis_survive_its_kill_and_reads_degrade_while_it_is_down() {
     })
     .await;
     assert_eq!(json["degraded"], json!([]));
-    let (_, profile) = user(&c, addr, "erin").await;
+    let (_, profile) = user(&c, admin, "erin").await;
     assert_eq!(profile["recent_items"], json!([123, before[0]]));
     node.shutdown().await;
 
@@ -191,7 +192,7 @@ async fn replicas_on_redis_see_each_others_writes_and_a_restarted_node_has_them_
     nodes.pop();
     // while recd-2 is down, items: one added through recd-1, one deleted through recd-0;
     // both answer with the changes (the shared item log), recd-0 from its acknowledgement on
-    let (_, alice) = user(&c, nodes[0].http, "shared1").await;
+    let (_, alice) = user(&c, nodes[0].admin, "shared1").await;
     let added = 4_000_000_u64;
     let url = format!("http://{}/v1/items/{added}", nodes[1].http);
     let body = json!({"embedding": alice["embedding"]}).to_string();
@@ -245,7 +246,7 @@ async fn replicas_on_redis_see_each_others_writes_and_a_restarted_node_has_them_
         "every acknowledged event is on record"
     );
     for (_, u, item) in &acked {
-        let (_, profile) = user(&c, restarted.http, u).await;
+        let (_, profile) = user(&c, restarted.admin, u).await;
         assert_eq!(profile["recent_items"], json!([item]), "{u}");
     }
     // and it caught up with the item log while it was down

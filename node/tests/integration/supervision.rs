@@ -57,7 +57,7 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
     c.ranker.workers = 1;
     c.supervision.backoff_ms = 1500; // keeps a dead slot empty long enough to observe
     let node = Node::start(c).await.unwrap();
-    let addr = node.http_addr;
+    let (addr, admin) = (node.http_addr, node.admin_addr.unwrap());
     let client = client();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -81,14 +81,14 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
         })
         .collect();
 
-    assert_eq!(inject(&client, addr, "ranker", 0).await, 202);
+    assert_eq!(inject(&client, admin, "ranker", 0).await, 202);
     until_answer(&client, addr, |j| degraded(j, "ranker")).await;
     until_answer(&client, addr, |j| {
         j["degraded"].as_array().unwrap().is_empty()
     })
     .await;
 
-    assert_eq!(inject(&client, addr, "index", 1).await, 202);
+    assert_eq!(inject(&client, admin, "index", 1).await, 202);
     until_answer(&client, addr, |j| {
         degraded(j, "candidates") && j["coverage"] == 0.5
     })
@@ -96,7 +96,7 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
     assert_eq!(get_status(&client, addr, "/readyz").await, 503);
     until_answer(&client, addr, |j| j["coverage"] == 1.0).await;
 
-    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    assert_eq!(inject(&client, admin, "features", 0).await, 202);
     until_answer(&client, addr, |j| degraded(j, "features")).await;
     let restarts = node.metrics.actor_restarts.with_label_values(&["features"]);
     poll(10, || {
@@ -127,18 +127,70 @@ async fn panicking_actors_restart_and_requests_fall_back_under_load() {
     }
     assert!(m.degraded.with_label_values(&["ranker"]).get() >= 1);
     assert_eq!(
-        inject(&client, addr, "ranker", 7).await,
+        inject(&client, admin, "ranker", 7).await,
         503,
         "no such slot"
     );
-    assert_eq!(inject(&client, addr, "model", 0).await, 400);
+    assert_eq!(inject(&client, admin, "model", 0).await, 400);
     node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_injection_is_off_by_default() {
+async fn fault_injection_is_off_by_default_and_only_on_the_admin_port_with_its_token() {
     let node = Node::start(config(small_data())).await.unwrap();
-    assert_eq!(inject(&client(), node.http_addr, "ranker", 0).await, 404);
+    let admin = node.admin_addr.unwrap();
+    assert_eq!(
+        inject(&client(), admin, "ranker", 0).await,
+        404,
+        "off by default"
+    );
+    node.shutdown().await;
+
+    let mut c = config(small_data());
+    c.admin.fault_injection = true;
+    let node = Node::start(c).await.unwrap();
+    let (addr, admin) = (node.http_addr, node.admin_addr.unwrap());
+    assert_eq!(
+        inject(&client(), addr, "ranker", 0).await,
+        404,
+        "not on the public port"
+    );
+    let no_token = reqwest::Client::new();
+    assert_eq!(inject(&no_token, admin, "ranker", 0).await, 401);
+    let wrong = no_token
+        .post(format!("http://{admin}/admin/fault"))
+        .header("authorization", "Bearer test-admin-token-0123456780")
+        .body(r#"{"pool":"ranker","slot":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let body: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+    for path in [
+        "/cluster",
+        "/admin/models",
+        "/admin/experiments",
+        "/v1/users/u1",
+    ] {
+        assert_eq!(
+            get_status(&client(), addr, path).await,
+            if path.starts_with("/v1") { 405 } else { 404 },
+            "{path} on the public port"
+        );
+        let status = no_token
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 401, "{path} without the token");
+        assert_ne!(
+            get_status(&client(), admin, path).await,
+            401,
+            "{path} with the token"
+        );
+    }
     node.shutdown().await;
 }
 
@@ -150,9 +202,10 @@ async fn a_shard_past_its_restart_budget_makes_the_node_unhealthy() {
     c.supervision.backoff_ms = 1;
     let node = Node::start(c).await.unwrap();
     let (client, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.unwrap();
     assert_eq!(get_status(&client, addr, "/healthz").await, 200);
     // the first panic is restarted within the budget; the node stays healthy
-    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    assert_eq!(inject(&client, admin, "features", 0).await, 202);
     poll(10, || async {
         let live = node
             .metrics
@@ -169,7 +222,7 @@ async fn a_shard_past_its_restart_budget_makes_the_node_unhealthy() {
     .await;
     assert_eq!(get_status(&client, addr, "/healthz").await, 200);
     // the second exhausts it: the slot stays empty and the node says so
-    assert_eq!(inject(&client, addr, "features", 0).await, 202);
+    assert_eq!(inject(&client, admin, "features", 0).await, 202);
     poll(10, || async {
         (get_status(&client, addr, "/healthz").await == 500).then_some(())
     })

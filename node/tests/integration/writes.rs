@@ -3,7 +3,7 @@
 //! idempotent event batches, erasure, a bad-input battery that applies nothing, and
 //! kill -9 right after acknowledgements losing nothing.
 
-use crate::cluster::free_port;
+use crate::cluster::free_port_pair;
 use crate::common::{client, config, poll, recommend, small_data};
 use recd_node::Node;
 use serde_json::{json, Value};
@@ -67,6 +67,7 @@ pub(crate) fn click(id: &str, user: &str, item: u64) -> Value {
 async fn users_differ_once_written_and_a_click_is_not_recommended_back() {
     let node = Node::start(config(small_data())).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     // two ids the demo rule does not know: the same default answer
     assert_eq!(
         top(&c, addr, "alice", 10).await,
@@ -97,7 +98,7 @@ async fn users_differ_once_written_and_a_click_is_not_recommended_back() {
             "{item} was clicked: not recommended back"
         );
     }
-    let (status, profile) = user(&c, addr, "bob").await;
+    let (status, profile) = user(&c, admin, "bob").await;
     assert_eq!(status, 200);
     assert_eq!(profile["known"], true);
     assert_eq!(profile["recent_items"], json!([4002, 4001, 4000]));
@@ -122,7 +123,7 @@ async fn users_differ_once_written_and_a_click_is_not_recommended_back() {
     let url = format!("http://{addr}/v1/users/alice");
     let (status, _) = send(&c, reqwest::Method::DELETE, url.clone(), None).await;
     assert_eq!(status, 200);
-    assert_eq!(user(&c, addr, "alice").await.1["known"], false);
+    assert_eq!(user(&c, admin, "alice").await.1["known"], false);
     assert_eq!(
         top(&c, addr, "alice", 10).await,
         top(&c, addr, "nobody", 10).await
@@ -139,6 +140,7 @@ async fn bad_writes_get_a_clear_error_and_apply_nothing() {
     cfg.features.store.write_timeout_ms = 500;
     let node = Node::start(cfg).await.unwrap();
     let (c, addr) = (client(), node.http_addr);
+    let admin = node.admin_addr.expect("admin port");
     let ev = |extra: Value| {
         let mut e = click("x1", "carol", 5);
         e.as_object_mut()
@@ -230,7 +232,7 @@ async fn bad_writes_get_a_clear_error_and_apply_nothing() {
         assert!(message.contains(text), "{name}: {message}");
     }
     // the good first half of every refused batch was not applied
-    assert_eq!(user(&c, addr, "carol").await.1["recent_items"], json!([]));
+    assert_eq!(user(&c, admin, "carol").await.1["recent_items"], json!([]));
 
     let put = |body: Value| {
         let url = format!("http://{addr}/v1/users/dave");
@@ -284,7 +286,7 @@ async fn bad_writes_get_a_clear_error_and_apply_nothing() {
         );
     }
     assert_eq!(
-        user(&c, addr, "dave").await.1["known"],
+        user(&c, admin, "dave").await.1["known"],
         false,
         "nothing stored"
     );
@@ -300,7 +302,7 @@ async fn bad_writes_get_a_clear_error_and_apply_nothing() {
     // a body declared larger than the limit is refused before it is read (raw TCP: the
     // server answers and closes while a client would still be writing)
     assert!(raw(addr, "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2000000\r\n\r\n{").await.starts_with("HTTP/1.1 413"));
-    assert_eq!(user(&c, addr, &long_id).await.0, 400);
+    assert_eq!(user(&c, admin, &long_id).await.0, 400);
     assert_eq!(
         send(
             &c,
@@ -333,7 +335,8 @@ async fn raw(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
-/// Starts `recd-node run` on `data`, HTTP on `port`, the store under `store`.
+/// Starts `recd-node run` on `data`, HTTP on `port` (the admin port on `port + 1`), the
+/// store under `store`.
 fn spawn_node(data: &std::path::Path, store: &std::path::Path, port: u16) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_recd-node"))
         .args([
@@ -346,6 +349,8 @@ fn spawn_node(data: &std::path::Path, store: &std::path::Path, port: u16) -> std
         .env("RECD__FEATURES__STORE__DIR", store)
         .env("RECD__DATA__GENERATE_IF_MISSING", "false")
         .env("RECD__COMPUTE__THREADS", "1")
+        .env("RECD__ADMIN__LISTEN", format!("127.0.0.1:{}", port + 1))
+        .env("RECD__ADMIN__TOKEN", crate::common::ADMIN_TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -364,8 +369,9 @@ async fn ready(c: &reqwest::Client, addr: SocketAddr) {
 async fn kill_9_right_after_acknowledgements_loses_nothing() {
     let _one = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
     let store = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_port_pair();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
     let c = client();
     let mut child = spawn_node(small_data(), store.path(), port);
     ready(&c, addr).await;
@@ -420,7 +426,7 @@ async fn kill_9_right_after_acknowledgements_loses_nothing() {
         // the ring holds the newest 16, most recent first: the acknowledged ones, after at
         // most one batch (5) that was applied but not yet acknowledged at the kill
         let want: Vec<u64> = events_of.iter().rev().take(16).map(|e| e.1).collect();
-        let (status, profile) = user(&c, addr, &format!("writer{w}")).await;
+        let (status, profile) = user(&c, admin, &format!("writer{w}")).await;
         assert_eq!(status, 200);
         let got: Vec<u64> = (profile["recent_items"].as_array().unwrap().iter())
             .map(|v| v.as_u64().unwrap())

@@ -4,6 +4,7 @@
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// What a node runs. Any mix; a node alone runs all four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,6 +71,23 @@ pub struct ClusterConfig {
     pub max_served_in_flight: usize,
     /// Delay before a second replica is asked; none: that shard kind's observed p95.
     pub hedge_delay_ms: Option<u64>,
+    /// Mutual TLS on the cluster port. Required unless `listen` is a loopback address
+    /// (development: plaintext, with a warning at start).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the cluster's mutual TLS (cert-manager's `ca.crt`, `tls.crt`, `tls.key`).
+/// A peer is admitted only with a certificate the CA signed, and only then is its cookie
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The cluster's CA certificate(s): peers' certificates must chain to it.
+    pub ca: PathBuf,
+    /// This node's certificate chain (its SANs must cover the names peers dial it by).
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -93,6 +111,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("max_in_flight_per_peer", &self.max_in_flight_per_peer)
             .field("max_served_in_flight", &self.max_served_in_flight)
             .field("hedge_delay_ms", &self.hedge_delay_ms)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -112,6 +131,7 @@ impl Default for ClusterConfig {
             max_in_flight_per_peer: 64,
             max_served_in_flight: 256,
             hedge_delay_ms: None,
+            tls: None,
         }
     }
 }
@@ -145,6 +165,14 @@ impl ClusterConfig {
             .collect()
     }
 
+    /// Whether the cluster port may run without TLS: only on a loopback address.
+    pub fn plaintext_allowed(&self) -> bool {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:0");
+        listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
+
     pub(super) fn validate(&self) -> anyhow::Result<()> {
         if let Some(listen) = &self.listen {
             listen
@@ -152,6 +180,12 @@ impl ClusterConfig {
                 .map_err(|e| anyhow::anyhow!("cluster.listen: {e}"))?;
             if self.cookie.is_empty() {
                 bail!("cluster.cookie must be set when cluster.listen is (RECD__CLUSTER__COOKIE)");
+            }
+            if is_placeholder(&self.cookie) {
+                bail!("cluster.cookie is the placeholder of the shipped Secret: generate a random one (deploy/k8s/secret.yaml)");
+            }
+            if self.tls.is_none() && !self.plaintext_allowed() {
+                bail!("cluster.tls must be set when cluster.listen is not a loopback address (plaintext is for loopback development only)");
             }
         }
         let valid_name = |n: &str| !n.is_empty() && !n.contains('@');
@@ -200,4 +234,11 @@ impl ClusterConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `secret` is a shipped placeholder (`REPLACE-ME`, `CHANGE-ME`) rather than a
+/// secret someone generated.
+pub fn is_placeholder(secret: &str) -> bool {
+    let s = secret.to_ascii_lowercase().replace('_', "-");
+    s.contains("replace-me") || s.contains("change-me")
 }

@@ -5,7 +5,8 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use super::cluster::{ClusterConfig, NodeSpec, Role};
+pub use super::access::{AdminConfig, Scope, TenantConfig};
+pub use super::cluster::{is_placeholder, ClusterConfig, NodeSpec, Role, TlsFiles};
 pub use super::models::{valid_model_name, ModelsConfig};
 
 /// The whole node configuration.
@@ -34,8 +35,10 @@ pub struct Config {
     pub supervision: SupervisionConfig,
     /// A/B experiments.
     pub experiments: ExperimentsConfig,
-    /// Operator endpoints.
+    /// The admin listener and its token.
     pub admin: AdminConfig,
+    /// API keys, their tenants, scopes and token buckets (none: the public port is open).
+    pub tenants: Vec<TenantConfig>,
     /// Cluster membership (off unless `cluster.listen` is set).
     pub cluster: ClusterConfig,
 }
@@ -50,6 +53,8 @@ pub struct NodeConfig {
     pub http_listen: String,
     /// Log format: `json` or `text`.
     pub log_format: String,
+    /// Longest a drain (SIGTERM) waits for requests in flight, here and from peers.
+    pub drain_grace_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +63,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data"),
             http_listen: "127.0.0.1:8080".into(),
             log_format: "json".into(),
+            drain_grace_ms: 10_000,
         }
     }
 }
@@ -98,6 +104,9 @@ pub struct IngressConfig {
     pub rate_limit_rps: u32,
     /// Token bucket burst size.
     pub rate_limit_burst: u32,
+    /// Share of requests written to the access log (0..=1, by trace id so every node
+    /// picks the same traces); a sampled `traceparent` and every 5xx are always logged.
+    pub access_log_sample: f64,
 }
 
 impl Default for IngressConfig {
@@ -108,6 +117,7 @@ impl Default for IngressConfig {
             max_user_id_len: 128,
             rate_limit_rps: 0,
             rate_limit_burst: 100,
+            access_log_sample: 1.0,
         }
     }
 }
@@ -387,14 +397,6 @@ pub struct ExperimentsConfig {
     pub scenarios_file: Option<PathBuf>,
 }
 
-/// Operator endpoints.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Enables `POST /admin/fault` (panics a shard or ranker actor) for chaos drills.
-    pub fault_injection: bool,
-}
-
 impl Config {
     /// Checks cross-field rules; the error names the field.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -443,6 +445,9 @@ impl Config {
         if self.index.per_shard_factor.is_nan() || self.index.per_shard_factor < 1.0 {
             bail!("index.per_shard_factor must be >= 1.0");
         }
+        if !(0.0..=1.0).contains(&self.ingress.access_log_sample) {
+            bail!("ingress.access_log_sample must be in 0..=1");
+        }
         if self.ingress.max_topk == 0 || self.ingress.max_user_id_len == 0 {
             bail!("ingress.max_topk and ingress.max_user_id_len must be > 0");
         }
@@ -450,6 +455,8 @@ impl Config {
             bail!("node.log_format: expected json or text");
         }
         self.cluster.validate()?;
+        self.admin.validate()?;
+        super::access::validate_tenants(&self.tenants)?;
         let replicated = self.cluster.listen.is_some() && self.cluster.replicas > 1;
         self.features.store.validate(replicated)?;
         self.node

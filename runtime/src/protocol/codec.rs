@@ -43,10 +43,17 @@ fn cfg() -> impl Config {
     config::legacy().with_limit::<MAX_FRAME>()
 }
 
-/// Encodes `body` in a versioned envelope, refusing anything over [`MAX_FRAME`].
+/// Encodes `body` in a versioned envelope without a trace.
 pub fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, CodecError> {
+    encode_traced(body, 0)
+}
+
+/// Encodes `body` in a versioned envelope carrying `trace`, refusing anything over
+/// [`MAX_FRAME`].
+pub fn encode_traced<T: Serialize>(body: &T, trace: u128) -> Result<Vec<u8>, CodecError> {
     let envelope = Envelope {
         version: PROTOCOL_VERSION,
+        trace,
         body,
     };
     let bytes = bincode::serde::encode_to_vec(&envelope, config::legacy())
@@ -60,8 +67,13 @@ pub fn encode<T: Serialize>(body: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bytes)
 }
 
-/// Decodes a versioned envelope from untrusted bytes.
+/// Decodes a versioned envelope from untrusted bytes; the trace is dropped.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_traced(bytes).map(|(body, _)| body)
+}
+
+/// Decodes a versioned envelope from untrusted bytes: the body and its trace id.
+pub fn decode_traced<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, u128), CodecError> {
     if bytes.len() > MAX_FRAME {
         return Err(CodecError::TooLarge {
             size: bytes.len(),
@@ -83,7 +95,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
             bytes.len() - used
         )));
     }
-    Ok(envelope.body)
+    Ok((envelope.body, envelope.trace))
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ fn priority() -> Priority {
     Priority {
         deadline: recd_runtime::clock::now() + Duration::from_secs(1),
         lane: 0,
+        trace: 0,
     }
 }
 

@@ -22,6 +22,11 @@ fn search() -> Search {
 fn round_trip() {
     let bytes = encode(&search()).unwrap();
     assert_eq!(decode::<Search>(&bytes).unwrap(), search());
+    let traced = encode_traced(&search(), 0x0af7651916cd43dd8448eb211c80319c).unwrap();
+    assert_eq!(
+        decode_traced::<Search>(&traced).unwrap(),
+        (search(), 0x0af7651916cd43dd8448eb211c80319c)
+    );
 }
 
 #[test]
@@ -69,9 +74,10 @@ fn garbage_truncation_and_trailing_bytes_are_errors_not_panics() {
 
 #[test]
 fn a_huge_claimed_length_does_not_allocate() {
-    // version 1, lane, deadline, k, then a vector length of 2^60 elements
+    // version, trace, lane, deadline, k, then a vector length of 2^60 elements
     let mut bytes = Vec::new();
     bytes.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&7u128.to_le_bytes());
     bytes.push(1);
     bytes.extend_from_slice(&5u64.to_le_bytes());
     bytes.extend_from_slice(&10u32.to_le_bytes());
@@ -86,4 +92,46 @@ fn oversized_messages_are_refused_before_sending() {
         ..search()
     };
     assert!(matches!(encode(&big), Err(CodecError::TooLarge { .. })));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes at all: an error or a message, never a panic.
+        #[test]
+        fn any_bytes_decode_to_an_error_or_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Search>(&bytes);
+        }
+
+        /// Behind a valid version and trace, so the body decoder sees arbitrary bytes:
+        /// whatever lengths they claim, decoding stays within the frame limit (a claim
+        /// past it is refused, not allocated).
+        #[test]
+        fn any_body_behind_a_valid_header_is_refused_or_read(
+            trace in any::<u128>(),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let bytes = [&PROTOCOL_VERSION.to_le_bytes()[..], &trace.to_le_bytes(), &body].concat();
+            if let Ok((m, t)) = decode_traced::<Search>(&bytes) {
+                prop_assert_eq!(t, trace);
+                prop_assert!(m.queries.len() * 4 <= bytes.len());
+            }
+        }
+
+        /// A valid message with any one byte changed or cut short never panics, and an
+        /// unchanged one reads back exactly.
+        #[test]
+        fn mutated_messages_never_panic(at in any::<prop::sample::Index>(), to in any::<u8>(), cut in any::<prop::sample::Index>()) {
+            let bytes = encode_traced(&search(), 42).unwrap();
+            let mut mutated = bytes.clone();
+            mutated[at.index(bytes.len())] = to;
+            let _ = decode_traced::<Search>(&mutated);
+            let _ = decode_traced::<Search>(&bytes[..cut.index(bytes.len())]);
+            prop_assert_eq!(decode_traced::<Search>(&bytes).unwrap(), (search(), 42));
+        }
+    }
 }

@@ -1,0 +1,175 @@
+//! Mutual TLS on the cluster port (docs/adr/0022). Both sides present a certificate the
+//! cluster's CA signed; ractor_cluster's cookie check runs inside the encrypted session.
+//!
+//! ```text
+//! peer ──TCP──► accept loop (this module, cluster.listen) ── handshake ≤ 5 s, ≤ 64 at once
+//!                      │ client certificate verified against cluster.tls.ca
+//!                      └── NetworkStream::TlsServer ──► NodeServer (cookie, session)
+//! seed loop ── dial ── handshake ≤ 5 s (server name = the seed's host) ──► NodeServer
+//! ```
+//!
+//! recd accepts connections itself rather than handing ractor_cluster the acceptor: its
+//! listener awaits each handshake in turn, so one peer that opens a connection and sends
+//! nothing would stall every other join. ractor_cluster's own listener is bound to an
+//! ephemeral loopback port (with TLS too) and is not announced.
+
+use anyhow::Context;
+use ractor::ActorRef;
+use ractor_cluster::{NetworkStream, NodeServerMessage};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::config::TlsFiles;
+
+/// Longest a TCP connect plus TLS handshake may take, either way.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once on the accept side; more connections wait.
+const MAX_HANDSHAKES: usize = 64;
+
+/// The acceptor and connector of one node, from its PEM files.
+#[derive(Clone)]
+pub struct ClusterTls {
+    /// Server side: requires a client certificate from the CA.
+    pub acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
+impl ClusterTls {
+    /// Loads the CA, this node's chain and key; refuses unreadable or empty files.
+    pub fn load(files: &TlsFiles) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        for ca in certs(&files.ca)? {
+            roots
+                .add(ca)
+                .context("cluster.tls.ca: not a usable CA certificate")?;
+        }
+        let roots = Arc::new(roots);
+        let chain = certs(&files.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).with_context(|| {
+            format!("cluster.tls.key: no private key in {}", files.key.display())
+        })?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()
+                .context("cluster.tls.ca: client verifier")?;
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .context("cluster.tls.cert/key: they do not match")?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .context("cluster.tls.cert/key: they do not match")?;
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            connector: TlsConnector::from(Arc::new(client)),
+        })
+    }
+
+    /// Dials `seed` (`host:port`), verifies it as `host`, and hands the session to the
+    /// node server. Bounded by [`HANDSHAKE`].
+    pub async fn connect(
+        &self,
+        server: &ActorRef<NodeServerMessage>,
+        seed: &str,
+    ) -> anyhow::Result<()> {
+        let (host, _) = seed.rsplit_once(':').context("seed without a port")?;
+        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+            .with_context(|| format!("seed {seed}: not a server name"))?;
+        let dial = async {
+            let tcp = TcpStream::connect(seed).await?;
+            tcp.set_nodelay(true)?;
+            let (peer_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
+            let stream = self.connector.connect(name, tcp).await?;
+            anyhow::Ok(NetworkStream::TlsClient {
+                peer_addr,
+                local_addr,
+                stream,
+            })
+        };
+        let stream = tokio::time::timeout(HANDSHAKE, dial)
+            .await
+            .map_err(|_| anyhow::anyhow!("connect and handshake took over {HANDSHAKE:?}"))??;
+        server.cast(NodeServerMessage::ConnectionOpened {
+            stream: Box::new(stream),
+            is_server: false,
+        })?;
+        tracing::info!("TCP Session opened for {seed} (TLS, dialled)");
+        Ok(())
+    }
+
+    /// Accepts peers on `listener` until the node server stops: each handshake on its own
+    /// task, bounded in time and in number; a peer that fails it is logged and dropped.
+    pub async fn serve(self, listener: TcpListener, server: ActorRef<NodeServerMessage>) {
+        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        loop {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let (tcp, peer_addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (acceptor, server) = (self.acceptor.clone(), server.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                match accept(&acceptor, tcp, peer_addr).await {
+                    Ok(stream) => {
+                        let opened = NodeServerMessage::ConnectionOpened {
+                            stream: Box::new(stream),
+                            is_server: true,
+                        };
+                        let _ = server.cast(opened);
+                        tracing::info!("TCP Session opened for {peer_addr} (TLS, accepted)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer_addr, error = %e, "cluster peer refused: TLS handshake failed")
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer_addr: SocketAddr,
+) -> anyhow::Result<NetworkStream> {
+    tcp.set_nodelay(true)?;
+    let local_addr = tcp.local_addr()?;
+    let stream = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp))
+        .await
+        .map_err(|_| anyhow::anyhow!("no handshake within {HANDSHAKE:?}"))??;
+    Ok(NetworkStream::TlsServer {
+        peer_addr,
+        local_addr,
+        stream,
+    })
+}
+
+/// Every certificate of a PEM file (at least one).
+fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let all: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect();
+    let all = all.with_context(|| format!("{}: not PEM certificates", path.display()))?;
+    anyhow::ensure!(!all.is_empty(), "{}: no certificate", path.display());
+    Ok(all)
+}
