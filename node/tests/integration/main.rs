@@ -15,4 +15,5 @@ mod schema;
 mod shadow;
 mod shared_store;
 mod supervision;
+mod trust;
 mod writes;
