@@ -110,7 +110,12 @@ pub(super) async fn public(
     let (trace, request_id) = context(&st, req.headers());
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let scope = scope_of(&method, &path);
-    let (tenant, mut admitted) = st.tenants.admit(req.headers(), scope);
+    let (tenant, admitted) = st.tenants.admit(req.headers(), scope);
+    let mut admitted = admitted.map_err(|(error, retry_after)| Refusal {
+        error,
+        request_id: None,
+        retry_after,
+    });
     if scope.is_some() && st.draining.load(Ordering::SeqCst) {
         let mut refusal = Refusal::new(ErrorCode::Unavailable, "draining: retry on another node");
         refusal.retry_after = Some(1);

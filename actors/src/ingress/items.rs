@@ -87,7 +87,13 @@ async fn apply(st: &IngressState, id: u64, row: Option<ItemRow>) -> Result<(), R
         shard,
         changes: Arc::new(vec![(id, row)]),
     };
-    match (router.call(call, st.write_priority(), st.write_timeout())).await {
+    match (router.call(
+        call,
+        st.write_priority(super::access::current_trace()),
+        st.write_timeout(),
+    ))
+    .await
+    {
         Ok(Answer::Applied(1)) => Ok(()),
         Ok(_) => Err(RecdError::new(
             ErrorCode::Internal,

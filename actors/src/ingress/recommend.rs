@@ -290,9 +290,10 @@ fn submit(
         reply: tx,
     };
     let gateway = st.serving.get().and_then(|s| s.gateway.get(0));
-    match gateway.map(|g| g.cast(GatewayMessage::Submit(pending))) {
-        Some(Ok(())) => Ok(rx),
-        _ => Err(RecdError::unavailable("gateway unavailable").into()),
+    let sent = gateway.is_some_and(|g| g.cast(GatewayMessage::Submit(pending)).is_ok());
+    match sent {
+        true => Ok(rx),
+        false => Err(RecdError::unavailable("gateway unavailable").into()),
     }
 }
 

@@ -174,11 +174,11 @@ impl IngressState {
 
     /// The priority of a write's stage call: the top lane, due at the write timeout,
     /// in the trace of the request being served.
-    pub(super) fn write_priority(&self) -> recd_runtime::compute::Priority {
+    pub(super) fn write_priority(&self, trace: u128) -> recd_runtime::compute::Priority {
         recd_runtime::compute::Priority {
             deadline: recd_runtime::clock::now() + self.write_timeout(),
             lane: 0,
-            trace: super::access::current_trace(),
+            trace,
         }
     }
 

@@ -4,13 +4,12 @@
 //! a key (`X-Api-Key`, or `Authorization: Bearer`): none or an unknown one is 401, a key
 //! without the route's scope 403, a tenant over its bucket 429 naming the tenant.
 
-use super::state::Refusal;
 use axum::http::HeaderMap;
 use prometheus::{IntCounterVec, Opts};
 use recd_runtime::admission::Admission;
 use recd_runtime::config::{Scope, TenantConfig};
 use recd_runtime::metrics::Metrics;
-use recd_runtime::ErrorCode;
+use recd_runtime::{ErrorCode, RecdError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +24,9 @@ struct Tenant {
     scopes: Vec<Scope>,
     bucket: Admission,
 }
+
+/// Why a request is refused: the error, and for 429 the seconds until a retry.
+pub type Refused = (RecdError, Option<u64>);
 
 /// The configured tenants, by the SHA-256 of their keys.
 pub struct Tenants {
@@ -64,12 +66,16 @@ impl Tenants {
         &self,
         headers: &HeaderMap,
         scope: Option<Scope>,
-    ) -> (Arc<str>, Result<(), Refusal>) {
+    ) -> (Arc<str>, Result<(), Refused>) {
         let (Some(scope), false) = (scope, self.by_key.is_empty()) else {
             return (Arc::from(ANONYMOUS), Ok(()));
         };
-        let refused =
-            |code, message: &str| (Arc::from(UNAUTHENTICATED), Err(Refusal::new(code, message)));
+        let refused = |code, message: &str| {
+            (
+                Arc::from(UNAUTHENTICATED),
+                Err((RecdError::new(code, message), None)),
+            )
+        };
         let Some(key) = presented_key(headers) else {
             return refused(
                 ErrorCode::Unauthenticated,
@@ -83,14 +89,18 @@ impl Tenants {
         let name = Arc::clone(&tenant.name);
         if !tenant.scopes.contains(&scope) {
             let message = format!("tenant {name} has no {} scope", scope_name(scope));
-            return (name, Err(Refusal::new(ErrorCode::Forbidden, message)));
+            return (
+                name,
+                Err((RecdError::new(ErrorCode::Forbidden, message), None)),
+            );
         }
         if let Err(wait) = tenant.bucket.check() {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             let message = format!("tenant {name} is over its admitted rate, retry after {secs} s");
-            let mut refusal = Refusal::new(ErrorCode::RateLimited, message);
-            refusal.retry_after = Some(secs);
-            return (name, Err(refusal));
+            return (
+                name,
+                Err((RecdError::new(ErrorCode::RateLimited, message), Some(secs))),
+            );
         }
         (name, Ok(()))
     }
@@ -160,8 +170,9 @@ mod tests {
             },
         ];
         let t = Tenants::new(&config, &Metrics::new()).unwrap();
-        let status =
-            |(_, r): (Arc<str>, Result<(), Refusal>)| r.map_or_else(|e| e.status(), |_| 200);
+        let status = |(_, r): (Arc<str>, Result<(), Refused>)| {
+            r.map_or_else(|(e, _)| e.code.http_status(), |_| 200)
+        };
         assert_eq!(status(t.admit(&HeaderMap::new(), Some(Scope::Read))), 401);
         assert_eq!(status(t.admit(&headers("nope"), Some(Scope::Read))), 401);
         assert_eq!(
@@ -179,14 +190,10 @@ mod tests {
         assert_eq!(status(t.admit(&headers("k-shop"), Some(Scope::Read))), 200);
         let (who, refused) = t.admit(&headers("k-shop"), Some(Scope::Read));
         assert_eq!(&*who, "shop");
-        let refused = refused.unwrap_err();
-        assert_eq!(refused.status(), 429);
-        assert!(
-            refused.error.message.contains("shop"),
-            "{}",
-            refused.error.message
-        );
-        assert!(refused.retry_after.is_some());
+        let (refused, retry_after) = refused.unwrap_err();
+        assert_eq!(refused.code.http_status(), 429);
+        assert!(refused.message.contains("shop"), "{}", refused.message);
+        assert!(retry_after.is_some());
         assert!((0..100).all(|_| t.admit(&headers("k-view"), Some(Scope::Read)).1.is_ok()));
     }
 

@@ -102,7 +102,10 @@ async fn write(
     for (i, op) in ops.iter().enumerate() {
         by_shard[shard_of(op.user(), shards)].push(i);
     }
-    let (timeout, priority) = (st.write_timeout(), st.write_priority());
+    let (timeout, priority) = (
+        st.write_timeout(),
+        st.write_priority(super::access::current_trace()),
+    );
     let calls = by_shard
         .iter()
         .enumerate()
@@ -298,7 +301,10 @@ pub(super) async fn get_user(
             let (_, router) = writer(&st)?;
             st.check_user_id(&id)?;
             let shard = shard_of(&id, router.shards().features);
-            let (timeout, priority) = (st.write_timeout(), st.write_priority());
+            let (timeout, priority) = (
+                st.write_timeout(),
+                st.write_priority(super::access::current_trace()),
+            );
             // a zero maximum age skips the cache: the store's truth
             let call = Call::Lookup {
                 shard,
