@@ -56,11 +56,11 @@ wait_ready 18080
 run single "http://127.0.0.1:18080" 18080
 stop_all
 
-cluster_node "$C" recd-0 18080 17700
+cluster_node "$C" recd-0 18080 17700 "${ADMIN_ENV[@]}"
 cluster_node "$C" recd-1 18081 17701
 cluster_node "$C" recd-2 18082 17702
 wait_ready 18080 18081 18082
-curl -s http://127.0.0.1:18080/cluster >"$C/cluster.json"
+admin /cluster >"$C/cluster.json"
 run three "http://127.0.0.1:18080,http://127.0.0.1:18081,http://127.0.0.1:18082" 18080 18081 18082
 stop_all
 cat "$C/result.txt"

@@ -29,6 +29,7 @@ for c in ${RATIO_CONNS:-8 128}; do
 done
 stop_node
 kernel 3
+# shellcheck disable=SC2086 # the connection counts are meant to split
 python3 - "$R" ${RATIO_CONNS:-8 128} <<'PY' | tee "$R/result.txt"
 import json, sys
 r, conns = sys.argv[1], sys.argv[2:]

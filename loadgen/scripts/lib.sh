@@ -13,6 +13,17 @@ BIN="$TARGET/release"
 # the node binary the scripts start (RECD_NODE_BIN, or another build in compare-builds.sh)
 NODE_BIN=${RECD_NODE_BIN:-$BIN/recd-node}
 NODE=""
+# the admin port (/cluster, /admin/*) of start_node's node, and of recd-0 in cluster.sh
+ADMIN_PORT=${BENCH_ADMIN_PORT:-19901}
+ADMIN_TOKEN=${BENCH_ADMIN_TOKEN:-recd-bench-admin-token}
+ADMIN_ENV=("RECD__ADMIN__TOKEN=$ADMIN_TOKEN" "RECD__ADMIN__LISTEN=127.0.0.1:$ADMIN_PORT")
+
+# admin PATH [CURL ARGS...]: a request to the admin port with the token
+admin() {
+  local path=$1
+  shift
+  curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" "$@" "http://127.0.0.1:$ADMIN_PORT$path"
+}
 
 cargo build --release -p recd-node -p recd-loadgen
 mkdir -p "$OUT"
@@ -80,12 +91,12 @@ wait_ready() {
   done
 }
 
-# start_node NAME [VAR=value ...]: a node on the reference data with env overrides,
-# waited on until /readyz answers
+# start_node NAME [VAR=value ...]: a node on the reference data with env overrides and
+# the admin port, waited on until /readyz answers
 start_node() {
   local name=$1
   shift
-  env "$@" "$NODE_BIN" run --config configs/dev.yaml --data-dir "$DATA" \
+  env "${ADMIN_ENV[@]}" "$@" "$NODE_BIN" run --config configs/dev.yaml --data-dir "$DATA" \
     --http-listen "127.0.0.1:$PORT" >"$OUT/node-$name.log" 2>&1 &
   NODE=$!
   for _ in $(seq 1 600); do

@@ -72,7 +72,7 @@ echo "capacity C = $C req/s; reads at 0.7 C = $RATE req/s" | tee -a "$R/result.t
 reads steady-1 21
 ( sleep 3
   cp -r "$REPO/ranker/1" "$REPO/ranker/.2.tmp" && mv "$REPO/ranker/.2.tmp" "$REPO/ranker/2"
-  curl -sf -X POST "http://127.0.0.1:$PORT/admin/models/reload" >"$R/reload.json" ) &
+  admin /admin/models/reload -X POST >"$R/reload.json" ) &
 SWAPPER=$!
 reads swap 22
 wait "$SWAPPER"
@@ -98,7 +98,7 @@ for mode in off on; do
   [ "$mode" = on ] && printf '  shadow: {fraction_percent: 100, variant: {name: S, model: student@1}}\n' >>"$AB"
   start_node "shadow-$mode" RECD__MODELS__DIR="$REPO" RECD__EXPERIMENTS__SCENARIOS_FILE="$AB"
   reads "shadow-$mode" 31
-  curl -sf "http://127.0.0.1:$PORT/admin/experiments" >"$R/experiments-$mode.json"
+  admin /admin/experiments >"$R/experiments-$mode.json"
   curl -sf "http://127.0.0.1:$PORT/metrics" >"$R/metrics-$mode.txt"
   stop_node
 done

@@ -5,6 +5,8 @@
 # so batches are the same size; the difference in server CPU (both processes) per
 # request, divided by the remote calls per request, is what a remote call costs
 # (encode, ractor_cluster's TCP hop both ways, decode, checks, the endpoint's task).
+# (c) is (b) with mutual TLS on the cluster port (certificates from recd-node gen-certs):
+# its difference from (b) per remote call is what TLS adds.
 # Results: $OUT/remote-cost/result.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,6 +48,20 @@ cluster_node "$R" recd-0 18080 17700 "RECD__CLUSTER__NODES=$ROSTER"
 wait_ready 18081 18080
 measure remote
 stop_all
+CERTS="$R/certs"
+rm -rf "$CERTS"
+"$NODE_BIN" gen-certs --out "$CERTS" --node recd-0 --node recd-1 --san 127.0.0.1 >/dev/null
+tls() { # NAME: the environment that gives node NAME its certificate
+  echo "RECD__CLUSTER__TLS__CA=$CERTS/ca.pem RECD__CLUSTER__TLS__CERT=$CERTS/$1.pem RECD__CLUSTER__TLS__KEY=$CERTS/$1-key.pem"
+}
+# shellcheck disable=SC2046 # the certificate variables are meant to split
+cluster_node "$R" recd-1 18081 17701 "RECD__CLUSTER__NODES=$ROSTER" $(tls recd-1)
+# shellcheck disable=SC2046
+cluster_node "$R" recd-0 18080 17700 "RECD__CLUSTER__NODES=$ROSTER" $(tls recd-0)
+wait_ready 18081 18080
+grep -q "TLS" "$R/node-recd-0.log" || { echo "remote-tls: no TLS session in node-recd-0.log" >&2; exit 1; }
+measure remote_tls
+stop_all
 python3 - "$R/result.txt" <<'PY' | tee -a "$R/result.txt"
 import re, sys
 v = {}
@@ -53,6 +69,7 @@ for line in open(sys.argv[1]):
     m = re.match(r"(\w+): server cpu (\d+) us/request.*remote calls ([\d.]+)/request", line)
     if m:
         v[m.group(1)] = (int(m.group(2)), float(m.group(3)))
-(l, _), (r, c) = v["local"], v["remote"]
+(l, _), (r, c), (t, tc) = v["local"], v["remote"], v["remote_tls"]
 print(f"remote call cost: ({r} - {l}) us / {c:.2f} calls = {(r - l) / c:.0f} us of CPU per remote call")
+print(f"mutual TLS adds: ({t} - {r}) us / {tc:.2f} calls = {(t - r) / tc:.1f} us of CPU per remote call")
 PY
