@@ -19,9 +19,13 @@
 //!   [`items`] of items. [`ops`]: the operator
 //!   routes; `models`: the model admin routes. [`routes`]: the table. [`body`]: JSON bodies, bounded.
 //!
-//! Each listener runs as a task the actor starts in `pre_start` and shuts down
-//! gracefully in `post_stop` (in-flight requests finish). Until the node marks itself
-//! ready (`Serving` set), `/recommend` and `/readyz` answer 503.
+//! The node binds the listening sockets once ([`IngressArgs::bind`]); the actor is a
+//! pool of one under its own `PoolSupervisor` ([`IngressFactory`]), like every stage.
+//! Each incarnation serves clones of the same sockets, so a restart refuses no
+//! connection (they wait in the backlog). Each listener runs as a task the actor starts
+//! in `pre_start` and shuts down gracefully in `post_stop` (in-flight requests finish);
+//! a task that ends on its own fails the actor, and one that dies with it is aborted.
+//! Until the node marks itself ready (`Serving` set), `/recommend` and `/readyz` answer 503.
 
 mod access;
 mod body;
@@ -34,7 +38,8 @@ pub mod state;
 pub mod tenants;
 mod writes;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use recd_runtime::pool::WorkerFactory;
 use state::IngressState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,44 +49,97 @@ use tokio::task::JoinHandle;
 
 /// Messages of the ingress.
 pub enum IngressMessage {
-    /// The address the public listener is bound to (useful with port 0).
-    LocalAddr(RpcReplyPort<SocketAddr>),
-    /// The admin listener's address (`None`: no admin token, no admin port).
-    AdminAddr(RpcReplyPort<Option<SocketAddr>>),
+    /// A server task ended while the actor was not stopping: the actor fails, and its
+    /// supervisor restarts it.
+    ServerExited(&'static str),
+    /// Panics the actor (chaos drills: `/admin/fault {"pool":"ingress"}`).
+    InjectPanic,
 }
 
 // Local messages only (ractor's cluster feature needs every message type to opt in;
 // the remote ones carry a serialised form)
 impl ractor::Message for IngressMessage {}
 
-/// Start arguments.
+/// Start arguments: the bound sockets (shared by every incarnation) and the handlers' state.
+#[derive(Clone)]
 pub struct IngressArgs {
-    /// Address of the public port.
-    pub listen: SocketAddr,
-    /// Address of the admin port (`None`: not started).
-    pub admin_listen: Option<SocketAddr>,
+    public: Arc<std::net::TcpListener>,
+    admin: Option<Arc<std::net::TcpListener>>,
     /// Shared handler state.
     pub state: Arc<IngressState>,
+}
+
+impl IngressArgs {
+    /// Binds the public port and, when `admin` is given, the admin port.
+    pub async fn bind(
+        public: SocketAddr,
+        admin: Option<SocketAddr>,
+        state: Arc<IngressState>,
+    ) -> std::io::Result<Self> {
+        let listen = |l: tokio::net::TcpListener| l.into_std().map(Arc::new);
+        let public = listen(tokio::net::TcpListener::bind(public).await?)?;
+        let admin = match admin {
+            Some(a) => Some(listen(tokio::net::TcpListener::bind(a).await?)?),
+            None => None,
+        };
+        Ok(Self {
+            public,
+            admin,
+            state,
+        })
+    }
+
+    /// The public port's address.
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    /// The admin port's address (`None`: no admin token, no admin port).
+    pub fn admin_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.admin.as_ref().map(|l| l.local_addr()).transpose()
+    }
+}
+
+/// Makes the pool's one ingress: every incarnation on the same sockets.
+pub struct IngressFactory(pub IngressArgs);
+
+impl WorkerFactory for IngressFactory {
+    type Worker = Ingress;
+    fn make(&self, _slot: usize) -> (Ingress, IngressArgs) {
+        (Ingress, self.0.clone())
+    }
 }
 
 /// The ingress actor.
 pub struct Ingress;
 
-/// Ingress state: the server tasks and their shutdown switch.
-pub struct IngressActorState {
-    addr: SocketAddr,
-    admin_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
-    servers: Vec<JoinHandle<()>>,
+/// The server tasks of one incarnation; dropped with it (a panic), they are aborted.
+struct Servers(Vec<JoinHandle<()>>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true (in-flight requests finish).
+/// Ingress state: the server tasks and their shutdown switch.
+pub struct IngressActorState {
+    shutdown: watch::Sender<bool>,
+    servers: Servers,
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true (in-flight requests finish);
+/// ending before that is reported to the actor.
 fn serve(
-    listener: tokio::net::TcpListener,
+    (name, listener): (&'static str, &std::net::TcpListener),
     app: axum::Router,
     mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    me: ActorRef<IngressMessage>,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+    tracing::info!(addr = %listener.local_addr()?, "{name} listening");
+    Ok(tokio::spawn(async move {
+        let mut stopped = shutdown.clone();
         let stop = async move {
             let _ = shutdown.wait_for(|v| *v).await;
         };
@@ -89,9 +147,12 @@ fn serve(
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!(error = %e, "http server failed");
+            tracing::error!(error = %e, "{name} server failed");
         }
-    })
+        if !*stopped.borrow_and_update() {
+            let _ = me.cast(IngressMessage::ServerExited(name));
+        }
+    }))
 }
 
 impl Actor for Ingress {
@@ -101,36 +162,24 @@ impl Actor for Ingress {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        me: ActorRef<Self::Msg>,
         args: IngressArgs,
     ) -> Result<IngressActorState, ActorProcessingErr> {
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let mut servers = vec![serve(
-            listener,
-            routes::router(Arc::clone(&args.state)),
-            rx.clone(),
-        )];
-        tracing::info!(%addr, "http listening");
-        let admin_addr = match args.admin_listen {
-            Some(listen) => {
-                let listener = tokio::net::TcpListener::bind(listen).await?;
-                let admin = listener.local_addr()?;
-                servers.push(serve(listener, routes::admin_router(args.state), rx));
-                tracing::info!(addr = %admin, "admin listening");
-                Some(admin)
+        let public = routes::router(Arc::clone(&args.state));
+        let mut servers = vec![serve(("http", &args.public), public, rx.clone(), me.clone())?];
+        match &args.admin {
+            Some(l) => {
+                let admin = routes::admin_router(args.state);
+                servers.push(serve(("admin", l), admin, rx, me)?);
             }
             None => {
                 tracing::warn!("admin.token is not set: no admin listener (/cluster, /admin/*, user reads are off)");
-                None
             }
-        };
+        }
         Ok(IngressActorState {
-            addr,
-            admin_addr,
             shutdown,
-            servers,
+            servers: Servers(servers),
         })
     }
 
@@ -140,7 +189,7 @@ impl Actor for Ingress {
         state: &mut IngressActorState,
     ) -> Result<(), ActorProcessingErr> {
         let _ = state.shutdown.send(true);
-        let servers = futures_util::future::join_all(state.servers.drain(..));
+        let servers = futures_util::future::join_all(state.servers.0.drain(..));
         if tokio::time::timeout(Duration::from_secs(10), servers)
             .await
             .is_err()
@@ -154,16 +203,11 @@ impl Actor for Ingress {
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        state: &mut IngressActorState,
+        _: &mut IngressActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            IngressMessage::LocalAddr(reply) => {
-                let _ = reply.send(state.addr);
-            }
-            IngressMessage::AdminAddr(reply) => {
-                let _ = reply.send(state.admin_addr);
-            }
+            IngressMessage::ServerExited(name) => Err(format!("the {name} server ended").into()),
+            IngressMessage::InjectPanic => panic!("injected fault (ingress)"),
         }
-        Ok(())
     }
 }

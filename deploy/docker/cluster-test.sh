@@ -4,6 +4,8 @@
 # under load through recd-0:
 #   1. they form the cluster over mutual TLS (certificates from the image's gen-certs;
 #      the admin port with its token serves /cluster) (and stop dialling), answer /recommend with full coverage
+#      every session is TLS; an intruder with another CA's certificate and the right
+#      cookie is refused at the handshake and never becomes a member
 #   2. `docker kill recd-2`: ≤ 0.1 % failed requests, traffic moved within 2 s
 #   3. `docker start recd-2`: it rejoins and serves its shards again
 #   4. `docker network disconnect` of recd-1: detected by recd-0 within 3 s (the 1.5 s
@@ -22,7 +24,7 @@ REDIS_IMAGE=${REDIS_IMAGE:-recd-redis:7.0}
 NET=recd-test-$$
 WORK=$(mktemp -d)
 cleanup() {
-  for i in 0 1 2; do docker rm -f "$NET-recd-$i" >/dev/null 2>&1 || true; done
+  for c in recd-0 recd-1 recd-2 intruder; do docker rm -f "$NET-$c" >/dev/null 2>&1 || true; done
   docker rm -f "$NET-redis" >/dev/null 2>&1 || true
   docker network rm "$NET" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -31,27 +33,35 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for i in 0 1 2; do docker logs --tail 20 "$NET-recd-$i" 2>&1 | sed "s/^/recd-$i: /" >&2 || true; done; exit 1; }
 
 # the cluster's mutual TLS: a CA and a certificate per node, made by the image itself
-mkdir -p "$WORK/tls" && chmod 777 "$WORK/tls"
-docker run --rm -v "$WORK/tls:/out" "$IMAGE" gen-certs --out /out \
-  --node recd-0 --node recd-1 --node recd-2 >/dev/null
-chmod -R a+r "$WORK/tls"
+# (and, from another CA, the intruder's)
+for d in tls:recd-0,recd-1,recd-2 rogue:recd-3; do
+  dir=$WORK/${d%%:*}
+  mkdir -p "$dir" && chmod 777 "$dir"
+  # shellcheck disable=SC2046 # one --node per name
+  docker run --rm -v "$dir:/out" "$IMAGE" gen-certs --out /out \
+    $(tr , '\n' <<<"${d#*:}" | sed 's/^/--node /') >/dev/null
+  chmod -R a+r "$dir"
+done
 ADMIN_TOKEN=container-test-admin-token-$$
 docker network create "$NET" >/dev/null
 docker run -d --name "$NET-redis" --network "$NET" --network-alias redis "$REDIS_IMAGE" >/dev/null
-start() {
-  docker run -d --name "$NET-recd-$1" --network "$NET" --network-alias "recd-$1" \
-    --hostname "recd-$1" \
-    -e RECD__CLUSTER__NODE_NAME="recd-$1" -e RECD__CLUSTER__HOSTNAME="recd-$1" \
+start() { # N [CONTAINER CERTS [DOCKER ARGS...]]: node recd-N (by default in container
+  # recd-N, certificates of the cluster's CA)
+  local n=$1 name=${2:-recd-$1} certs=${3:-tls}
+  shift $(($# < 3 ? $# : 3))
+  docker run -d --name "$NET-$name" --network "$NET" --network-alias "$name" \
+    --hostname "$name" \
+    -e RECD__CLUSTER__NODE_NAME="recd-$n" -e RECD__CLUSTER__HOSTNAME="$name" \
     -e RECD__CLUSTER__COOKIE=container-test-cookie \
-    -v "$WORK/tls:/etc/recd/tls:ro" \
+    -v "$WORK/$certs:/etc/recd/tls:ro" \
     -e RECD__CLUSTER__TLS__CA=/etc/recd/tls/ca.pem \
-    -e "RECD__CLUSTER__TLS__CERT=/etc/recd/tls/recd-$1.pem" \
-    -e "RECD__CLUSTER__TLS__KEY=/etc/recd/tls/recd-$1-key.pem" \
+    -e "RECD__CLUSTER__TLS__CERT=/etc/recd/tls/recd-$n.pem" \
+    -e "RECD__CLUSTER__TLS__KEY=/etc/recd/tls/recd-$n-key.pem" \
     -e RECD__ADMIN__LISTEN=0.0.0.0:9901 -e "RECD__ADMIN__TOKEN=$ADMIN_TOKEN" \
     -e "RECD__CLUSTER__SEEDS=[recd-0:7700, recd-1:7700]" \
     -e RECD__DATA__ITEMS=5000 -e TOKIO_WORKER_THREADS=2 \
     -e RECD__FEATURES__STORE__BACKEND=redis -e RECD__FEATURES__STORE__REDIS__URL=redis://redis:6379 \
-    "$IMAGE" >/dev/null
+    "$@" "$IMAGE" >/dev/null
 }
 ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NET-recd-$1"; }
 ready() {
@@ -95,6 +105,19 @@ sleep 3
 after=$(opened)
 [ "$before" = "$after" ] || fail "sessions keep being opened in a formed cluster ($before then $after)"
 echo "ok: no re-dialling once formed ($after sessions opened in all)"
+plain=$(for i in 0 1 2; do docker logs "$NET-recd-$i" 2>&1; done | grep 'TCP Session opened' | grep -vc '(TLS' || true)
+[ "$plain" = 0 ] || fail "$plain cluster sessions were opened without TLS"
+echo "ok: every cluster session is mutual TLS"
+# an intruder: the right cookie, a roster naming it, a certificate of another CA
+ROSTER="[$(for i in 0 1 2 3; do printf '{name: recd-%s, roles: [ingress, features, index, ranker]}\n' "$i"; done | paste -sd,)]"
+start 3 intruder rogue -e "RECD__CLUSTER__NODES=$ROSTER"
+refused() { docker logs "$NET-recd-0" 2>&1 | grep -q 'cluster peer refused: TLS handshake failed'; }
+wait_for 60 refused || fail "recd-0 did not log a refused handshake from the intruder"
+sleep 2
+check_view "sorted(v['members']) == ['recd-0', 'recd-1', 'recd-2'] and v['peers']" ||
+  fail "the membership changed with the intruder: $(view)"
+docker rm -f "$NET-intruder" >/dev/null
+echo "ok: an intruder with another CA's certificate was refused at the handshake (members unchanged)"
 
 # answers of USER through node N, as item ids (one per line)
 answer() {
@@ -176,7 +199,7 @@ wait_for 30 acked || fail "writes did not recover after Redis came back"
 # read from the store itself (a zero-age lookup skips the cache)
 stored() {
   curl -s -m 2 -H "authorization: Bearer $ADMIN_TOKEN" "http://$(ip_of 1):9901/v1/users/ctest" |
-    python3 -c "import json,sys; sys.exit(0 if $item in json.load(sys.stdin)['recent_items'] else 1)"
+    python3 -c "import json,sys; sys.exit(0 if $item in json.load(sys.stdin).get('recent_items', []) else 1)" 2>/dev/null
 }
 wait_for 10 stored || fail "the click acknowledged before Redis was killed is lost: $(curl -s -m 2 -H "authorization: Bearer $ADMIN_TOKEN" "http://$(ip_of 1):9901/v1/users/ctest")"
 echo "docker start redis: writes back after $(python3 -c "import time; print(f'{time.time() - $t_back:.2f}')")s; the earlier click is still there"

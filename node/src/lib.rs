@@ -14,7 +14,7 @@
 //! Supervision tree (each pool restarts its workers, see `recd_runtime::pool`; the root
 //! marks the node unhealthy when one of its children dies, `recd_runtime::pool::root`):
 //! ```text
-//! RootSupervisor ─┬─ Ingress   (HTTP listener task; every node, for probes and /cluster)
+//! RootSupervisor ─┬─ PoolSupervisor("ingress")   ── Ingress × 1  (every node: probes; restarted on the same sockets)
 //!                 ├─ PoolSupervisor("gateway")   ── Gateway × 1            (ingress role)
 //!                 ├─ PoolSupervisor("pipeline")  ── PipelineWorker × n     (ingress role)
 //!                 ├─ PoolSupervisor("heartbeat") ── Heartbeat × 1          (in a cluster)

@@ -10,7 +10,7 @@ use recd_actors::data::Catalogue;
 use recd_actors::experiments::shadow::ShadowStats;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::ingress::state::{ClusterView, IngressState, Serving};
-use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
+use recd_actors::ingress::{IngressArgs, IngressFactory};
 use recd_actors::remote::endpoint::Served;
 use recd_actors::remote::peer::PeerNet;
 use recd_actors::remote::replicas::NodeReplicas;
@@ -22,7 +22,7 @@ use recd_runtime::metrics::Metrics;
 use recd_runtime::peers::Peers;
 use recd_runtime::placement::{Placement, ShardKind};
 use recd_runtime::pool::root::{Health, RootMessage, RootSupervisor};
-use recd_runtime::pool::PoolSlots;
+use recd_runtime::pool::{PoolMessage, PoolSlots};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -38,7 +38,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     root: ActorRef<RootMessage>,
     health: Arc<Health>,
-    ingress: ActorRef<IngressMessage>,
+    /// The ingress's pool supervisor.
+    ingress: ActorRef<PoolMessage>,
     /// The cluster endpoint, when this node runs in a cluster.
     cluster: Option<Cluster>,
     pools: Pools,
@@ -80,12 +81,14 @@ impl Node {
             net.clone(),
             Arc::clone(&topo.membership),
         ));
-        let (ingress, ingress_state) =
-            start_ingress(&config, &topo, &replicas, &metrics, &health, &root).await?;
-        let http_addr =
-            ractor::call!(ingress, IngressMessage::LocalAddr).context("ingress address")?;
-        let admin_addr =
-            ractor::call!(ingress, IngressMessage::AdminAddr).context("admin address")?;
+        let mut pools = Pools::new(
+            root.clone(),
+            Arc::clone(&health),
+            &config,
+            Arc::clone(&metrics),
+        );
+        let (ingress, ingress_state, (http_addr, admin_addr)) =
+            start_ingress(&config, &topo, &replicas, (&metrics, &health), &pools).await?;
 
         let (catalogue, indexes) = {
             let (config, held) = (config.clone(), local.index.held().to_vec());
@@ -99,12 +102,6 @@ impl Node {
             let bound = crate::stores::id_bound(&config, &catalogue);
             let _ = net.catalogue.set((bound, catalogue.schema));
         }
-        let mut pools = Pools::new(
-            root.clone(),
-            Arc::clone(&health),
-            &config,
-            Arc::clone(&metrics),
-        );
         let data = roles::DataRoles {
             config: &config,
             catalogue: &catalogue,
@@ -188,7 +185,12 @@ impl Node {
             "drained"
         );
         let wait = Some(Duration::from_secs(15));
+        // the supervisor stops its ingress without waiting: wait here for its HTTP drain
+        let http = self.ingress_state.ingress.get(0);
         let _ = self.ingress.stop_and_wait(None, wait).await;
+        if let Some(http) = http {
+            let _ = http.wait(wait).await;
+        }
         self.pools.stop(wait).await;
         let _ = self.root.stop_and_wait(None, wait).await;
         if let Some(cluster) = self.cluster {
@@ -249,15 +251,19 @@ fn local_stages(config: &Config, placement: &Placement) -> LocalStages {
     LocalStages::new(features, index, PoolSlots::new(rankers))
 }
 
-/// The HTTP listener first, so `/healthz` answers and `/readyz` says 503 while loading.
+/// The HTTP listener first, so `/healthz` answers and `/readyz` says 503 while loading:
+/// the sockets bound here, the ingress a supervised pool of one on them.
 async fn start_ingress(
     config: &Config,
     topo: &Topology,
     replicas: &Arc<NodeReplicas>,
-    metrics: &Arc<Metrics>,
-    health: &Arc<Health>,
-    root: &ActorRef<RootMessage>,
-) -> anyhow::Result<(ActorRef<IngressMessage>, Arc<IngressState>)> {
+    (metrics, health): (&Arc<Metrics>, &Arc<Health>),
+    pools: &Pools,
+) -> anyhow::Result<(
+    ActorRef<PoolMessage>,
+    Arc<IngressState>,
+    (SocketAddr, Option<SocketAddr>),
+)> {
     let ab = match &config.experiments.scenarios_file {
         Some(p) => AbScenarios::load(p)?,
         None => AbScenarios::default(),
@@ -296,19 +302,14 @@ async fn start_ingress(
         true => None,
         false => Some(config.admin.listen.parse().context("admin.listen")?),
     };
-    let args = IngressArgs {
-        listen,
-        admin_listen,
-        state: Arc::clone(&state),
-    };
-    let (ingress, _) = Actor::spawn_linked(None, Ingress, args, root.get_cell())
+    let args = IngressArgs::bind(listen, admin_listen, Arc::clone(&state))
         .await
-        .context("starting http ingress")?;
-    let _ = root.cast(RootMessage::Watch {
-        id: ingress.get_id(),
-        name: "ingress".into(),
-    });
-    Ok((ingress, state))
+        .with_context(|| format!("binding {listen} (and admin.listen)"))?;
+    let addrs = (args.addr()?, args.admin_addr()?);
+    let sup = pools
+        .spawn("ingress", IngressFactory(args), &state.ingress)
+        .await?;
+    Ok((sup, state, addrs))
 }
 
 /// Generates the catalogue if the data folder is empty (and allowed), loads it, and

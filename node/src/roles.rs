@@ -72,13 +72,25 @@ impl Pools {
         }
     }
 
-    /// Starts pool `name` over `slots`, supervised by the root.
+    /// Starts pool `name` over `slots`, supervised by the root, stopped by [`Self::stop`].
     async fn start<F: WorkerFactory>(
         &mut self,
         name: &'static str,
         factory: F,
         slots: &Arc<PoolSlots<<F::Worker as Actor>::Msg>>,
     ) -> anyhow::Result<()> {
+        let sup = self.spawn(name, factory, slots).await?;
+        self.started.push(sup);
+        Ok(())
+    }
+
+    /// Starts pool `name` over `slots`, supervised by the root; the caller stops it.
+    pub(crate) async fn spawn<F: WorkerFactory>(
+        &self,
+        name: &'static str,
+        factory: F,
+        slots: &Arc<PoolSlots<<F::Worker as Actor>::Msg>>,
+    ) -> anyhow::Result<ActorRef<PoolMessage>> {
         let args = PoolArgs {
             name,
             factory,
@@ -99,8 +111,7 @@ impl Pools {
             id: sup.get_id(),
             name: format!("pool {name}"),
         });
-        self.started.push(sup);
-        Ok(())
+        Ok(sup)
     }
 
     /// Stops every pool, the last started first.

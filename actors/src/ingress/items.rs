@@ -12,7 +12,8 @@ use crate::item_log::ItemWrites;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use super::body::PathId;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -118,7 +119,7 @@ fn reply(op: &str, st: &IngressState, r: Result<Response, RecdError>) -> Respons
 /// `PUT /v1/items/{id}`.
 pub(super) async fn put_item(
     State(st): State<Arc<IngressState>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
@@ -137,7 +138,7 @@ pub(super) async fn put_item(
 /// `DELETE /v1/items/{id}`.
 pub(super) async fn delete_item(
     State(st): State<Arc<IngressState>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Response {
     let r = async {
         let id = item_id(&id)?;

@@ -130,10 +130,12 @@ pub(super) async fn fault(
             .ranker
             .get(req.slot)
             .map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
+        "ingress" => (st.ingress.get(req.slot))
+            .map(|a| a.cast(super::IngressMessage::InjectPanic).is_ok()),
         other => {
             return Refusal::new(
                 ErrorCode::BadRequest,
-                format!("unknown pool {other:?} (features, index, ranker)"),
+                format!("unknown pool {other:?} (features, index, ranker, ingress)"),
             )
             .into_response()
         }

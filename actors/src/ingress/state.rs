@@ -92,6 +92,8 @@ pub struct IngressState {
     pub in_flight: std::sync::atomic::AtomicUsize,
     /// What the root supervisor saw (`/healthz` fails once a supervised child died).
     pub health: Arc<Health>,
+    /// The ingress actor's pool of one (`/admin/fault` targets it too).
+    pub ingress: Arc<PoolSlots<super::IngressMessage>>,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -145,6 +147,7 @@ impl IngressState {
             admin_token: node.admin.token.clone(),
             tenants,
             health,
+            ingress: PoolSlots::new(1),
             draining: AtomicBool::new(false),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             id_prefix,

@@ -13,7 +13,8 @@ use crate::remote::router::Router;
 use crate::stage::{Answer, Call};
 use crate::types::{EventKind, WriteOp, WriteOutcome};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use super::body::PathId;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -237,7 +238,7 @@ pub(super) async fn events(
 /// `PUT /v1/users/{id}`: the whole profile, replaced.
 pub(super) async fn put_user(
     State(st): State<Arc<IngressState>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
@@ -270,7 +271,7 @@ pub(super) async fn put_user(
 /// `DELETE /v1/users/{id}`: erased from the store and the shard's cache.
 pub(super) async fn delete_user(
     State(st): State<Arc<IngressState>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Response {
     reply(
         async {
@@ -294,7 +295,7 @@ pub(super) async fn delete_user(
 /// `GET /v1/users/{id}`: the profile `/recommend` would use now, read from the store.
 pub(super) async fn get_user(
     State(st): State<Arc<IngressState>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Response {
     reply(
         async {

@@ -5,7 +5,7 @@ use ractor::Actor;
 use recd_actors::experiments::AbScenarios;
 use recd_actors::ingress::state::ClusterView;
 use recd_actors::ingress::state::IngressState;
-use recd_actors::ingress::{Ingress, IngressArgs, IngressMessage};
+use recd_actors::ingress::{Ingress, IngressArgs};
 use recd_node::Node;
 use recd_runtime::config::Role;
 use recd_runtime::metrics::Metrics;
@@ -333,18 +333,11 @@ async fn not_ready_answers_503_and_health_stays_200() {
         )
         .unwrap(),
     );
-    let (ingress, _) = Actor::spawn(
-        None,
-        Ingress,
-        IngressArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: None,
-            state,
-        },
-    )
-    .await
-    .unwrap();
-    let addr = ractor::call!(ingress, IngressMessage::LocalAddr).unwrap();
+    let args = IngressArgs::bind("127.0.0.1:0".parse().unwrap(), None, state)
+        .await
+        .unwrap();
+    let addr = args.addr().unwrap();
+    let (ingress, _) = Actor::spawn(None, Ingress, args).await.unwrap();
     let client = client();
     let (status, json) = recommend(&client, addr, r#"{"user_id":"u1"}"#, &[]).await;
     assert_eq!(status, 503, "{json}");

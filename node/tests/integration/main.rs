@@ -10,6 +10,7 @@ mod http;
 mod import;
 mod items;
 mod models;
+mod properties;
 mod roles;
 mod schema;
 mod shadow;

@@ -242,3 +242,51 @@ async fn a_shard_past_its_restart_budget_makes_the_node_unhealthy() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_ingress_is_restarted_on_the_same_ports() {
+    let mut c = config(small_data());
+    c.admin.fault_injection = true;
+    c.supervision.backoff_ms = 200; // long enough for requests to arrive while it is down
+    let node = Node::start(c).await.unwrap();
+    let (addr, admin) = (node.http_addr, node.admin_addr.unwrap());
+    // fresh connections for every request: each has to be accepted by a live ingress
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (client, stop) = (fresh.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!(r#"{{"user_id":"u{}"}}"#, statuses.len());
+                statuses.push(recommend(&client, addr, &body, &[]).await.0);
+            }
+            statuses
+        })
+    };
+    let restarts = node.metrics.actor_restarts.with_label_values(&["ingress"]);
+    assert_eq!(inject(&client(), admin, "ingress", 0).await, 202);
+    poll(10, || {
+        let done = restarts.get() == 1;
+        async move { done.then_some(()) }
+    })
+    .await;
+    // the restarted ingress serves both ports at the same addresses
+    let (status, _) = recommend(&fresh, addr, r#"{"user_id":"u1"}"#, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(get_status(&client(), admin, "/cluster").await, 200);
+    stop.store(true, Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 10, "load ran: {}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request answered 200 across the restart: {statuses:?}"
+    );
+    assert_eq!(get_status(&client(), addr, "/healthz").await, 200);
+    assert_eq!(restarts.get(), 1);
+    node.shutdown().await;
+}

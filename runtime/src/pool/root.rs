@@ -5,7 +5,7 @@
 //! restarts the process (docs/adr/0012).
 //!
 //! ```text
-//! RootSupervisor ─┬─ Ingress
+//! RootSupervisor ─┬─ PoolSupervisor("ingress") ─ Ingress × 1
 //!                 ├─ PoolSupervisor("features") ─ FeatureShard × n   (restarts its workers,
 //!                 ├─ PoolSupervisor(...)        ─ ...                 with backoff)
 //!                 └─ PoolSupervisor("gateway")  ─ Gateway × 1
