@@ -167,7 +167,12 @@ impl Actor for Ingress {
     ) -> Result<IngressActorState, ActorProcessingErr> {
         let (shutdown, rx) = watch::channel(false);
         let public = routes::router(Arc::clone(&args.state));
-        let mut servers = vec![serve(("http", &args.public), public, rx.clone(), me.clone())?];
+        let mut servers = vec![serve(
+            ("http", &args.public),
+            public,
+            rx.clone(),
+            me.clone(),
+        )?];
         match &args.admin {
             Some(l) => {
                 let admin = routes::admin_router(args.state);

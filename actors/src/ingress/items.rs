@@ -5,6 +5,7 @@
 //! then applied to the owning index shard (`id % shards`) so searches find it. Answered
 //! only after all three; a shard that did not take it is a 503 to retry (idempotent).
 
+use super::body::PathId;
 use super::state::{IngressState, Refusal};
 use super::writes::{body, writer};
 use crate::data::Schema;
@@ -12,7 +13,6 @@ use crate::item_log::ItemWrites;
 use crate::items::{ItemRow, MAX_ITEM_ID};
 use crate::stage::{Answer, Call};
 use axum::body::Body;
-use super::body::PathId;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

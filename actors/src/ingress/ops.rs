@@ -130,8 +130,9 @@ pub(super) async fn fault(
             .ranker
             .get(req.slot)
             .map(|a| a.cast(RankerMessage::InjectPanic).is_ok()),
-        "ingress" => (st.ingress.get(req.slot))
-            .map(|a| a.cast(super::IngressMessage::InjectPanic).is_ok()),
+        "ingress" => {
+            (st.ingress.get(req.slot)).map(|a| a.cast(super::IngressMessage::InjectPanic).is_ok())
+        }
         other => {
             return Refusal::new(
                 ErrorCode::BadRequest,

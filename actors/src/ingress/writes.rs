@@ -7,13 +7,13 @@
 //! whole batch is safe, event ids are applied once.
 
 use super::body::read_json;
+use super::body::PathId;
 use super::state::{IngressState, Refusal, Serving};
 use crate::features::shard_of;
 use crate::remote::router::Router;
 use crate::stage::{Answer, Call};
 use crate::types::{EventKind, WriteOp, WriteOutcome};
 use axum::body::Body;
-use super::body::PathId;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -293,10 +293,7 @@ pub(super) async fn delete_user(
 }
 
 /// `GET /v1/users/{id}`: the profile `/recommend` would use now, read from the store.
-pub(super) async fn get_user(
-    State(st): State<Arc<IngressState>>,
-    PathId(id): PathId,
-) -> Response {
+pub(super) async fn get_user(State(st): State<Arc<IngressState>>, PathId(id): PathId) -> Response {
     reply(
         async {
             let (_, router) = writer(&st)?;

@@ -34,7 +34,8 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         (0u64..30_000).prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         Just(json!(1e300)),
         ".{0,40}".prop_map(Value::from),
         prop::sample::select(vec!["click", "view", "purchase", "skip", "u42", "alice"])
@@ -93,7 +94,11 @@ fn case() -> impl Strategy<Value = Case> {
         1 => "[0-9a-z%-]{0,20}".prop_map(|id| ("GET", format!("/{id}"))),
     ];
     let headers = (
-        header_value(&["application/json", "application/json; charset=utf-8", "text/plain"]),
+        header_value(&[
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/plain",
+        ]),
         header_value(&["critical", "default", "background", "urgent"]),
         // deadlines a request can meet, or refused ones (a 1 ms deadline is a fair 504)
         header_value(&["2000", "0", "99999999", "-5", "soon"]),
@@ -130,7 +135,11 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 /// Sends `case`; `Err` names what broke the property.
-async fn check(client: &reqwest::Client, addr: std::net::SocketAddr, case: Case) -> Result<(), String> {
+async fn check(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    case: Case,
+) -> Result<(), String> {
     let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("method");
     let mut req = client.request(method, format!("http://{addr}{}", case.path));
     for (name, v) in &case.headers {
@@ -139,10 +148,15 @@ async fn check(client: &reqwest::Client, addr: std::net::SocketAddr, case: Case)
             req = req.header(*name, v);
         }
     }
-    let resp = req.body(case.body).send().await.map_err(|e| format!("no answer: {e}"))?;
+    let resp = req
+        .body(case.body)
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(|e| format!("body: {e}"))?;
-    let json: Value = serde_json::from_str(&text).map_err(|_| format!("{status}: not JSON: {text:?}"))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|_| format!("{status}: not JSON: {text:?}"))?;
     match status {
         200..=299 => Ok(()),
         400..=499 if json["code"].is_string() && json["message"].is_string() => Ok(()),
@@ -159,7 +173,10 @@ fn any_request_gets_2xx_or_a_4xx_naming_the_problem() {
         .expect("runtime");
     let mut c = config(small_data());
     // sequential cases far below any bucket: a 429 would be fair, but is not the point
-    c.gateway.lanes.iter_mut().for_each(|l| l.deadline_ms = l.deadline_ms.max(2_000));
+    c.gateway
+        .lanes
+        .iter_mut()
+        .for_each(|l| l.deadline_ms = l.deadline_ms.max(2_000));
     let node = rt.block_on(Node::start(c)).expect("node");
     let addr = node.http_addr;
     let client = reqwest::Client::builder()
@@ -172,7 +189,8 @@ fn any_request_gets_2xx_or_a_4xx_naming_the_problem() {
         ..RunnerConfig::default()
     });
     let result = runner.run(&case(), |case| {
-        rt.block_on(check(&client, addr, case)).map_err(TestCaseError::fail)
+        rt.block_on(check(&client, addr, case))
+            .map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -187,7 +205,10 @@ fn any_request_gets_2xx_or_a_4xx_naming_the_problem() {
             .await
             .expect("good request");
         let healthz = client.get(format!("http://{addr}/healthz")).send().await;
-        (r.status().as_u16(), healthz.expect("healthz").status().as_u16())
+        (
+            r.status().as_u16(),
+            healthz.expect("healthz").status().as_u16(),
+        )
     });
     assert_eq!(good, (200, 200));
     rt.block_on(node.shutdown());
