@@ -160,7 +160,7 @@ impl Cluster {
             Some(t) => (
                 0,
                 std::net::Ipv4Addr::LOCALHOST.into(),
-                Some(IncomingEncryptionMode::Tls(t.acceptor.clone())),
+                Some(IncomingEncryptionMode::Tls(t.acceptor())),
             ),
             None => (listen.port(), listen.ip(), None),
         };
@@ -190,6 +190,7 @@ impl Cluster {
                 port: listen.port(),
             });
             tasks.push(tokio::spawn(t.clone().serve(accept, server.clone())));
+            tasks.push(tokio::spawn(t.clone().watch()));
         }
         server
             .cast(NodeServerMessage::SubscribeToEvents {

@@ -184,7 +184,7 @@ fn any_request_gets_2xx_or_a_4xx_naming_the_problem() {
         .build()
         .expect("client");
     let mut runner = TestRunner::new(RunnerConfig {
-        cases: 400,
+        cases: 256,
         failure_persistence: None,
         ..RunnerConfig::default()
     });

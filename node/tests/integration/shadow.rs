@@ -25,10 +25,12 @@ async fn the_shadow_measures_itself_and_never_touches_the_answer() {
         }
     };
 
-    // the same request with and without a shadow: the same answer
+    // the same request with and without a shadow: the same answer. Budgets are wide:
+    // this is about the shadow, not deadlines, and tests share two cores (debug builds)
+    let wide = ("x-deadline-ms", "5000");
     let body = r#"{"user_id":"u77","topk":10}"#;
-    let (s1, plain) = recommend(&http, addr, body, &[("x-variant", "A")]).await;
-    let shadowed = [("x-variant", "A"), ("x-shadow", "1")];
+    let (s1, plain) = recommend(&http, addr, body, &[("x-variant", "A"), wide]).await;
+    let shadowed = [("x-variant", "A"), ("x-shadow", "1"), wide];
     let (s2, with_shadow) = recommend(&http, addr, body, &shadowed).await;
     assert_eq!((s1, s2), (200, 200));
     for field in ["items", "variant", "model", "degraded", "coverage"] {
@@ -41,7 +43,7 @@ async fn the_shadow_measures_itself_and_never_touches_the_answer() {
     // one at a time there is spare capacity: each shadowed request is compared
     for i in 0..20 {
         let body = format!(r#"{{"user_id":"u{i}","topk":10}}"#);
-        let (s, _) = recommend(&http, addr, &body, &[("x-shadow", "1")]).await;
+        let (s, _) = recommend(&http, addr, &body, &[("x-shadow", "1"), wide]).await;
         assert_eq!(s, 200);
     }
     // then many at once: some may find no spare capacity and be shed
@@ -50,7 +52,9 @@ async fn the_shadow_measures_itself_and_never_touches_the_answer() {
             let http = http.clone();
             tokio::spawn(async move {
                 let body = format!(r#"{{"user_id":"u{}","topk":10}}"#, 500 + i);
-                recommend(&http, addr, &body, &[("x-shadow", "1")]).await.0
+                recommend(&http, addr, &body, &[("x-shadow", "1"), wide])
+                    .await
+                    .0
             })
         })
         .collect();

@@ -1,8 +1,12 @@
 //! Trust on real nodes: per-tenant keys, scopes and buckets on the public port; one
 //! request's trace id followed through the logs of two nodes; a rolling restart (each
-//! node SIGTERM'd and restarted in turn) under load with no failed request.
+//! node SIGTERM'd and restarted in turn) under load with no failed request; renewed
+//! cluster certificates taken up without a restart.
 
-use crate::cluster::{log_path, spawn, three_nodes_with, ONE_CLUSTER_AT_A_TIME};
+use crate::cluster::{
+    certs, converge, free_port, log_path, spawn, spawn_with, three_nodes_with, tls_env,
+    ONE_CLUSTER_AT_A_TIME,
+};
 use crate::common::{client, config, metric_sum, metrics_text, poll, recommend, small_data};
 use recd_node::Node;
 use recd_runtime::config::{Scope, TenantConfig};
@@ -278,4 +282,76 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     );
     assert!(log.len() > 100, "the load ran: {}", log.len());
     assert_eq!(failed, 0, "no request failed during the rolling restart");
+}
+
+/// Polls until `name`'s log holds `text`.
+async fn logged(name: &str, text: &str) {
+    poll(30, || async {
+        let log = std::fs::read_to_string(log_path(name)).ok()?;
+        plain(&log).contains(text).then_some(())
+    })
+    .await
+}
+
+/// cert-manager renews certificates in place: recd-0 and recd-1 start on one CA, and while
+/// they run their files are overwritten — first with a broken certificate (reported, the
+/// old one stays), then with another CA's. recd-2, which has only the new CA, can then
+/// join both; their own session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_taken_up_without_a_restart() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let (old, new) = (certs("cluster"), certs("renewed"));
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // the node's three files, at fixed paths, from the certificates in `from`
+    let place = |from: &std::path::Path, i: usize| {
+        let name = format!("recd-{i}");
+        for (src, dst) in [
+            ("ca.pem".to_owned(), "ca.pem"),
+            (format!("{name}.pem"), "cert.pem"),
+            (format!("{name}-key.pem"), "key.pem"),
+        ] {
+            std::fs::copy(from.join(src), dirs[i].path().join(dst)).unwrap();
+        }
+    };
+    let env: Vec<Vec<(String, String)>> = (0..2)
+        .map(|i| {
+            place(&old, i);
+            let file = |f: &str| dirs[i].path().join(f).display().to_string();
+            vec![
+                ("RECD__CLUSTER__TLS__CA".into(), file("ca.pem")),
+                ("RECD__CLUSTER__TLS__CERT".into(), file("cert.pem")),
+                ("RECD__CLUSTER__TLS__KEY".into(), file("key.pem")),
+                ("RECD__CLUSTER__TLS__RELOAD_MS".into(), "200".into()),
+            ]
+        })
+        .collect();
+    let env_of = |i: usize| -> Vec<(&str, &str)> {
+        env[i]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    };
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let n0 = spawn_with("recd-0", "s3cret", ports[0], &[], &env_of(0));
+    let n1 = spawn_with("recd-1", "s3cret", ports[1], &[ports[0]], &env_of(1));
+    let client = client();
+    converge(&client, &[&n0, &n1], &["recd-0", "recd-1"]).await;
+
+    std::fs::write(dirs[0].path().join("cert.pem"), "not a certificate").unwrap();
+    logged("recd-0", "cluster TLS files changed but do not load").await;
+    place(&new, 0);
+    place(&new, 1);
+    for name in ["recd-0", "recd-1"] {
+        logged(name, "cluster TLS reloaded").await;
+    }
+    // recd-2 trusts only the new CA and presents a certificate only it signed
+    let tls2 = tls_env(&new, "recd-2");
+    let env2: Vec<(&str, &str)> = tls2.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let n2 = spawn_with("recd-2", "s3cret", ports[2], &[ports[0], ports[1]], &env2);
+    converge(&client, &[&n0, &n1, &n2], &["recd-0", "recd-1", "recd-2"]).await;
+    let log = plain(&std::fs::read_to_string(log_path("recd-2")).unwrap());
+    assert!(
+        !log.contains("cluster peer refused"),
+        "recd-2 refused a renewed peer: {log}"
+    );
 }

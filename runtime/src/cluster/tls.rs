@@ -8,6 +8,10 @@
 //! seed loop ── dial ── handshake ≤ 5 s (server name = the seed's host) ──► NodeServer
 //! ```
 //!
+//! The files are read again every `cluster.tls.reload_ms` ([`ClusterTls::watch`]):
+//! renewed contents that load are used by the next handshake either way; open sessions
+//! keep theirs; contents that do not load are reported once and the old ones stay.
+//!
 //! recd accepts connections itself rather than handing ractor_cluster the acceptor: its
 //! listener awaits each handshake in turn, so one peer that opens a connection and sends
 //! nothing would stall every other join. ractor_cluster's own listener is bound to an
@@ -18,7 +22,7 @@ use ractor::ActorRef;
 use ractor_cluster::{NetworkStream, NodeServerMessage};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -35,47 +39,94 @@ const HANDSHAKE: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once on the accept side; more connections wait.
 const MAX_HANDSHAKES: usize = 64;
 
-/// The acceptor and connector of one node, from its PEM files.
+/// The acceptor and connector of one node, from its PEM files. Clones share them:
+/// [`ClusterTls::watch`] swaps in a renewed certificate for every clone at once.
 #[derive(Clone)]
 pub struct ClusterTls {
-    /// Server side: requires a client certificate from the CA.
-    pub acceptor: TlsAcceptor,
+    files: TlsFiles,
+    current: Arc<RwLock<Loaded>>,
+}
+
+/// What one reading of the files made.
+#[derive(Clone)]
+struct Loaded {
+    acceptor: TlsAcceptor,
     connector: TlsConnector,
+    /// The three files' bytes this was made from, or that last failed to load (so a bad
+    /// renewal is reported once, not every poll).
+    seen: Arc<[Vec<u8>; 3]>,
 }
 
 impl ClusterTls {
     /// Loads the CA, this node's chain and key; refuses unreadable or empty files.
     pub fn load(files: &TlsFiles) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = RootCertStore::empty();
-        for ca in certs(&files.ca)? {
-            roots
-                .add(ca)
-                .context("cluster.tls.ca: not a usable CA certificate")?;
-        }
-        let roots = Arc::new(roots);
-        let chain = certs(&files.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).with_context(|| {
-            format!("cluster.tls.key: no private key in {}", files.key.display())
-        })?;
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
-                .build()
-                .context("cluster.tls.ca: client verifier")?;
-        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .context("cluster.tls.cert/key: they do not match")?;
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .context("cluster.tls.cert/key: they do not match")?;
+        let bytes = read(files)?;
+        let (acceptor, connector) = configs(files, &bytes)?;
+        let current = Loaded {
+            acceptor,
+            connector,
+            seen: Arc::new(bytes),
+        };
         Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
-            connector: TlsConnector::from(Arc::new(client)),
+            files: files.clone(),
+            current: Arc::new(RwLock::new(current)),
         })
+    }
+
+    /// The server side now: requires a client certificate from the CA.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.now().acceptor
+    }
+
+    fn now(&self) -> Loaded {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the files again: `Ok(true)` when their contents changed and loaded (new
+    /// handshakes use them; open sessions keep theirs), `Ok(false)` when nothing changed,
+    /// `Err` when changed contents do not load (the previous certificate stays).
+    pub fn reload(&self) -> anyhow::Result<bool> {
+        let bytes = read(&self.files)?;
+        let now = self.now();
+        if *now.seen == bytes {
+            return Ok(false);
+        }
+        let loaded = configs(&self.files, &bytes);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        current.seen = Arc::new(bytes);
+        let (acceptor, connector) = loaded?;
+        (current.acceptor, current.connector) = (acceptor, connector);
+        Ok(true)
+    }
+
+    /// Reloads every `cluster.tls.reload_ms` (never when 0) until the task is dropped;
+    /// file reads and parsing run on a blocking thread.
+    pub async fn watch(self) {
+        if self.files.reload_ms == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(self.files.reload_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.reload()).await {
+                Ok(Ok(true)) => tracing::info!(
+                    cert = %self.files.cert.display(),
+                    "cluster TLS reloaded: new handshakes present the renewed certificate"
+                ),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "cluster TLS files changed but do not load: the previous certificate stays"
+                ),
+                Err(e) => tracing::error!(error = %e, "cluster TLS reload task failed"),
+            }
+        }
     }
 
     /// Dials `seed` (`host:port`), verifies it as `host`, and hands the session to the
@@ -92,7 +143,7 @@ impl ClusterTls {
             let tcp = TcpStream::connect(seed).await?;
             tcp.set_nodelay(true)?;
             let (peer_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
-            let stream = self.connector.connect(name, tcp).await?;
+            let stream = self.now().connector.connect(name, tcp).await?;
             anyhow::Ok(NetworkStream::TlsClient {
                 peer_addr,
                 local_addr,
@@ -126,7 +177,7 @@ impl ClusterTls {
                     continue;
                 }
             };
-            let (acceptor, server) = (self.acceptor.clone(), server.clone());
+            let (acceptor, server) = (self.acceptor(), server.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 match accept(&acceptor, tcp, peer_addr).await {
@@ -164,11 +215,57 @@ async fn accept(
     })
 }
 
-/// Every certificate of a PEM file (at least one).
-fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let all: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect();
+/// The bytes of the CA, certificate and key files.
+fn read(files: &TlsFiles) -> anyhow::Result<[Vec<u8>; 3]> {
+    let read = |what: &str, p: &Path| {
+        std::fs::read(p).with_context(|| format!("cluster.tls.{what}: reading {}", p.display()))
+    };
+    Ok([
+        read("ca", &files.ca)?,
+        read("cert", &files.cert)?,
+        read("key", &files.key)?,
+    ])
+}
+
+/// The server and client configurations of `[ca, cert, key]` (PEM bytes of `files`).
+fn configs(
+    files: &TlsFiles,
+    [ca, cert, key]: &[Vec<u8>; 3],
+) -> anyhow::Result<(TlsAcceptor, TlsConnector)> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in certs(&files.ca, ca)? {
+        roots
+            .add(ca)
+            .context("cluster.tls.ca: not a usable CA certificate")?;
+    }
+    let roots = Arc::new(roots);
+    let chain = certs(&files.cert, cert)?;
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .with_context(|| format!("cluster.tls.key: no private key in {}", files.key.display()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+            .build()
+            .context("cluster.tls.ca: client verifier")?;
+    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .context("cluster.tls.cert/key: they do not match")?;
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .context("cluster.tls.cert/key: they do not match")?;
+    Ok((
+        TlsAcceptor::from(Arc::new(server)),
+        TlsConnector::from(Arc::new(client)),
+    ))
+}
+
+/// Every certificate of the PEM `bytes` read from `path` (at least one).
+fn certs(path: &Path, bytes: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let all: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
     let all = all.with_context(|| format!("{}: not PEM certificates", path.display()))?;
     anyhow::ensure!(!all.is_empty(), "{}: no certificate", path.display());
     Ok(all)

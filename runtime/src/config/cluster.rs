@@ -88,6 +88,14 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// This node's private key.
     pub key: PathBuf,
+    /// How often the three files are read again; changed contents that load replace the
+    /// certificate for new handshakes (cert-manager renews in place). 0: never.
+    #[serde(default = "default_tls_reload_ms")]
+    pub reload_ms: u64,
+}
+
+fn default_tls_reload_ms() -> u64 {
+    10_000
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -183,6 +191,11 @@ impl ClusterConfig {
             }
             if is_placeholder(&self.cookie) {
                 bail!("cluster.cookie is the placeholder of the shipped Secret: generate a random one (deploy/k8s/secret.yaml)");
+            }
+            if let Some(t) = &self.tls {
+                if t.reload_ms != 0 && t.reload_ms < 100 {
+                    bail!("cluster.tls.reload_ms must be 0 (never) or at least 100");
+                }
             }
             if self.tls.is_none() && !self.plaintext_allowed() {
                 bail!("cluster.tls must be set when cluster.listen is not a loopback address (plaintext is for loopback development only)");
