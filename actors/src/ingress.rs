@@ -128,8 +128,24 @@ pub struct IngressActorState {
     servers: Servers,
 }
 
+/// Tells the actor its server task ended — returned, panicked or aborted — unless the
+/// actor is stopping (after a panic of the actor itself the message has nowhere to go).
+struct Exited {
+    name: &'static str,
+    stopping: watch::Receiver<bool>,
+    me: ActorRef<IngressMessage>,
+}
+
+impl Drop for Exited {
+    fn drop(&mut self) {
+        if !*self.stopping.borrow() {
+            let _ = self.me.cast(IngressMessage::ServerExited(self.name));
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true (in-flight requests finish);
-/// ending before that is reported to the actor.
+/// ending before that, however, is reported to the actor.
 fn serve(
     (name, listener): (&'static str, &std::net::TcpListener),
     app: axum::Router,
@@ -138,8 +154,13 @@ fn serve(
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
     tracing::info!(addr = %listener.local_addr()?, "{name} listening");
+    let exited = Exited {
+        name,
+        stopping: shutdown.clone(),
+        me,
+    };
     Ok(tokio::spawn(async move {
-        let mut stopped = shutdown.clone();
+        let _exited = exited;
         let stop = async move {
             let _ = shutdown.wait_for(|v| *v).await;
         };
@@ -148,9 +169,6 @@ fn serve(
             .await
         {
             tracing::error!(error = %e, "{name} server failed");
-        }
-        if !*stopped.borrow_and_update() {
-            let _ = me.cast(IngressMessage::ServerExited(name));
         }
     }))
 }
@@ -194,11 +212,12 @@ impl Actor for Ingress {
         state: &mut IngressActorState,
     ) -> Result<(), ActorProcessingErr> {
         let _ = state.shutdown.send(true);
-        let servers = futures_util::future::join_all(state.servers.0.drain(..));
+        let servers = futures_util::future::join_all(state.servers.0.iter_mut());
         if tokio::time::timeout(Duration::from_secs(10), servers)
             .await
             .is_err()
         {
+            // dropping the state aborts them
             tracing::warn!("http servers did not drain within 10 s");
         }
         Ok(())

@@ -185,12 +185,8 @@ impl Node {
             "drained"
         );
         let wait = Some(Duration::from_secs(15));
-        // the supervisor stops its ingress without waiting: wait here for its HTTP drain
-        let http = self.ingress_state.ingress.get(0);
+        // the supervisor waits for its ingress's HTTP drain
         let _ = self.ingress.stop_and_wait(None, wait).await;
-        if let Some(http) = http {
-            let _ = http.wait(wait).await;
-        }
         self.pools.stop(wait).await;
         let _ = self.root.stop_and_wait(None, wait).await;
         if let Some(cluster) = self.cluster {

@@ -79,6 +79,9 @@ impl<M: Message> PoolSlots<M> {
     }
 }
 
+/// How long a stopping supervisor waits for its workers' own `post_stop`.
+const CHILDREN_STOP: Duration = Duration::from_secs(12);
+
 /// Makes the worker actor (and its start arguments) for a slot.
 pub trait WorkerFactory: Send + Sync + 'static {
     /// The worker actor type.
@@ -194,10 +197,14 @@ impl<F: WorkerFactory> Actor for PoolSupervisor<F> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stopping = true;
-        myself.stop_children(None);
         for slot in 0..state.args.slots.len() {
             state.args.slots.set(slot, None);
         }
+        // waited for: a supervisor that returns first has ractor kill the children
+        // still running, skipping their own post_stop (the ingress's HTTP drain)
+        myself
+            .stop_children_and_wait(None, Some(CHILDREN_STOP))
+            .await;
         state.report_live();
         Ok(())
     }

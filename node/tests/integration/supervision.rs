@@ -263,7 +263,9 @@ async fn a_panicking_ingress_is_restarted_on_the_same_ports() {
             let mut statuses = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let body = format!(r#"{{"user_id":"u{}"}}"#, statuses.len());
-                statuses.push(recommend(&client, addr, &body, &[]).await.0);
+                // wide budgets: a request waits through the restart, and two cores are shared
+                let wide = [("x-deadline-ms", "5000")];
+                statuses.push(recommend(&client, addr, &body, &wide).await.0);
             }
             statuses
         })
@@ -276,7 +278,8 @@ async fn a_panicking_ingress_is_restarted_on_the_same_ports() {
     })
     .await;
     // the restarted ingress serves both ports at the same addresses
-    let (status, _) = recommend(&fresh, addr, r#"{"user_id":"u1"}"#, &[]).await;
+    let wide = [("x-deadline-ms", "5000")];
+    let (status, _) = recommend(&fresh, addr, r#"{"user_id":"u1"}"#, &wide).await;
     assert_eq!(status, 200);
     assert_eq!(get_status(&client(), admin, "/cluster").await, 200);
     stop.store(true, Ordering::Relaxed);

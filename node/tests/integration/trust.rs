@@ -295,8 +295,9 @@ async fn logged(name: &str, text: &str) {
 
 /// cert-manager renews certificates in place: recd-0 and recd-1 start on one CA, and while
 /// they run their files are overwritten — first with a broken certificate (reported, the
-/// old one stays), then with another CA's. recd-2, which has only the new CA, can then
-/// join both; their own session goes on.
+/// old one stays), then with another CA's. recd-2, which has only the new CA and dials
+/// nobody, is then reached by both: their dialling side presents and checks the renewed
+/// certificates (and recd-2's verdict on them is the new CA's). Their own session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificates_are_taken_up_without_a_restart() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -332,8 +333,15 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
             .collect()
     };
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let n0 = spawn_with("recd-0", "s3cret", ports[0], &[], &env_of(0));
-    let n1 = spawn_with("recd-1", "s3cret", ports[1], &[ports[0]], &env_of(1));
+    // both seeded with recd-2 before it runs: they keep dialling it (and fail) meanwhile
+    let n0 = spawn_with("recd-0", "s3cret", ports[0], &[ports[2]], &env_of(0));
+    let n1 = spawn_with(
+        "recd-1",
+        "s3cret",
+        ports[1],
+        &[ports[0], ports[2]],
+        &env_of(1),
+    );
     let client = client();
     converge(&client, &[&n0, &n1], &["recd-0", "recd-1"]).await;
 
@@ -347,7 +355,7 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
     // recd-2 trusts only the new CA and presents a certificate only it signed
     let tls2 = tls_env(&new, "recd-2");
     let env2: Vec<(&str, &str)> = tls2.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let n2 = spawn_with("recd-2", "s3cret", ports[2], &[ports[0], ports[1]], &env2);
+    let n2 = spawn_with("recd-2", "s3cret", ports[2], &[], &env2);
     converge(&client, &[&n0, &n1, &n2], &["recd-0", "recd-1", "recd-2"]).await;
     let log = plain(&std::fs::read_to_string(log_path("recd-2")).unwrap());
     assert!(

@@ -120,3 +120,56 @@ async fn restart_intensity_leaves_slot_empty() {
     assert!(why.starts_with("pool flaky slot 0 failed 3 times"), "{why}");
     sup.stop(None);
 }
+
+/// A worker whose `post_stop` takes a while and then counts itself.
+struct Slow(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Actor for Slow {
+    type Msg = FlakyMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<FlakyMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<FlakyMsg>, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+struct SlowFactory(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WorkerFactory for SlowFactory {
+    type Worker = Slow;
+    fn make(&self, _: usize) -> (Slow, ()) {
+        (Slow(Arc::clone(&self.0)), ())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_pool_has_waited_for_each_workers_own_stop() {
+    let stopped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let args = PoolArgs {
+        name: "slow",
+        factory: SlowFactory(Arc::clone(&stopped)),
+        slots: PoolSlots::new(3),
+        policy: RestartPolicy {
+            max_restarts: 1,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_millis(1),
+        },
+        metrics: Arc::new(Metrics::new()),
+        health: root::Health::new(),
+    };
+    let (sup, _) = Actor::spawn(None, PoolSupervisor::<SlowFactory>::default(), args)
+        .await
+        .unwrap();
+    sup.stop_and_wait(None, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    // every worker ran its post_stop (an HTTP drain, a store flush) before the pool was gone
+    assert_eq!(stopped.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
