@@ -363,3 +363,29 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
         "recd-2 refused a renewed peer: {log}"
     );
 }
+
+/// A node whose own certificate its CA did not sign is refused at start, with the files
+/// named, rather than failing every handshake later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_ca_is_refused_at_start() {
+    let (ours, theirs) = (certs("cluster"), certs("rogue"));
+    let ca = ours.join("ca.pem").display().to_string();
+    let mut env = tls_env(&theirs, "recd-0");
+    env.retain(|(k, _)| k != "RECD__CLUSTER__TLS__CA");
+    env.push(("RECD__CLUSTER__TLS__CA".into(), ca));
+    // recd-0 of the roster, logged apart from the cluster tests' recd-0
+    env.push(("RECD__CLUSTER__NODE_NAME".into(), "recd-0".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut node = spawn_with("recd-x", "s3cret", free_port(), &[], &env);
+    let status = poll(30, || {
+        let exited = node.child.try_wait().expect("try_wait");
+        async move { exited }
+    })
+    .await;
+    assert!(!status.success());
+    let log = plain(&std::fs::read_to_string(log_path("recd-x")).unwrap());
+    assert!(
+        log.contains("does not verify against cluster.tls.ca"),
+        "{log}"
+    );
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -247,6 +247,18 @@ fn configs(
         WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
             .build()
             .context("cluster.tls.ca: client verifier")?;
+    // our own chain must pass the check peers make of it: a certificate of another CA (or
+    // expired) is refused here, not at every handshake after it was swapped in
+    let (leaf, intermediates) = chain.split_first().context("cluster.tls.cert: empty")?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cluster.tls.cert {} does not verify against cluster.tls.ca {}: {e}",
+                files.cert.display(),
+                files.ca.display()
+            )
+        })?;
     let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
