@@ -147,7 +147,8 @@ impl Drop for Exited {
 /// Serves `app` on `listener` until `shutdown` turns true (in-flight requests finish);
 /// ending before that, however, is reported to the actor.
 fn serve(
-    (name, listener): (&'static str, &std::net::TcpListener),
+    name: &'static str,
+    listener: &std::net::TcpListener,
     app: axum::Router,
     mut shutdown: watch::Receiver<bool>,
     me: ActorRef<IngressMessage>,
@@ -185,16 +186,11 @@ impl Actor for Ingress {
     ) -> Result<IngressActorState, ActorProcessingErr> {
         let (shutdown, rx) = watch::channel(false);
         let public = routes::router(Arc::clone(&args.state));
-        let mut servers = vec![serve(
-            ("http", &args.public),
-            public,
-            rx.clone(),
-            me.clone(),
-        )?];
+        let mut servers = vec![serve("http", &args.public, public, rx.clone(), me.clone())?];
         match &args.admin {
             Some(l) => {
                 let admin = routes::admin_router(args.state);
-                servers.push(serve(("admin", l), admin, rx, me)?);
+                servers.push(serve("admin", l, admin, rx, me)?);
             }
             None => {
                 tracing::warn!("admin.token is not set: no admin listener (/cluster, /admin/*, user reads are off)");

@@ -88,7 +88,7 @@ impl Node {
             Arc::clone(&metrics),
         );
         let (ingress, ingress_state, (http_addr, admin_addr)) =
-            start_ingress(&config, &topo, &replicas, (&metrics, &health), &pools).await?;
+            start_ingress(&config, &topo, &replicas, &pools).await?;
 
         let (catalogue, indexes) = {
             let (config, held) = (config.clone(), local.index.held().to_vec());
@@ -253,13 +253,13 @@ async fn start_ingress(
     config: &Config,
     topo: &Topology,
     replicas: &Arc<NodeReplicas>,
-    (metrics, health): (&Arc<Metrics>, &Arc<Health>),
     pools: &Pools,
 ) -> anyhow::Result<(
     ActorRef<PoolMessage>,
     Arc<IngressState>,
     (SocketAddr, Option<SocketAddr>),
 )> {
+    let (metrics, health) = (&pools.metrics, &pools.health);
     let ab = match &config.experiments.scenarios_file {
         Some(p) => AbScenarios::load(p)?,
         None => AbScenarios::default(),

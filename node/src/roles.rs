@@ -44,9 +44,11 @@ const COMPUTE_QUEUE: usize = 1024;
 /// The node's pool supervisors, each linked to the root, in start order.
 pub(crate) struct Pools {
     root: ActorRef<RootMessage>,
-    health: Arc<Health>,
+    /// The node's health, which every pool reports to.
+    pub(crate) health: Arc<Health>,
     policy: RestartPolicy,
-    metrics: Arc<Metrics>,
+    /// The node's metrics.
+    pub(crate) metrics: Arc<Metrics>,
     started: Vec<ActorRef<PoolMessage>>,
 }
 

@@ -6,8 +6,7 @@
 //! that fails makes the answer an error that says how many were written — retrying the
 //! whole batch is safe, event ids are applied once.
 
-use super::body::read_json;
-use super::body::PathId;
+use super::body::{read_json, PathId};
 use super::state::{IngressState, Refusal, Serving};
 use crate::features::shard_of;
 use crate::remote::router::Router;

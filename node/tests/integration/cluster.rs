@@ -101,6 +101,11 @@ pub(crate) fn tls_env(dir: &Path, name: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// `env` as the `(&str, &str)` pairs [`spawn_with`] takes.
+pub(crate) fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// A port free now, below Linux's ephemeral range (32768+), so no outgoing connection
 /// of this machine takes it before the node binds it.
 pub(crate) fn free_port() -> u16 {
@@ -405,10 +410,7 @@ async fn nodes_join_serve_the_single_node_top_k_refuse_a_wrong_cookie_and_surviv
     let silent = TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
     let rogue_certs = certs("rogue");
     let rogue_tls = tls_env(&rogue_certs, "recd-2");
-    let rogue_env: Vec<(&str, &str)> = rogue_tls
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let rogue_env = borrowed(&rogue_tls);
     let plaintext_env = [("RECD__CLUSTER__TLS", "~")];
     for (what, env) in [
         ("another CA", &rogue_env[..]),

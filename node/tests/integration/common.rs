@@ -42,6 +42,10 @@ pub fn workload_data() -> &'static Path {
     .path()
 }
 
+/// A deadline header far above any stage's time: for tests about something other than
+/// deadlines, on two cores shared by every test (debug builds).
+pub const WIDE_BUDGET: (&str, &str) = ("x-deadline-ms", "5000");
+
 /// The admin token of every test node; [`client`] presents it on every request (the
 /// public port ignores it, the admin port needs it).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";

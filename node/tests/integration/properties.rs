@@ -4,7 +4,7 @@
 //! good request afterwards. Bodies are either raw bytes or JSON built from the request
 //! schemas' own keys with values of any type, so the parsers' every branch is reached.
 
-use crate::common::{config, small_data};
+use crate::common::{config, get_status, recommend, small_data};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use recd_node::Node;
@@ -212,18 +212,8 @@ fn any_request_gets_2xx_or_a_4xx_naming_the_problem() {
     }
     // the node still serves, and is healthy
     let good = rt.block_on(async {
-        let r = client
-            .post(format!("http://{addr}/recommend"))
-            .header("content-type", "application/json")
-            .body(r#"{"user_id":"u7","topk":5}"#)
-            .send()
-            .await
-            .expect("good request");
-        let healthz = client.get(format!("http://{addr}/healthz")).send().await;
-        (
-            r.status().as_u16(),
-            healthz.expect("healthz").status().as_u16(),
-        )
+        let (status, _) = recommend(&client, addr, r#"{"user_id":"u7","topk":5}"#, &[]).await;
+        (status, get_status(&client, addr, "/healthz").await)
     });
     assert_eq!(good, (200, 200));
     // and no actor crashed on the way (a restart would hide behind a 200)

@@ -1,7 +1,7 @@
 //! Supervision under load: a panicking shard or ranker actor is restarted by its pool
 //! supervisor; requests meanwhile get a flagged fallback, never a 5xx.
 
-use crate::common::{client, config, get_status, poll, recommend, small_data};
+use crate::common::{client, config, get_status, poll, recommend, small_data, WIDE_BUDGET};
 use recd_node::Node;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -263,9 +263,8 @@ async fn a_panicking_ingress_is_restarted_on_the_same_ports() {
             let mut statuses = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let body = format!(r#"{{"user_id":"u{}"}}"#, statuses.len());
-                // wide budgets: a request waits through the restart, and two cores are shared
-                let wide = [("x-deadline-ms", "5000")];
-                statuses.push(recommend(&client, addr, &body, &wide).await.0);
+                // wide budgets: a request waits through the restart
+                statuses.push(recommend(&client, addr, &body, &[WIDE_BUDGET]).await.0);
             }
             statuses
         })
@@ -278,8 +277,7 @@ async fn a_panicking_ingress_is_restarted_on_the_same_ports() {
     })
     .await;
     // the restarted ingress serves both ports at the same addresses
-    let wide = [("x-deadline-ms", "5000")];
-    let (status, _) = recommend(&fresh, addr, r#"{"user_id":"u1"}"#, &wide).await;
+    let (status, _) = recommend(&fresh, addr, r#"{"user_id":"u1"}"#, &[WIDE_BUDGET]).await;
     assert_eq!(status, 200);
     assert_eq!(get_status(&client(), admin, "/cluster").await, 200);
     stop.store(true, Ordering::Relaxed);

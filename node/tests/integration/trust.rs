@@ -4,7 +4,7 @@
 //! cluster certificates taken up without a restart.
 
 use crate::cluster::{
-    certs, converge, free_port, log_path, spawn, spawn_with, three_nodes_with, tls_env,
+    borrowed, certs, converge, free_port, log_path, spawn, spawn_with, three_nodes_with, tls_env,
     ONE_CLUSTER_AT_A_TIME,
 };
 use crate::common::{client, config, metric_sum, metrics_text, poll, recommend, small_data};
@@ -303,35 +303,26 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let (old, new) = (certs("cluster"), certs("renewed"));
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    // the node's three files, at fixed paths, from the certificates in `from`
+    // node i's three files, in a folder of its own, copied from the certificates in `from`
     let place = |from: &std::path::Path, i: usize| {
         let name = format!("recd-{i}");
-        for (src, dst) in [
-            ("ca.pem".to_owned(), "ca.pem"),
-            (format!("{name}.pem"), "cert.pem"),
-            (format!("{name}-key.pem"), "key.pem"),
+        for f in [
+            "ca.pem".to_owned(),
+            format!("{name}.pem"),
+            format!("{name}-key.pem"),
         ] {
-            std::fs::copy(from.join(src), dirs[i].path().join(dst)).unwrap();
+            std::fs::copy(from.join(&f), dirs[i].path().join(&f)).unwrap();
         }
     };
     let env: Vec<Vec<(String, String)>> = (0..2)
         .map(|i| {
             place(&old, i);
-            let file = |f: &str| dirs[i].path().join(f).display().to_string();
-            vec![
-                ("RECD__CLUSTER__TLS__CA".into(), file("ca.pem")),
-                ("RECD__CLUSTER__TLS__CERT".into(), file("cert.pem")),
-                ("RECD__CLUSTER__TLS__KEY".into(), file("key.pem")),
-                ("RECD__CLUSTER__TLS__RELOAD_MS".into(), "200".into()),
-            ]
+            let mut env = tls_env(dirs[i].path(), &format!("recd-{i}"));
+            env.push(("RECD__CLUSTER__TLS__RELOAD_MS".into(), "200".into()));
+            env
         })
         .collect();
-    let env_of = |i: usize| -> Vec<(&str, &str)> {
-        env[i]
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    };
+    let env_of = |i: usize| borrowed(&env[i]);
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     // both seeded with recd-2 before it runs: they keep dialling it (and fail) meanwhile
     let n0 = spawn_with("recd-0", "s3cret", ports[0], &[ports[2]], &env_of(0));
@@ -345,7 +336,7 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
     let client = client();
     converge(&client, &[&n0, &n1], &["recd-0", "recd-1"]).await;
 
-    std::fs::write(dirs[0].path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dirs[0].path().join("recd-0.pem"), "not a certificate").unwrap();
     logged("recd-0", "cluster TLS files changed but do not load").await;
     place(&new, 0);
     place(&new, 1);
@@ -354,8 +345,7 @@ async fn renewed_certificates_are_taken_up_without_a_restart() {
     }
     // recd-2 trusts only the new CA and presents a certificate only it signed
     let tls2 = tls_env(&new, "recd-2");
-    let env2: Vec<(&str, &str)> = tls2.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let n2 = spawn_with("recd-2", "s3cret", ports[2], &[], &env2);
+    let n2 = spawn_with("recd-2", "s3cret", ports[2], &[], &borrowed(&tls2));
     converge(&client, &[&n0, &n1, &n2], &["recd-0", "recd-1", "recd-2"]).await;
     let log = plain(&std::fs::read_to_string(log_path("recd-2")).unwrap());
     assert!(
@@ -375,17 +365,12 @@ async fn a_certificate_of_another_ca_is_refused_at_start() {
     env.push(("RECD__CLUSTER__TLS__CA".into(), ca));
     // recd-0 of the roster, logged apart from the cluster tests' recd-0
     env.push(("RECD__CLUSTER__NODE_NAME".into(), "recd-0".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut node = spawn_with("recd-x", "s3cret", free_port(), &[], &env);
+    let mut node = spawn_with("recd-x", "s3cret", free_port(), &[], &borrowed(&env));
     let status = poll(30, || {
         let exited = node.child.try_wait().expect("try_wait");
         async move { exited }
     })
     .await;
     assert!(!status.success());
-    let log = plain(&std::fs::read_to_string(log_path("recd-x")).unwrap());
-    assert!(
-        log.contains("does not verify against cluster.tls.ca"),
-        "{log}"
-    );
+    logged("recd-x", "does not verify against cluster.tls.ca").await;
 }

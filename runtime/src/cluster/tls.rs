@@ -90,8 +90,7 @@ impl ClusterTls {
     /// `Err` when changed contents do not load (the previous certificate stays).
     pub fn reload(&self) -> anyhow::Result<bool> {
         let bytes = read(&self.files)?;
-        let now = self.now();
-        if *now.seen == bytes {
+        if *self.now().seen == bytes {
             return Ok(false);
         }
         let loaded = configs(&self.files, &bytes);

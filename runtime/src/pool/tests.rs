@@ -48,6 +48,22 @@ impl WorkerFactory for FlakyFactory {
     }
 }
 
+/// A pool `name` of 3 workers from `factory`, `max_restarts` per minute, 1 ms backoff.
+fn args<F: WorkerFactory>(name: &'static str, factory: F, max_restarts: u32) -> PoolArgs<F> {
+    PoolArgs {
+        name,
+        factory,
+        slots: PoolSlots::new(3),
+        policy: RestartPolicy {
+            max_restarts,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_millis(1),
+        },
+        metrics: Arc::new(Metrics::new()),
+        health: root::Health::new(),
+    }
+}
+
 async fn start(
     max_restarts: u32,
 ) -> (
@@ -56,20 +72,8 @@ async fn start(
     ActorRef<PoolMessage>,
     Arc<root::Health>,
 ) {
-    let slots = PoolSlots::new(3);
-    let metrics = Arc::new(Metrics::new());
-    let args = PoolArgs {
-        name: "flaky",
-        factory: FlakyFactory,
-        slots: Arc::clone(&slots),
-        policy: RestartPolicy {
-            max_restarts,
-            window: Duration::from_secs(60),
-            backoff: Duration::from_millis(1),
-        },
-        metrics: Arc::clone(&metrics),
-        health: root::Health::new(),
-    };
+    let args = args("flaky", FlakyFactory, max_restarts);
+    let (slots, metrics) = (Arc::clone(&args.slots), Arc::clone(&args.metrics));
     let health = Arc::clone(&args.health);
     let (sup, _) = Actor::spawn(None, PoolSupervisor::<FlakyFactory>::default(), args)
         .await
@@ -152,18 +156,7 @@ impl WorkerFactory for SlowFactory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_pool_has_waited_for_each_workers_own_stop() {
     let stopped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let args = PoolArgs {
-        name: "slow",
-        factory: SlowFactory(Arc::clone(&stopped)),
-        slots: PoolSlots::new(3),
-        policy: RestartPolicy {
-            max_restarts: 1,
-            window: Duration::from_secs(60),
-            backoff: Duration::from_millis(1),
-        },
-        metrics: Arc::new(Metrics::new()),
-        health: root::Health::new(),
-    };
+    let args = args("slow", SlowFactory(Arc::clone(&stopped)), 1);
     let (sup, _) = Actor::spawn(None, PoolSupervisor::<SlowFactory>::default(), args)
         .await
         .unwrap();
